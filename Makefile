@@ -1,0 +1,52 @@
+# flowpipe: build, test, benchmark, fuzz. `make help` lists the targets.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X github.com/flowpipe/flowpipe/pkg/command.Version=$(VERSION)
+FUZZTIME ?= 30s
+# Pinned generators: `make proto` output must not depend on what happens to be installed.
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_VTPROTO_VERSION := v0.6.0
+STATICCHECK_VERSION        := v0.8.2
+GOBIN    := $(shell $(GO) env GOPATH)/bin
+
+.PHONY: help build test test-short bench fuzz fuzz-ci proto proto-tools lint demo clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+build: ## build the four tools into bin/
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+
+test: ## every test (unit, interop with real exporters, end to end) plus vet and a short fuzz pass
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory fuzz-ci
+
+test-short: ## unit tests only, skipping those that start external programs
+	$(GO) test -short -count=1 ./...
+
+bench: ## all Go benchmarks (decoders, framing, stages)
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./pkg/...
+
+fuzz: ## fuzz every Fuzz target for FUZZTIME each
+	@scripts/fuzz-all.sh $(FUZZTIME)
+
+fuzz-ci: ## the bounded fuzz pass CI runs
+	@scripts/fuzz-all.sh $${FUZZTIME_CI:-5s}
+
+proto-tools: ## install the pinned protobuf generators
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	$(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(PROTOC_GEN_VTPROTO_VERSION)
+
+proto: proto-tools ## regenerate pkg/flowpb from flow.proto
+	PATH="$(GOBIN):$$PATH" $(GO) generate ./pkg/flowpb
+
+lint: ## go vet and staticcheck
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+demo: build ## run the pipeline on generated traffic
+	@scripts/demo.sh
+
+clean:
+	rm -rf bin
