@@ -1,0 +1,143 @@
+package command
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+)
+
+func testApp(action func(ctx context.Context, c *cli.Context, s Streams) error) App {
+	return App{
+		Name:  "flowtest",
+		Usage: "test tool",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen-addr", Value: ":1"},
+			&cli.IntFlag{Name: "workers", Value: 1},
+			&cli.DurationFlag{Name: "flush-interval"},
+			&cli.StringSliceFlag{Name: "allow"},
+		},
+		Action: action,
+	}
+}
+
+func run(t *testing.T, app App, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Run(context.Background(), app, append([]string{app.Name}, args...), Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
+	return code, out.String(), errb.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		err      error
+		want     int
+		stderrRe string
+	}{
+		{"ok", nil, nil, ExitOK, ""},
+		{"runtime error", nil, errors.New("broker unreachable"), ExitRuntime, "flowtest: broker unreachable\n"},
+		{"usage error from action", nil, Usagef("--workers must be >= 1"), ExitUsage, "flowtest: --workers must be >= 1\n"},
+		{"unknown flag", []string{"--bogus"}, nil, ExitUsage, "flowtest: flag provided but not defined: -bogus\n"},
+		{"bad int", []string{"--workers", "x"}, nil, ExitUsage, "flowtest: invalid value"},
+		{"unexpected argument", []string{"extra"}, nil, ExitUsage, "flowtest: unexpected argument \"extra\"\n"},
+		{"downstream closed", nil, fmt.Errorf("write: %w", syscall.EPIPE), ExitOK, ""},
+		{"signalled", nil, context.Canceled, ExitOK, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app := testApp(func(context.Context, *cli.Context, Streams) error { return tc.err })
+			code, _, stderr := run(t, app, tc.args...)
+			if code != tc.want {
+				t.Errorf("exit code %d, want %d (stderr %q)", code, tc.want, stderr)
+			}
+			if !strings.HasPrefix(stderr, tc.stderrRe) || (tc.stderrRe == "" && stderr != "") {
+				t.Errorf("stderr %q, want prefix %q", stderr, tc.stderrRe)
+			}
+		})
+	}
+}
+
+func TestEveryFlagHasAnEnvVar(t *testing.T) {
+	t.Setenv("FLOWTEST_LISTEN_ADDR", ":2055")
+	t.Setenv("FLOWTEST_WORKERS", "3")
+	t.Setenv("FLOWTEST_FLUSH_INTERVAL", "150ms")
+	t.Setenv("FLOWTEST_ALLOW", "10.0.0.0/8,192.0.2.0/24")
+	t.Setenv("FLOWTEST_LOG_LEVEL", "debug")
+	var got string
+	app := testApp(func(_ context.Context, c *cli.Context, _ Streams) error {
+		got = fmt.Sprintf("%s %d %s %v %s", c.String("listen-addr"), c.Int("workers"), c.Duration("flush-interval"), c.StringSlice("allow"), c.String("log-level"))
+		return nil
+	})
+	if code, _, stderr := run(t, app); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if want := ":2055 3 150ms [10.0.0.0/8 192.0.2.0/24] debug"; got != want {
+		t.Fatalf("flags from env = %q, want %q", got, want)
+	}
+	_, help, _ := run(t, app, "--help")
+	for _, env := range []string{"$FLOWTEST_LISTEN_ADDR", "$FLOWTEST_WORKERS", "$FLOWTEST_LOG_FORMAT", "Exit codes:"} {
+		if !strings.Contains(help, env) {
+			t.Errorf("--help does not mention %s:\n%s", env, help)
+		}
+	}
+}
+
+func TestVersionAndHelpGoToStdout(t *testing.T) {
+	app := testApp(func(context.Context, *cli.Context, Streams) error { return errors.New("must not run") })
+	code, out, _ := run(t, app, "--version")
+	if code != 0 || !strings.Contains(out, "flowtest version "+Version) {
+		t.Fatalf("--version: exit %d, stdout %q", code, out)
+	}
+}
+
+func TestLoggerFlags(t *testing.T) {
+	var logs bytes.Buffer
+	app := testApp(func(_ context.Context, c *cli.Context, s Streams) error {
+		log, err := NewLogger(c, &logs)
+		if err != nil {
+			return err
+		}
+		log.Debug("hidden")
+		log.Warn("shown", "exporter", "192.0.2.1")
+		return nil
+	})
+	if code, _, stderr := run(t, app, "--log-format", "json", "--log-level", "warn"); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if s := logs.String(); strings.Contains(s, "hidden") || !strings.Contains(s, `"exporter":"192.0.2.1"`) {
+		t.Fatalf("logs = %q", s)
+	}
+	if code, _, _ := run(t, app, "--log-format", "xml"); code != ExitUsage {
+		t.Fatalf("bad --log-format: exit %d, want 2", code)
+	}
+}
+
+// TestBrokenPipeEndsQuietly runs a real process whose stdout is a closed
+// pipe: the write fails with EPIPE and the tool must exit 0 silently
+// instead of dying of SIGPIPE.
+func TestBrokenPipeEndsQuietly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	bin := t.TempDir() + "/pipetest"
+	build := exec.Command("go", "build", "-o", bin, "./testdata/pipetest")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	errFile := t.TempDir() + "/stderr"
+	cmd := exec.Command("bash", "-c", "set -o pipefail; "+bin+" 2>"+errFile+" | head -c 10 >/dev/null; echo rc=$?; cat "+errFile)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if strings.TrimSpace(string(out)) != "rc=0" {
+		t.Fatalf("want exit 0 and no stderr, got %q", out)
+	}
+}
