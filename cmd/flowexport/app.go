@@ -2,20 +2,183 @@ package main
 
 import (
 	"context"
-	"errors"
+	"log/slog"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/time/rate"
 
 	"github.com/flowpipe/flowpipe/pkg/command"
+	"github.com/flowpipe/flowpipe/pkg/export"
+	"github.com/flowpipe/flowpipe/pkg/kafkaopt"
+	"github.com/flowpipe/flowpipe/pkg/telemetry"
 )
+
+const description = `flowexport reads flow records from a Kafka topic as a member of a consumer
+group and serves per-AS-pair counters on /metrics, as neptune-networks'
+flow-exporter does: flow_receive_bytes_total (destination_as is --asn) and
+flow_transmit_bytes_total (source_as is --asn), labelled source_as,
+source_as_name, destination_as, destination_as_name and hostname, plus
+_packets_total and _flows_total. --all-pairs also counts every flow in
+flow_bytes_total, flow_packets_total and flow_flows_total.
+
+Records are flowpipe/goflow2 protobuf (varint-framed or bare), their JSON, or
+pmacct's kafka plugin JSON (label, as_src, as_dst, bytes, packets, flows,
+peer_ip_src, sampling_rate), detected per record; anything else is counted in
+flowexport_records_invalid_total and skipped. hostname is pmacct's label,
+else the exporter's address (sampler_address, peer_ip_src). Bytes and packets
+are multiplied by the sampling rate (0 counts as 1). AS names come from the
+records (flowenrich), else from --asn-db, else are empty.
+
+At most --max-pairs series are kept: flows of new pairs then go to one series
+per family whose labels are all "other" (flowexport_pairs_folded_total), and
+series idle for --pair-ttl are dropped (flowexport_pairs_expired_total).
+Offsets are committed after the records are counted; counters start at zero in
+each process (Prometheus handles the reset), and several instances in one
+group each export their partitions' share: sum them in PromQL.
+
+Examples:
+   flowexport --brokers kafka1:9092,kafka2:9092 --topic flows --asn 64500
+   flowexport --broker kafka:9092 --topic pmacct.acct --asn 15169      (flow-exporter's command line)
+   flowexport --topic flows --all-pairs --asn-db GeoLite2-ASN.mmdb --max-pairs 50000
+   FLOWEXPORT_ASN=64500 flowexport --start-offset earliest --metrics-listen 127.0.0.1:9590`
 
 func newApp() command.App {
 	return command.App{
-		Name:  "flowexport",
-		Usage: "consume flows from Kafka and export per-AS-pair Prometheus counters",
-		Flags: []cli.Flag{command.MetricsFlag(":9590")},
-		Action: func(ctx context.Context, c *cli.Context, s command.Streams) error {
-			return errors.New("not built yet")
-		},
+		Name:        "flowexport",
+		Usage:       "consume flows from Kafka and export per-AS-pair Prometheus counters",
+		UsageText:   "flowexport --brokers HOST:PORT --topic TOPIC --asn ASN [options]",
+		Description: description,
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "topic", Value: "flows", Usage: "Kafka topic to consume"},
+			&cli.StringFlag{Name: "group", Value: "flowexport", Usage: "Kafka consumer group"},
+			&cli.StringFlag{Name: "start-offset", Value: string(export.StartLatest),
+				Usage: "where a partition without a committed offset starts: latest, earliest, or committed (wait for a commit)"},
+			&cli.StringFlag{Name: "partitions", Value: "all",
+				Usage: "flow-exporter compatibility: only \"all\"; the consumer group assigns partitions"},
+			&cli.Uint64Flag{Name: "asn", Usage: "monitored AS: flows from it are transmitted, flows to it received"},
+			&cli.BoolFlag{Name: "all-pairs", Usage: "also count every flow in flow_{bytes,packets,flows}_total"},
+			&cli.Uint64Flag{Name: "default-as", Aliases: []string{"defaultAS"},
+				Usage: "AS number replacing 0 in records (pmacct writes 0 for the local AS)"},
+			&cli.BoolFlag{Name: "no-sampling-multiply", Usage: "count bytes and packets as exported, not multiplied by the sampling rate"},
+			&cli.PathFlag{Name: "asn-db", Usage: "GeoLite2-ASN-shaped mmdb naming AS numbers the records leave unnamed"},
+			&cli.IntFlag{Name: "max-pairs", Value: export.DefaultConfig().MaxPairs,
+				Usage: "series kept; beyond it new pairs fold into the \"other\" series"},
+			&cli.DurationFlag{Name: "pair-ttl", Value: export.DefaultConfig().PairTTL,
+				Usage: "drop a series after this long without traffic"},
+			command.MetricsFlag(":9590"),
+		}, kafkaFlags()...),
+		Action: run,
 	}
+}
+
+// kafkaFlags are the shared connection flags, with flow-exporter's
+// --broker accepted for --brokers.
+func kafkaFlags() []cli.Flag {
+	flags := kafkaopt.Flags("")
+	for _, f := range flags {
+		if sf, ok := f.(*cli.StringFlag); ok && sf.Name == "brokers" {
+			sf.Aliases = append(sf.Aliases, "broker")
+		}
+	}
+	return flags
+}
+
+func run(ctx context.Context, c *cli.Context, s command.Streams) error {
+	log, err := command.NewLogger(c, s.Err)
+	if err != nil {
+		return err
+	}
+	cfg, ccfg, err := configFromFlags(c)
+	if err != nil {
+		return err
+	}
+	if path := c.Path("asn-db"); path != "" {
+		names, err := export.LoadASNames(path)
+		if err != nil {
+			return err
+		}
+		cfg.ASNames = names
+		log.Info("loaded AS names", "count", len(names))
+	}
+	table, err := export.NewTable(cfg)
+	if err != nil {
+		return command.Usagef("%v", err)
+	}
+	reg := telemetry.NewRegistry()
+	reg.MustRegister(table)
+	m := export.NewMetrics(reg)
+
+	invalidLog := rate.Sometimes{First: 3, Interval: 30 * time.Second}
+	errorLog := rate.Sometimes{First: 3, Interval: 30 * time.Second}
+	ccfg.OnInvalid = func(r *kgo.Record, err error) {
+		invalidLog.Do(func() {
+			log.Warn("skipping a record that is no flow", "topic", r.Topic, "partition", r.Partition,
+				"offset", r.Offset, "err", err)
+		})
+	}
+	ccfg.OnError = func(err error) {
+		errorLog.Do(func() { log.Warn("kafka", "err", err) })
+	}
+	kcfg, err := kafkaopt.FromCLI(c, "")
+	if err != nil {
+		return err
+	}
+	if kcfg.ClientID == "" {
+		kcfg.ClientID = "flowexport"
+	}
+	ccfg.Client, err = kcfg.Opts()
+	if err != nil {
+		return err
+	}
+	ccfg.Client = append(ccfg.Client, kafkaopt.WithLogger(log), kafkaopt.WithMetrics("flowexport", reg))
+	cons, err := export.NewConsumer(ccfg, export.NewCounter(table), m)
+	if err != nil {
+		return err
+	}
+	stopMetrics, err := command.StartMetrics(c, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	log.Info("consuming", "topic", ccfg.Topic, "group", ccfg.Group, "start_offset", string(ccfg.Start))
+	err = cons.Run(ctx)
+	log.LogAttrs(context.Background(), slog.LevelInfo, "stopped", slog.Int("pairs", table.Len()))
+	return err
+}
+
+func configFromFlags(c *cli.Context) (export.Config, export.ConsumerConfig, error) {
+	cfg := export.DefaultConfig()
+	asn, defAS := c.Uint64("asn"), c.Uint64("default-as")
+	if asn > 1<<32-1 || defAS > 1<<32-1 {
+		return cfg, export.ConsumerConfig{}, command.Usagef("--asn and --default-as take 32-bit AS numbers")
+	}
+	cfg.ASN, cfg.DefaultAS = uint32(asn), uint32(defAS)
+	cfg.AllPairs = c.Bool("all-pairs")
+	cfg.NoSamplingMultiply = c.Bool("no-sampling-multiply")
+	cfg.MaxPairs = c.Int("max-pairs")
+	cfg.PairTTL = c.Duration("pair-ttl")
+	if cfg.ASN == 0 && !cfg.AllPairs {
+		return cfg, export.ConsumerConfig{}, command.Usagef("give --asn (the monitored AS) or --all-pairs")
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, export.ConsumerConfig{}, command.Usagef("%v", err)
+	}
+	if p := c.String("partitions"); p != "all" {
+		return cfg, export.ConsumerConfig{}, command.Usagef("--partitions %q: only \"all\" is supported; run more instances in the same --group to share partitions", p)
+	}
+	start, err := export.ParseStartOffset(c.String("start-offset"))
+	if err != nil {
+		return cfg, export.ConsumerConfig{}, command.Usagef("--start-offset: %v", err)
+	}
+	if c.String("topic") == "" || c.String("group") == "" {
+		return cfg, export.ConsumerConfig{}, command.Usagef("--topic and --group must not be empty")
+	}
+	ccfg := export.ConsumerConfig{
+		Topic: c.String("topic"),
+		Group: c.String("group"),
+		Start: start,
+	}
+	return cfg, ccfg, nil
 }
