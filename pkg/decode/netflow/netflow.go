@@ -1,0 +1,278 @@
+// Package netflow decodes NetFlow v5, NetFlow v9 and IPFIX (RFC 7011)
+// export packets into flowpb.FlowMessage records, field for field as
+// goflow2 v2 fills them.
+//
+// One Decoder handles the three versions and dispatches on the version
+// field; NewV5Decoder, NewV9Decoder and NewIPFIXDecoder return decoders
+// that refuse the other versions (decode.ErrVersion). v9 and IPFIX share
+// the template cache and the field mapping: a template is compiled once
+// into a list of (length, target) operations and each data record is
+// decoded by walking that list, without allocating.
+//
+// Behaviour worth knowing:
+//   - Templates are keyed by exporter address (not port), version, source
+//     id / observation domain and template id (see package template).
+//   - Data sets whose template is unknown are held in the cache's bounded
+//     buffer and decoded (emitted) when the template arrives.
+//   - Sampling: options data carrying samplingInterval (34),
+//     samplerRandomInterval (50) or samplingPacketInterval/Space (305/306,
+//     rate = (interval+space)/interval), with or without a sampler id
+//     (48/302), sets sampling_rate on the exporter/domain's later records:
+//     a record's own sampler id picks its sampler's rate, else the
+//     domain's default (the last rate announced without an id, or failing
+//     that the last announced). v5 takes the low 14 bits of the header's
+//     sampling interval.
+//   - Biflows (RFC 5103): a record with reverse elements (enterprise
+//     29305) is emitted as its forward record and, when a reverse counter is
+//     non-zero, a second record with addresses, ports, interfaces, MACs, AS
+//     and masks swapped, the reverse counters and TCP flags, and
+//     biflow_reverse set.
+//   - Times: v5 and v9 First/Last relative to sysUptime and the header's
+//     Unix time; IPFIX flowStart/End Seconds, Milliseconds, Micro- and
+//     Nanoseconds (NTP format), delta microseconds (158/159, relative to the
+//     export time) and flowStart/EndSysUpTime (22/21, relative to
+//     systemInitTimeMilliseconds (160) from the record or options data).
+//   - Mapped elements (package mapping) are appended to the record's
+//     unknown fields.
+package netflow
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"github.com/flowpipe/flowpipe/pkg/decode"
+	"github.com/flowpipe/flowpipe/pkg/decode/mapping"
+	"github.com/flowpipe/flowpipe/pkg/decode/template"
+	"github.com/flowpipe/flowpipe/pkg/flowpb"
+)
+
+// Templates is the template cache type of this package's decoders.
+type Templates = template.Cache[*program]
+
+// NewTemplates returns a template cache for decoders using mapping m (nil:
+// none). Share one cache between decoders to Save and Load in one place.
+func NewTemplates(cfg template.Config, m *mapping.Mapping) *Templates {
+	return template.New(cfg, compile(m))
+}
+
+// Config configures a Decoder. The zero value works.
+type Config struct {
+	// Templates is the template cache; nil: a new one from TemplateConfig
+	// and Mapping. A shared cache must have been built with the same
+	// Mapping.
+	Templates      *Templates
+	TemplateConfig template.Config
+	Mapping        *mapping.Mapping
+	// Observer receives sequence gaps and resets; nil: none.
+	Observer decode.Observer
+	// MaxRecordsPerSet bounds the records decoded from one set (default
+	// 4096); the rest of the set is skipped with decode.ErrLimit.
+	MaxRecordsPerSet int
+}
+
+// Decoder decodes NetFlow v5, v9 and IPFIX packets. It is not safe for
+// concurrent use: give each worker its own (they may share Templates).
+// Sequence and sampling state are per Decoder, so an exporter's packets
+// must all go to the same Decoder.
+type Decoder struct {
+	only      uint16 // 0: any version
+	templates *Templates
+	mapping   *mapping.Mapping
+	observer  decode.Observer
+	maxRecs   int
+
+	msg      flowpb.FlowMessage
+	unknown  []byte
+	seq      map[seqKey]*seqState
+	sampling map[seqKey]*samplingState
+	rec      record
+	fieldBuf []template.Field
+}
+
+// NewDecoder returns a Decoder for v5, v9 and IPFIX.
+func NewDecoder(cfg Config) *Decoder {
+	d := &Decoder{
+		templates: cfg.Templates,
+		mapping:   cfg.Mapping,
+		observer:  cfg.Observer,
+		maxRecs:   cfg.MaxRecordsPerSet,
+		seq:       make(map[seqKey]*seqState),
+		sampling:  make(map[seqKey]*samplingState),
+	}
+	if d.templates == nil {
+		d.templates = NewTemplates(cfg.TemplateConfig, cfg.Mapping)
+	}
+	if d.observer == nil {
+		d.observer = decode.NopObserver{}
+	}
+	if d.maxRecs <= 0 {
+		d.maxRecs = 4096
+	}
+	return d
+}
+
+// NewV5Decoder returns a Decoder that accepts NetFlow v5 only.
+func NewV5Decoder(cfg Config) *Decoder { d := NewDecoder(cfg); d.only = 5; return d }
+
+// NewV9Decoder returns a Decoder that accepts NetFlow v9 only.
+func NewV9Decoder(cfg Config) *Decoder { d := NewDecoder(cfg); d.only = 9; return d }
+
+// NewIPFIXDecoder returns a Decoder that accepts IPFIX only.
+func NewIPFIXDecoder(cfg Config) *Decoder { d := NewDecoder(cfg); d.only = 10; return d }
+
+// Templates returns the decoder's template cache.
+func (d *Decoder) Templates() *Templates { return d.templates }
+
+var _ decode.Decoder = (*Decoder)(nil)
+
+// Decode decodes one export packet, emitting each good record.
+func (d *Decoder) Decode(p decode.Packet, emit decode.Emit) error {
+	if len(p.Data) < 2 {
+		return &decode.Error{Protocol: decode.ProtocolUnknown, Exporter: p.Exporter, Err: fmt.Errorf("netflow: %d-byte packet: %w", len(p.Data), decode.ErrTruncated)}
+	}
+	v := binary.BigEndian.Uint16(p.Data)
+	if d.only != 0 && v != d.only {
+		return &decode.Error{Protocol: protocolOf(d.only), Exporter: p.Exporter, Err: fmt.Errorf("netflow: version %d: %w", v, decode.ErrVersion)}
+	}
+	switch v {
+	case 5:
+		return d.decodeV5(p, emit)
+	case 9, 10:
+		return d.decodeTemplated(p, v, emit)
+	}
+	return &decode.Error{Protocol: decode.ProtocolUnknown, Exporter: p.Exporter, Err: fmt.Errorf("netflow: version %d: %w", v, decode.ErrVersion)}
+}
+
+func protocolOf(v uint16) decode.Protocol {
+	switch v {
+	case 5:
+		return decode.NetFlowV5
+	case 9:
+		return decode.NetFlowV9
+	case 10:
+		return decode.IPFIX
+	}
+	return decode.ProtocolUnknown
+}
+
+type seqKey struct {
+	exporter netip.Addr
+	version  uint16
+	domain   uint32
+}
+
+type seqState struct {
+	next  uint32
+	valid bool
+}
+
+// sequence checks a packet's sequence number against the expected one and
+// sets the next expectation: next = seq + advance (packets for v9, flows
+// for v5, data records for IPFIX); advance < 0 means unknown.
+func (d *Decoder) sequence(k seqKey, seq uint32, advance int) {
+	s := d.seq[k]
+	if s == nil {
+		if len(d.seq) >= maxSeqStates {
+			clear(d.seq) // exporters come and go; a bounded map beats a leak
+		}
+		s = &seqState{}
+		d.seq[k] = s
+	}
+	if s.valid && seq != s.next {
+		if diff := int32(seq - s.next); diff > 0 {
+			d.observer.SequenceGap(protocolOf(k.version), k.exporter, k.domain, uint64(diff))
+		} else {
+			d.observer.SequenceReset(protocolOf(k.version), k.exporter, k.domain)
+		}
+	}
+	s.next, s.valid = seq+uint32(advance), advance >= 0
+}
+
+const maxSeqStates = 65536
+
+// samplingState is what options data said about an exporter's sampling.
+type samplingState struct {
+	rate         uint64            // the domain's default
+	rateFromID   bool              // rate came from a record with a sampler id
+	byID         map[uint64]uint64 // per sampler id
+	systemInitMs uint64            // systemInitTimeMilliseconds, for IPFIX 21/22
+}
+
+func (d *Decoder) samplingFor(k seqKey, create bool) *samplingState {
+	s := d.sampling[k]
+	if s == nil && create {
+		if len(d.sampling) >= maxSeqStates {
+			clear(d.sampling)
+		}
+		s = &samplingState{}
+		d.sampling[k] = s
+	}
+	return s
+}
+
+func (s *samplingState) set(rate uint64, id uint64, hasID bool) {
+	if rate == 0 {
+		return
+	}
+	if hasID {
+		if s.byID == nil {
+			s.byID = make(map[uint64]uint64)
+		}
+		if len(s.byID) < 1024 {
+			s.byID[id] = rate
+		}
+		if s.rate == 0 || s.rateFromID {
+			s.rate, s.rateFromID = rate, true
+		}
+		return
+	}
+	s.rate, s.rateFromID = rate, false
+}
+
+// setCommon fills the fields every record of a packet shares.
+func (d *Decoder) setCommon(m *flowpb.FlowMessage, t flowpb.FlowMessage_FlowType, exporter netip.Addr, receivedNs uint64, seq, domain uint32) {
+	m.Type = t
+	m.TimeReceivedNs = receivedNs
+	m.SequenceNum = seq
+	m.ObservationDomainId = domain
+	if exporter.Is4() {
+		a := exporter.As4()
+		m.SamplerAddress = append(m.SamplerAddress[:0], a[:]...)
+	} else {
+		a := exporter.As16()
+		m.SamplerAddress = append(m.SamplerAddress[:0], a[:]...)
+	}
+}
+
+// be reads a big-endian unsigned integer of 1 to 8 bytes (longer values
+// keep their low 8 bytes).
+func be(v []byte) uint64 {
+	switch len(v) {
+	case 1:
+		return uint64(v[0])
+	case 2:
+		return uint64(binary.BigEndian.Uint16(v))
+	case 4:
+		return uint64(binary.BigEndian.Uint32(v))
+	case 8:
+		return binary.BigEndian.Uint64(v)
+	}
+	if len(v) > 8 {
+		v = v[len(v)-8:]
+	}
+	var u uint64
+	for _, c := range v {
+		u = u<<8 | uint64(c)
+	}
+	return u
+}
+
+func allZero(v []byte) bool {
+	for _, c := range v {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,345 @@
+package netflow
+
+import (
+	"encoding/binary"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/flowpipe/flowpipe/pkg/decode"
+	"github.com/flowpipe/flowpipe/pkg/decode/template"
+	"github.com/flowpipe/flowpipe/pkg/flowpb"
+)
+
+// record is the per-record state that needs the whole record before it
+// becomes message fields.
+type record struct {
+	startUp, endUp              uint32
+	hasStartUp, hasEndUp        bool
+	startDelta, endDelta        uint64
+	hasStartDelta, hasEndDelta  bool
+	systemInitMs                uint64
+	revBytes, revPackets        uint64
+	revFlags                    uint32
+	totalBytes, totalPackets    uint64
+	samplerID                   uint64
+	hasSamplerID                bool
+	ipVersion                   uint8
+	mplsMask                    uint16
+	mpls                        [10]uint32
+	interval, randomInterval    uint64
+	packetInterval, packetSpace uint64
+}
+
+// record decodes one record at the start of b and returns its length;
+// ok is false when a variable-length field runs past b.
+func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, emit decode.Emit) (int, bool) {
+	m := &d.msg
+	m.ResetVT()
+	d.rec = record{}
+	r := &d.rec
+	d.unknown = d.unknown[:0]
+	off := 0
+	for i := range p.ops {
+		o := &p.ops[i]
+		l := int(o.length)
+		if o.length == template.VariableLength {
+			if off >= len(b) {
+				return 0, false
+			}
+			l = int(b[off])
+			off++
+			if l == 255 {
+				if off+2 > len(b) {
+					return 0, false
+				}
+				l = int(binary.BigEndian.Uint16(b[off:]))
+				off += 2
+			}
+		}
+		if off+l > len(b) {
+			return 0, false
+		}
+		v := b[off : off+l]
+		off += l
+		if o.mapIdx >= 0 && l > 0 {
+			d.unknown = d.mapping.Entry(c.version, int(o.mapIdx)).Append(d.unknown, v)
+		}
+		if o.target == tSkip || l == 0 {
+			continue
+		}
+		switch o.target {
+		case tBytes:
+			m.Bytes = be(v)
+		case tPackets:
+			m.Packets = be(v)
+		case tTotalBytes:
+			r.totalBytes = be(v)
+		case tTotalPackets:
+			r.totalPackets = be(v)
+		case tRevBytes:
+			r.revBytes = be(v)
+		case tRevPackets:
+			r.revPackets = be(v)
+		case tRevTCPFlags:
+			r.revFlags = uint32(be(v))
+		case tProto:
+			m.Proto = uint32(be(v))
+		case tTOS:
+			m.IpTos = uint32(be(v))
+		case tTCPFlags:
+			m.TcpFlags = uint32(be(v))
+		case tSrcPort:
+			m.SrcPort = uint32(be(v))
+		case tDstPort:
+			m.DstPort = uint32(be(v))
+		case tSrcAddr4, tSrcAddr6:
+			if addrOK(o.target == tSrcAddr6, v) && (len(m.SrcAddr) == 0 || !allZero(v)) {
+				m.SrcAddr = append(m.SrcAddr[:0], v...)
+			}
+		case tDstAddr4, tDstAddr6:
+			if addrOK(o.target == tDstAddr6, v) && (len(m.DstAddr) == 0 || !allZero(v)) {
+				m.DstAddr = append(m.DstAddr[:0], v...)
+			}
+		case tSrcMask:
+			m.SrcNet = uint32(be(v))
+		case tDstMask:
+			m.DstNet = uint32(be(v))
+		case tInIf:
+			m.InIf = uint32(be(v))
+		case tOutIf:
+			m.OutIf = uint32(be(v))
+		case tNextHop:
+			if (l == 4 || l == 16) && (len(m.NextHop) == 0 || !allZero(v)) {
+				m.NextHop = append(m.NextHop[:0], v...)
+			}
+		case tBGPNextHop:
+			if (l == 4 || l == 16) && (len(m.BgpNextHop) == 0 || !allZero(v)) {
+				m.BgpNextHop = append(m.BgpNextHop[:0], v...)
+			}
+		case tSrcAS:
+			m.SrcAs = uint32(be(v))
+		case tDstAS:
+			m.DstAs = uint32(be(v))
+		case tSrcMAC:
+			m.SrcMac = be(v)
+		case tDstMAC:
+			m.DstMac = be(v)
+		case tSrcVLAN:
+			m.SrcVlan = uint32(be(v))
+			m.VlanId = m.SrcVlan
+		case tDstVLAN:
+			m.DstVlan = uint32(be(v))
+		case tVLAN:
+			m.VlanId = uint32(be(v))
+		case tForwardingStatus:
+			m.ForwardingStatus = uint32(be(v))
+		case tICMPTypeCode:
+			tc := be(v)
+			m.IcmpType, m.IcmpCode = uint32(tc>>8)&0xff, uint32(tc)&0xff
+		case tICMPType:
+			m.IcmpType = uint32(be(v))
+		case tICMPCode:
+			m.IcmpCode = uint32(be(v))
+		case tFlowLabel:
+			m.Ipv6FlowLabel = uint32(be(v))
+		case tFragmentID:
+			m.FragmentId = uint32(be(v))
+		case tFragmentOffset:
+			m.FragmentOffset = uint32(be(v))
+		case tFragmentFlags:
+			m.IpFlags = uint32(be(v)) >> 5
+		case tTTL:
+			m.IpTtl = uint32(be(v))
+		case tIPVersion:
+			r.ipVersion = uint8(be(v))
+		case tMPLS:
+			r.mpls[o.arg] = uint32(be(v)) >> 4
+			r.mplsMask |= 1 << o.arg
+		case tObservationPointID:
+			m.ObservationPointId = uint32(be(v))
+		case tStartSec:
+			m.TimeFlowStartNs = be(v) * 1e9
+		case tEndSec:
+			m.TimeFlowEndNs = be(v) * 1e9
+		case tStartMs:
+			m.TimeFlowStartNs = be(v) * 1e6
+		case tEndMs:
+			m.TimeFlowEndNs = be(v) * 1e6
+		case tStartNTP:
+			m.TimeFlowStartNs = ntpTime(v)
+		case tEndNTP:
+			m.TimeFlowEndNs = ntpTime(v)
+		case tStartDeltaUs:
+			r.startDelta, r.hasStartDelta = be(v), true
+		case tEndDeltaUs:
+			r.endDelta, r.hasEndDelta = be(v), true
+		case tStartUptime:
+			r.startUp, r.hasStartUp = uint32(be(v)), true
+		case tEndUptime:
+			r.endUp, r.hasEndUp = uint32(be(v)), true
+		case tSystemInitMs:
+			r.systemInitMs = be(v)
+		case tSamplingInterval:
+			r.interval = be(v)
+		case tSamplerRandomInterval:
+			r.randomInterval = be(v)
+		case tSamplingPacketInterval:
+			r.packetInterval = be(v)
+		case tSamplingPacketSpace:
+			r.packetSpace = be(v)
+		case tSamplerID:
+			r.samplerID, r.hasSamplerID = be(v), true
+		}
+	}
+	if p.options {
+		d.options(samp, r)
+		return off, true
+	}
+	d.finish(c, p, samp, r)
+	emit(m)
+	if p.hasReverse && (r.revBytes != 0 || r.revPackets != 0) {
+		reverse(m, r)
+		emit(m)
+	}
+	return off, true
+}
+
+func addrOK(v6 bool, v []byte) bool {
+	if v6 {
+		return len(v) == 16
+	}
+	return len(v) == 4
+}
+
+// ntpTime converts an NTP timestamp (dateTimeMicroseconds and
+// dateTimeNanoseconds) to Unix ns. pmacct has been seen sending these
+// elements 16 bytes long: seconds and fraction then sit in the first 8.
+func ntpTime(v []byte) uint64 {
+	if len(v) == 16 {
+		v = v[:8]
+	}
+	if len(v) != 8 {
+		return 0
+	}
+	t := binary.BigEndian.Uint64(v)
+	secs := t >> 32
+	if secs < ntpUnixOffset {
+		return 0
+	}
+	return (secs-ntpUnixOffset)*1e9 + (t&0xffffffff)*1e9>>32
+}
+
+// ntpUnixOffset is 1970-01-01 in seconds since 1900-01-01.
+const ntpUnixOffset = 2208988800
+
+// finish turns the collected state into message fields.
+func (d *Decoder) finish(c *pktCtx, p *program, samp *samplingState, r *record) {
+	m := &d.msg
+	d.setCommon(m, c.ftype, c.addr, c.receivedNs, c.seq, c.domain)
+	switch r.ipVersion {
+	case 4:
+		m.Etype = 0x800
+	case 6:
+		m.Etype = 0x86dd
+	default:
+		switch {
+		case len(m.SrcAddr) == 16 || len(m.DstAddr) == 16:
+			m.Etype = 0x86dd
+		case len(m.SrcAddr) == 4 || len(m.DstAddr) == 4:
+			m.Etype = 0x800
+		}
+	}
+	if m.Bytes == 0 && r.totalBytes != 0 {
+		m.Bytes = r.totalBytes
+	}
+	if m.Packets == 0 && r.totalPackets != 0 {
+		m.Packets = r.totalPackets
+	}
+	if r.mplsMask != 0 {
+		for i := 0; i < len(r.mpls) && r.mplsMask>>i != 0; i++ {
+			m.MplsLabel = append(m.MplsLabel, r.mpls[i])
+		}
+	}
+	exportNs := uint64(c.exportSecs) * 1e9
+	if r.hasStartDelta {
+		m.TimeFlowStartNs = sub(exportNs, r.startDelta*1e3)
+	}
+	if r.hasEndDelta {
+		m.TimeFlowEndNs = sub(exportNs, r.endDelta*1e3)
+	}
+	if r.hasStartUp || r.hasEndUp {
+		if c.version == 9 {
+			if r.hasStartUp {
+				m.TimeFlowStartNs = uptimeTime(exportNs, c.uptimeMs, r.startUp)
+			}
+			if r.hasEndUp {
+				m.TimeFlowEndNs = uptimeTime(exportNs, c.uptimeMs, r.endUp)
+			}
+		} else {
+			init := r.systemInitMs
+			if init == 0 && samp != nil {
+				init = samp.systemInitMs
+			}
+			if init != 0 {
+				if r.hasStartUp {
+					m.TimeFlowStartNs = (init + uint64(r.startUp)) * 1e6
+				}
+				if r.hasEndUp {
+					m.TimeFlowEndNs = (init + uint64(r.endUp)) * 1e6
+				}
+			}
+		}
+	}
+	if samp != nil {
+		m.SamplingRate = samp.rate
+		if r.hasSamplerID && samp.byID != nil {
+			if rate, ok := samp.byID[r.samplerID]; ok {
+				m.SamplingRate = rate
+			}
+		}
+	}
+	if len(d.unknown) > 0 {
+		m.ProtoReflect().SetUnknown(protoreflect.RawFields(d.unknown))
+	}
+}
+
+func sub(a, b uint64) uint64 {
+	if b > a {
+		return 0
+	}
+	return a - b
+}
+
+// options records what an options data record says about sampling.
+func (d *Decoder) options(samp *samplingState, r *record) {
+	if samp == nil {
+		return
+	}
+	if r.systemInitMs != 0 {
+		samp.systemInitMs = r.systemInitMs
+	}
+	var rate uint64
+	switch {
+	case r.packetInterval != 0:
+		rate = (r.packetInterval + r.packetSpace) / r.packetInterval
+	case r.randomInterval != 0:
+		rate = r.randomInterval
+	case r.interval != 0:
+		rate = r.interval
+	}
+	samp.set(rate, r.samplerID, r.hasSamplerID)
+}
+
+// reverse turns an emitted forward biflow record into its reverse half.
+func reverse(m *flowpb.FlowMessage, r *record) {
+	m.SrcAddr, m.DstAddr = m.DstAddr, m.SrcAddr
+	m.SrcPort, m.DstPort = m.DstPort, m.SrcPort
+	m.SrcAs, m.DstAs = m.DstAs, m.SrcAs
+	m.SrcNet, m.DstNet = m.DstNet, m.SrcNet
+	m.InIf, m.OutIf = m.OutIf, m.InIf
+	m.SrcMac, m.DstMac = m.DstMac, m.SrcMac
+	m.SrcVlan, m.DstVlan = m.DstVlan, m.SrcVlan
+	m.Bytes, m.Packets = r.revBytes, r.revPackets
+	m.TcpFlags = r.revFlags
+	m.BiflowReverse = true
+}
