@@ -56,7 +56,8 @@ var ResultNames = [numResults]string{"hit", "miss", "skipped"}
 // atomic): the caller adds it to its metrics every so often and resets it.
 type Stats struct {
 	Lookups [numDatabases][numResults]uint64
-	Records uint64
+	Records uint64 // records enriched
+	Written uint64 // records written out (Stream only)
 }
 
 // Reset zeroes s.

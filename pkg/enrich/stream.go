@@ -1,0 +1,121 @@
+package enrich
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/framing"
+)
+
+// reportEvery is how many records a Stream enriches between two calls of
+// its Report function: counters move without a per-record atomic.
+const reportEvery = 4096
+
+// StreamConfig describes the two ends of a Stream.
+type StreamConfig struct {
+	In           io.Reader
+	Out          io.Writer
+	InputFormat  framing.Format // FormatAuto detects bin or JSON
+	OutputFormat framing.Format // FormatBin or FormatJSON
+	MaxSize      int            // largest frame or line; <= 0: framing's default
+	JSON         *framing.JSONOptions
+	// Report, if set, receives the counts of the records enriched since its
+	// last call, every few thousand records and at the end. The Stats is
+	// reset after each call.
+	Report func(*Stats)
+}
+
+// Stream is the enrichment stage: records in, enriched records out, in the
+// same order. Every field Enrich does not set is written back as it was
+// read, unknown fields included.
+type Stream struct {
+	e      *Enricher
+	r      *framing.MessageReader
+	w      framing.MessageWriter
+	idle   *flushWhenIdle
+	report func(*Stats)
+}
+
+// NewStream builds the stage. Output is flushed whenever the input has
+// nothing more buffered, before the read that may block, so a slow or
+// idle input never holds records back, and at the end.
+func NewStream(e *Enricher, cfg StreamConfig) *Stream {
+	w := framing.NewMessageWriter(cfg.Out, cfg.OutputFormat, cfg.JSON)
+	idle := &flushWhenIdle{r: cfg.In, w: w}
+	return &Stream{
+		e:      e,
+		r:      framing.NewMessageReader(idle, cfg.InputFormat, cfg.MaxSize, cfg.JSON),
+		w:      w,
+		idle:   idle,
+		report: cfg.Report,
+	}
+}
+
+// Run copies records until the input ends, then flushes. When ctx is done
+// the caller closes the input to unblock the read; the read error that
+// follows ends Run cleanly (nil) after the flush. A write error, such as
+// EPIPE from a closed downstream pipe, is returned as it is.
+func (s *Stream) Run(ctx context.Context) error {
+	var m flowpb.FlowMessage
+	var st Stats
+	defer s.flushStats(&st)
+	for {
+		// Read resets m, which drops the shared label maps Enrich set:
+		// decoding never writes into them.
+		err := s.r.Read(&m)
+		if err != nil {
+			if s.idle.err != nil {
+				return s.idle.err
+			}
+			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+				return s.w.Flush()
+			}
+			if ferr := s.w.Flush(); ferr != nil {
+				return ferr
+			}
+			return err
+		}
+		s.e.Enrich(&m, &st)
+		if err := s.w.Write(&m); err != nil {
+			return err
+		}
+		st.Written++
+		if st.Records >= reportEvery {
+			s.flushStats(&st)
+		}
+	}
+}
+
+// Offset is the input byte offset of the next record.
+func (s *Stream) Offset() int64 { return s.r.Offset() }
+
+// InputFormat is the input's format, known after the first record.
+func (s *Stream) InputFormat() framing.Format { return s.r.Format() }
+
+func (s *Stream) flushStats(st *Stats) {
+	if s.report != nil && st.Records+st.Written > 0 {
+		s.report(st)
+	}
+	st.Reset()
+}
+
+// flushWhenIdle flushes the output before each read of the input: the
+// framing reader only reads when its buffer is drained, which is exactly
+// when it may block waiting for more input.
+type flushWhenIdle struct {
+	r   io.Reader
+	w   framing.MessageWriter
+	err error // the flush error, which the reader sees as a read error
+}
+
+func (f *flushWhenIdle) Read(p []byte) (int, error) {
+	if f.w.Buffered() > 0 {
+		if err := f.w.Flush(); err != nil {
+			f.err = err
+			return 0, err
+		}
+	}
+	return f.r.Read(p)
+}
