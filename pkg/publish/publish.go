@@ -1,0 +1,595 @@
+// Package publish produces a flow stream (bin or JSON, as read by
+// pkg/framing) into a Kafka topic with franz-go, one record per flow, and
+// accounts for every record: each one read is either acknowledged by Kafka
+// or counted as failed with a reason.
+//
+// Backpressure: at most Config.MaxBufferedRecords records are in the
+// producer at once; when the buffer is full, Produce blocks, the reader
+// stops reading and the upstream pipe fills. Nothing is dropped.
+//
+// Durability: Run stops reading at EOF or when its context is cancelled,
+// then waits (up to Config.FlushTimeout, or forever) until every record read
+// has been acknowledged. A broker outage is ridden out with franz-go's
+// unlimited retries. If the topic is re-created under a new id (a broker
+// restarted without its data), franz-go fails the buffered records with
+// UNKNOWN_TOPIC_ID; Run then purges the topic from the client and produces
+// those records again in their original order, so it recovers without a
+// restart and without losing them (a few may be duplicated: a request in
+// flight at the purge may have succeeded).
+package publish
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/framing"
+)
+
+// Config says what to produce and how.
+type Config struct {
+	Topic       string
+	Key         *Keyer         // nil: no key (sticky batches)
+	InputFormat framing.Format // FormatAuto detects bin or JSON
+	// ValueFormat is FormatBin (one varint-framed message, as goflow2
+	// writes to Kafka) or FormatJSON (one object, no newline).
+	ValueFormat   framing.Format
+	JSON          *framing.JSONOptions
+	MaxRecordSize int // bound on an input frame or line; <= 0: framing's default
+
+	Acks        string // all, leader or none
+	Idempotent  bool   // needs Acks "all"
+	Compression string // none, gzip, snappy, lz4 or zstd
+	Linger      time.Duration
+	// BatchMaxBytes bounds a record batch; <= 0 keeps franz-go's default.
+	BatchMaxBytes      int32
+	MaxBufferedRecords int
+	MaxBufferedBytes   int
+	// DeliveryTimeout fails a record not acknowledged in this long;
+	// 0 retries forever (rides out any outage).
+	DeliveryTimeout time.Duration
+	// FlushTimeout bounds the wait for acknowledgements once reading has
+	// stopped; 0 waits forever. Records still unacknowledged then fail.
+	FlushTimeout time.Duration
+
+	CreateTopic       bool
+	Partitions        int32
+	ReplicationFactor int16
+}
+
+// DefaultConfig is flowpublish's defaults.
+func DefaultConfig() Config {
+	return Config{
+		Topic:              "flows",
+		InputFormat:        framing.FormatAuto,
+		ValueFormat:        framing.FormatBin,
+		Acks:               "all",
+		Idempotent:         true,
+		Compression:        "none",
+		Linger:             5 * time.Millisecond,
+		BatchMaxBytes:      1 << 20,
+		MaxBufferedRecords: 100_000,
+		MaxBufferedBytes:   256 << 20,
+		FlushTimeout:       30 * time.Second,
+		Partitions:         4,
+		ReplicationFactor:  1,
+	}
+}
+
+// ProducerOpts turns c into franz-go producer options.
+func (c Config) ProducerOpts() ([]kgo.Opt, error) {
+	if c.Topic == "" {
+		return nil, errors.New("publish: no topic")
+	}
+	if c.ValueFormat != framing.FormatBin && c.ValueFormat != framing.FormatJSON {
+		return nil, fmt.Errorf("publish: value format must be bin or json, not %s", c.ValueFormat)
+	}
+	if c.MaxBufferedRecords <= 0 {
+		return nil, errors.New("publish: max buffered records must be positive")
+	}
+	opts := []kgo.Opt{
+		kgo.DefaultProduceTopic(c.Topic),
+		kgo.ProducerLinger(c.Linger),
+		kgo.MaxBufferedRecords(c.MaxBufferedRecords),
+		kgo.RecordDeliveryTimeout(c.DeliveryTimeout),
+	}
+	if c.MaxBufferedBytes > 0 {
+		opts = append(opts, kgo.MaxBufferedBytes(c.MaxBufferedBytes))
+	}
+	if c.BatchMaxBytes > 0 {
+		opts = append(opts, kgo.ProducerBatchMaxBytes(c.BatchMaxBytes))
+	}
+	switch c.Acks {
+	case "all":
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+	case "leader":
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()))
+	case "none":
+		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()))
+	default:
+		return nil, fmt.Errorf("publish: acks must be all, leader or none, not %q", c.Acks)
+	}
+	if c.Idempotent && c.Acks != "all" {
+		return nil, fmt.Errorf("publish: idempotent writes need acks all (acks is %s; disable idempotence)", c.Acks)
+	}
+	if !c.Idempotent {
+		opts = append(opts, kgo.DisableIdempotentWrite())
+	}
+	codec, err := compression(c.Compression)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, kgo.ProducerBatchCompression(codec))
+	if c.CreateTopic && (c.Partitions <= 0 || c.ReplicationFactor <= 0) {
+		return nil, errors.New("publish: partitions and replication factor must be positive")
+	}
+	return opts, nil
+}
+
+// Compressions are the codec names Config.Compression accepts.
+var Compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
+
+func compression(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "none":
+		return kgo.NoCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("publish: unknown compression %q (want %s)", name, strings.Join(Compressions, ", "))
+}
+
+// Stats count what one Run did.
+type Stats struct {
+	Read       uint64 // records read from the input
+	Produced   uint64 // acknowledged by Kafka
+	Failed     uint64 // finally failed
+	Reproduced uint64 // produced again after a topic re-creation
+}
+
+// pending is one record in the producer's hands. The kgo.Record comes
+// first so that the promise, which gets &pending.Record, can convert back
+// without a per-record closure.
+type pending struct {
+	kgo.Record
+	slab *slab
+	seq  uint64
+}
+
+// Publisher is one producer client and its accounting; Run it once.
+type Publisher struct {
+	cfg   Config
+	cl    *kgo.Client
+	log   *slog.Logger
+	m     *metrics
+	slabs *slabs
+	recs  sync.Pool
+
+	produceCtx context.Context
+	gate       sync.Mutex // held around Produce; recovery holds it to pause reading
+	inFlight   atomic.Int64
+
+	read, produced, failed, reproduced atomic.Uint64
+
+	retryMu    sync.Mutex
+	retry      []*pending
+	recovering bool
+
+	failLog failLogger
+	closed  sync.Once
+}
+
+// New builds the producer client from the connection options (see
+// pkg/kafkaopt) and cfg. Metrics are registered on reg.
+func New(cfg Config, conn []kgo.Opt, reg prometheus.Registerer, log *slog.Logger) (*Publisher, error) {
+	popts, err := cfg.ProducerOpts()
+	if err != nil {
+		return nil, err
+	}
+	p := &Publisher{cfg: cfg, log: log, slabs: newSlabs(), produceCtx: context.Background()}
+	p.recs.New = func() any { return new(pending) }
+	p.failLog.log = log
+	p.m = newMetrics(reg, func() float64 { return float64(p.inFlight.Load()) })
+	opts := slices.Concat(conn, popts, []kgo.Opt{
+		kgo.WithHooks(batchHook{p.m.batch}),
+		kgo.ProducerOnDataLossDetected(func(topic string, partition int32) {
+			log.Warn("kafka reported possible data loss on a partition (broker lost acknowledged data)",
+				"topic", topic, "partition", partition)
+		}),
+	})
+	p.cl, err = kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	return p, nil
+}
+
+// Client is the underlying franz-go client.
+func (p *Publisher) Client() *kgo.Client { return p.cl }
+
+// Stats returns the counts so far.
+func (p *Publisher) Stats() Stats {
+	return Stats{Read: p.read.Load(), Produced: p.produced.Load(), Failed: p.failed.Load(), Reproduced: p.reproduced.Load()}
+}
+
+// Close closes the client; buffered records fail. Run calls it.
+func (p *Publisher) Close() { p.closed.Do(p.cl.Close) }
+
+// Run reads records from r and produces them until EOF, a bad record, or
+// ctx's cancellation, then waits for every record to be acknowledged and
+// closes the client. When ctx is cancelled while a read blocks, Run
+// interrupts it through r's SetReadDeadline (a pollable *os.File) or Close.
+//
+// It returns nil when every record read was acknowledged; otherwise an
+// error that names the bad input or counts the failed records.
+func (p *Publisher) Run(ctx context.Context, r io.Reader) error {
+	defer p.Close()
+	drainCtx, cancelDrain := context.WithCancel(context.Background())
+	defer cancelDrain()
+	var drainOnce sync.Once
+	beginDrain := func() {
+		drainOnce.Do(func() {
+			if p.cfg.FlushTimeout > 0 {
+				time.AfterFunc(p.cfg.FlushTimeout, cancelDrain)
+			}
+		})
+	}
+	// Produce never sees ctx: a record read is produced even after a
+	// signal. Only the flush timeout stops it.
+	p.produceCtx = drainCtx
+
+	if p.cfg.CreateTopic {
+		if err := p.createTopic(ctx); err != nil {
+			return err
+		}
+	}
+
+	readDone := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			beginDrain()
+			interrupt(r)
+		case <-readDone:
+		}
+	}()
+	readErr := p.readLoop(ctx, r)
+	close(readDone)
+	beginDrain()
+	p.slabs.close()
+
+	if err := p.drain(drainCtx); err != nil {
+		p.log.Error("flush timed out; records still unacknowledged will fail",
+			"timeout", p.cfg.FlushTimeout, "buffered", p.inFlight.Load())
+	}
+	p.Close()
+	p.failLeftovers()
+
+	st := p.Stats()
+	p.log.Info("done", "read", st.Read, "produced", st.Produced, "failed", st.Failed, "reproduced", st.Reproduced)
+	var errs []error
+	if readErr != nil {
+		errs = append(errs, readErr)
+	}
+	if st.Failed > 0 {
+		errs = append(errs, fmt.Errorf("publish: %d of %d records failed (%s)", st.Failed, st.Read, p.failLog.summary()))
+	}
+	return errors.Join(errs...)
+}
+
+func interrupt(r io.Reader) {
+	if d, ok := r.(interface{ SetReadDeadline(time.Time) error }); ok && d.SetReadDeadline(time.Now()) == nil {
+		return
+	}
+	if c, ok := r.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
+
+func (p *Publisher) createTopic(ctx context.Context) error {
+	resp, err := kadm.NewClient(p.cl).CreateTopic(ctx, p.cfg.Partitions, p.cfg.ReplicationFactor, nil, p.cfg.Topic)
+	if err == nil {
+		err = resp.Err
+	}
+	switch {
+	case err == nil:
+		p.log.Info("created topic", "topic", p.cfg.Topic, "partitions", p.cfg.Partitions, "replication_factor", p.cfg.ReplicationFactor)
+	case errors.Is(err, kerr.TopicAlreadyExists):
+		p.log.Debug("topic exists", "topic", p.cfg.Topic)
+	default:
+		return fmt.Errorf("publish: create topic %s: %w", p.cfg.Topic, err)
+	}
+	return nil
+}
+
+// readLoop is the hot path: read, copy into a slab, produce.
+func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
+	mr := framing.NewMessageReader(r, p.cfg.InputFormat, p.cfg.MaxRecordSize, p.cfg.JSON)
+	var (
+		m       flowpb.FlowMessage
+		scratch []byte
+		seq     uint64
+	)
+	for ctx.Err() == nil {
+		if err := mr.Read(&m); err != nil {
+			if err == io.EOF || ctx.Err() != nil {
+				return nil
+			}
+			p.m.inputErrors.Inc()
+			return fmt.Errorf("publish: input: %w", err)
+		}
+		raw := mr.Raw()
+		p.read.Add(1)
+		p.m.recordsIn.Inc()
+		p.m.bytesIn.Add(float64(len(raw)))
+
+		// body is what the value carries; bin values get a length prefix.
+		body, bin := raw, p.cfg.ValueFormat == framing.FormatBin
+		switch {
+		case bin && mr.Format() != framing.FormatBin:
+			n := m.SizeVT()
+			scratch = slices.Grow(scratch[:0], n)[:n]
+			if _, err := m.MarshalToSizedBufferVT(scratch); err != nil {
+				return fmt.Errorf("publish: re-encoding record %d: %w", p.read.Load(), err)
+			}
+			body = scratch
+		case !bin && mr.Format() != framing.FormatJSON:
+			scratch = framing.AppendJSON(scratch[:0], &m, p.cfg.JSON)
+			body = scratch
+		}
+		n := len(body)
+		if bin {
+			n += uvarintLen(uint64(len(body)))
+		}
+		keyLen := 0
+		if p.cfg.Key != nil {
+			keyLen = KeySize
+		}
+		buf, sl := p.slabs.alloc(keyLen + n)
+		var key []byte
+		if keyLen > 0 {
+			buf = p.cfg.Key.Append(buf, &m)
+			key = buf[:keyLen:keyLen]
+		}
+		if bin {
+			buf = binary.AppendUvarint(buf, uint64(len(body)))
+		}
+		buf = append(buf, body...)
+
+		pr := p.recs.Get().(*pending)
+		pr.Record = kgo.Record{Key: key, Value: buf[keyLen:]}
+		pr.slab, pr.seq = sl, seq
+		seq++
+		p.inFlight.Add(1)
+		p.gate.Lock()
+		p.cl.Produce(p.produceCtx, &pr.Record, p.promise)
+		p.gate.Unlock()
+	}
+	return nil
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+// promise runs on franz-go's goroutine once per record.
+func (p *Publisher) promise(r *kgo.Record, err error) {
+	pr := (*pending)(unsafe.Pointer(r))
+	switch {
+	case err == nil:
+		p.produced.Add(1)
+		p.m.produced.Inc()
+		p.m.latency.Observe(time.Since(r.Timestamp).Seconds())
+		p.finish(pr)
+	case topicRecreated(err):
+		p.queueRetry(pr)
+	default:
+		p.fail(pr, err)
+	}
+}
+
+func (p *Publisher) fail(pr *pending, err error) {
+	reason := Reason(err)
+	p.failed.Add(1)
+	p.m.failed.WithLabelValues(reason).Inc()
+	p.failLog.note(reason, &pr.Record, err)
+	p.finish(pr)
+}
+
+func (p *Publisher) finish(pr *pending) {
+	p.slabs.release(pr.slab)
+	*pr = pending{}
+	p.recs.Put(pr)
+	p.inFlight.Add(-1)
+}
+
+// errPurged is franz-go's unexported error for records purged while
+// buffered; purging is how we recover, so those records are produced again.
+const errPurgedText = "topic purged while buffered"
+
+func topicRecreated(err error) bool {
+	return errors.Is(err, kerr.UnknownTopicID) || err.Error() == errPurgedText
+}
+
+func (p *Publisher) queueRetry(pr *pending) {
+	p.retryMu.Lock()
+	p.retry = append(p.retry, pr)
+	start := !p.recovering
+	p.recovering = true
+	p.retryMu.Unlock()
+	if start {
+		go p.recover()
+	}
+}
+
+// recover pauses reading, purges the topic so that franz-go forgets its
+// old id, waits until every record in flight has come back, then produces
+// the failed ones again in the order they were read.
+func (p *Publisher) recover() {
+	p.gate.Lock()
+	defer p.gate.Unlock()
+	for {
+		p.log.Warn("topic was re-created under a new id (UNKNOWN_TOPIC_ID); purging it from the producer and producing its records again",
+			"topic", p.cfg.Topic)
+		p.cl.PurgeTopicsFromProducing(p.cfg.Topic)
+		for {
+			p.retryMu.Lock()
+			settled := int64(len(p.retry)) == p.inFlight.Load()
+			p.retryMu.Unlock()
+			if settled {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		p.retryMu.Lock()
+		batch := p.retry
+		p.retry = nil
+		p.retryMu.Unlock()
+		sort.Slice(batch, func(i, j int) bool { return batch[i].seq < batch[j].seq })
+		for _, pr := range batch {
+			pr.Record = kgo.Record{Key: pr.Key, Value: pr.Value, Timestamp: pr.Timestamp}
+			p.reproduced.Add(1)
+			p.m.retried.Inc()
+			p.cl.Produce(p.produceCtx, &pr.Record, p.promise)
+		}
+		p.retryMu.Lock()
+		if len(p.retry) == 0 {
+			p.recovering = false
+			p.retryMu.Unlock()
+			return
+		}
+		p.retryMu.Unlock()
+	}
+}
+
+// drain waits until no record is in flight or ctx ends.
+func (p *Publisher) drain(ctx context.Context) error {
+	for {
+		if err := p.cl.Flush(ctx); err != nil {
+			return err
+		}
+		p.retryMu.Lock()
+		busy := p.recovering
+		p.retryMu.Unlock()
+		if !busy && p.inFlight.Load() == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// failLeftovers fails records that were waiting to be produced again when
+// the client closed.
+func (p *Publisher) failLeftovers() {
+	deadline := time.Now().Add(5 * time.Second)
+	for p.isRecovering() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.retryMu.Lock()
+	left := p.retry
+	p.retry = nil
+	p.retryMu.Unlock()
+	for _, pr := range left {
+		p.fail(pr, kgo.ErrClientClosed)
+	}
+}
+
+func (p *Publisher) isRecovering() bool {
+	p.retryMu.Lock()
+	defer p.retryMu.Unlock()
+	return p.recovering
+}
+
+// Reason maps a produce error to a bounded metric label: the Kafka error
+// code in lower case (e.g. "message_too_large"), or a client condition.
+func Reason(err error) string {
+	var ke *kerr.Error
+	switch {
+	case errors.As(err, &ke):
+		return strings.ToLower(ke.Message)
+	case errors.Is(err, kgo.ErrRecordTimeout):
+		return "delivery_timeout"
+	case errors.Is(err, kgo.ErrRecordRetries):
+		return "retries_exhausted"
+	case errors.Is(err, kgo.ErrMaxBuffered):
+		return "buffer_full"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, kgo.ErrClientClosed), errors.Is(err, kgo.ErrAborting):
+		return "flush_timeout"
+	}
+	return "other"
+}
+
+type batchHook struct{ h prometheus.Histogram }
+
+func (b batchHook) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
+	b.h.Observe(float64(m.NumRecords))
+}
+
+// failLogger logs failures sampled: the first of each reason, then at most
+// one line per reason every 10 s with the count since.
+type failLogger struct {
+	log    *slog.Logger
+	mu     sync.Mutex
+	counts map[string]uint64
+	last   map[string]time.Time
+	since  map[string]uint64
+}
+
+func (f *failLogger) note(reason string, r *kgo.Record, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.counts == nil {
+		f.counts, f.last, f.since = map[string]uint64{}, map[string]time.Time{}, map[string]uint64{}
+	}
+	f.counts[reason]++
+	f.since[reason]++
+	if now := time.Now(); now.Sub(f.last[reason]) >= 10*time.Second {
+		f.log.Error("records failed", "reason", reason, "err", err, "count", f.since[reason],
+			"topic", r.Topic, "partition", r.Partition)
+		f.last[reason] = now
+		f.since[reason] = 0
+	}
+}
+
+func (f *failLogger) summary() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	parts := make([]string, 0, len(f.counts))
+	for reason, n := range f.counts {
+		parts = append(parts, fmt.Sprintf("%s: %d", reason, n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}

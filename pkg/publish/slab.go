@@ -1,0 +1,72 @@
+package publish
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// Record values are copied out of the reader's buffer (valid only until
+// the next Read) into slabs: large byte blocks carved front to back, each
+// holding many records. A slab counts the records still in Kafka's hands
+// and returns to the pool when the last one is acknowledged, so a
+// steady stream copies without allocating.
+
+const (
+	slabSize = 256 << 10
+	// Values above this get their own allocation rather than wasting a
+	// slab's tail.
+	maxSlabValue = slabSize / 8
+)
+
+type slab struct {
+	buf  []byte
+	refs atomic.Int32 // records in flight, plus one while it is the current slab
+}
+
+// slabs hands out space for record values. alloc is called from the one
+// reading goroutine; release from promises on any goroutine.
+type slabs struct {
+	pool sync.Pool
+	cur  *slab
+}
+
+func newSlabs() *slabs {
+	s := &slabs{}
+	s.pool.New = func() any { return &slab{buf: make([]byte, 0, slabSize)} }
+	return s
+}
+
+// alloc returns an empty slice with capacity n and the slab it lives in
+// (nil for a value too large for slabs), holding a reference for the caller.
+func (s *slabs) alloc(n int) ([]byte, *slab) {
+	if n > maxSlabValue {
+		return make([]byte, 0, n), nil
+	}
+	if s.cur == nil || cap(s.cur.buf)-len(s.cur.buf) < n {
+		if s.cur != nil {
+			s.release(s.cur)
+		}
+		s.cur = s.pool.Get().(*slab)
+		s.cur.buf = s.cur.buf[:0]
+		s.cur.refs.Store(1)
+	}
+	off := len(s.cur.buf)
+	s.cur.buf = s.cur.buf[:off+n]
+	s.cur.refs.Add(1)
+	return s.cur.buf[off : off : off+n], s.cur
+}
+
+// release drops one reference; the last one recycles the slab.
+func (s *slabs) release(sl *slab) {
+	if sl != nil && sl.refs.Add(-1) == 0 {
+		s.pool.Put(sl)
+	}
+}
+
+// close drops the current slab's own reference.
+func (s *slabs) close() {
+	if s.cur != nil {
+		s.release(s.cur)
+		s.cur = nil
+	}
+}
