@@ -1,0 +1,350 @@
+// Package collect receives flow export datagrams (from UDP sockets or pcap
+// files), decodes them on worker goroutines and writes the records as one
+// stream. It is the engine of flowcollect.
+//
+// Data path: a reader per socket (recvmmsg, 64 datagrams a call) copies
+// each datagram into a chunk for the worker its exporter hashes to; chunks
+// come from a fixed per-worker free list, so the queue is bounded and a
+// full queue drops (counted) instead of blocking the socket. Each worker
+// owns its decoders and encodes records into a batch buffer; whole batches
+// go through one channel to the single writer goroutine. Nothing is locked
+// or allocated per record.
+package collect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowpipe/flowpipe/pkg/decode"
+	"github.com/flowpipe/flowpipe/pkg/flowpb"
+)
+
+// Decoders are one worker's decoders. A nil decoder makes its family's
+// packets decode errors (reason "version").
+type Decoders struct {
+	NetFlow decode.Decoder // NetFlow v5, v9 and IPFIX
+	SFlow   decode.Decoder
+}
+
+// Encoder appends one record to dst in the output format.
+type Encoder func(dst []byte, m *flowpb.FlowMessage) []byte
+
+// Config configures a Collector.
+type Config struct {
+	Listens []Listen
+	// Workers decode in parallel; one exporter always goes to the same one.
+	Workers int
+	// QueueChunks is each worker's queue length, in chunks of up to 64 KiB
+	// of datagrams.
+	QueueChunks int
+	// Allow lists the exporter networks accepted; empty accepts all.
+	Allow []netip.Prefix
+	// FlushInterval bounds how long a record waits before it is written.
+	FlushInterval time.Duration
+	// NewDecoders builds one worker's decoders; obs receives their
+	// sequence events.
+	NewDecoders func(worker int, obs decode.Observer) (Decoders, error)
+	// Encode is the output format; nil means AppendFrame (bin).
+	Encode Encoder
+	// MaxExporterLabels caps the exporter label values of the metrics.
+	MaxExporterLabels int
+	// Log receives drop and error explanations (rate-limited) and socket
+	// details; nil discards.
+	Log *slog.Logger
+}
+
+// DefaultConfig returns a Config with the defaults of flowcollect.
+func DefaultConfig() Config {
+	return Config{
+		Workers:           runtime.GOMAXPROCS(0),
+		QueueChunks:       64,
+		FlushInterval:     100 * time.Millisecond,
+		MaxExporterLabels: DefaultMaxExporterLabels,
+	}
+}
+
+// Validate reports every problem of c.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Workers < 1 || c.Workers > 1024 {
+		errs = append(errs, fmt.Errorf("collect: workers must be 1-1024, got %d", c.Workers))
+	}
+	if c.QueueChunks < 1 {
+		errs = append(errs, fmt.Errorf("collect: queue must be >= 1, got %d", c.QueueChunks))
+	}
+	if c.FlushInterval < time.Millisecond {
+		errs = append(errs, fmt.Errorf("collect: flush interval must be >= 1ms, got %s", c.FlushInterval))
+	}
+	if c.NewDecoders == nil {
+		errs = append(errs, errors.New("collect: no decoders"))
+	}
+	return errors.Join(errs...)
+}
+
+// Collector runs the workers and the writer; sources feed it.
+type Collector struct {
+	cfg     Config
+	metrics *metrics
+	socks   *socketCollector
+	encode  Encoder
+	log     *slog.Logger
+
+	workers   []*worker
+	workersWG sync.WaitGroup
+	out       chan *outBatch
+	batches   sync.Pool
+	writer    io.Writer
+	writeErr  error
+	writerWG  sync.WaitGroup
+	failed    chan struct{} // closed when the writer fails
+	stats     stats
+	statsHook func(*worker) // tests
+
+	sockets  []*socket
+	logLimit rateLimiter
+	closed   bool
+}
+
+// New builds a collector writing to out and registers its metrics on reg.
+// Call Start, feed it (Serve, ReadPcap), then Close.
+func New(cfg Config, out io.Writer, reg prometheus.Registerer) (*Collector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Collector{
+		cfg:     cfg,
+		metrics: newMetrics(reg, cfg.MaxExporterLabels),
+		socks:   newSocketCollector(),
+		encode:  cfg.Encode,
+		log:     cfg.Log,
+		out:     make(chan *outBatch, 4*cfg.Workers),
+		writer:  out,
+		failed:  make(chan struct{}),
+	}
+	if c.encode == nil {
+		c.encode = AppendFrame
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.batches.New = func() any { return &outBatch{data: make([]byte, 0, batchBytes+4096)} }
+	reg.MustRegister(c.socks)
+	var gapCount int64
+	var gapMu sync.Mutex
+	for i := 0; i < cfg.Workers; i++ {
+		wm := &workerMetrics{m: c.metrics, byExp: map[exporterKey]*exporterCounters{}, gaps: map[gapKey]prometheus.Counter{}, gapCount: &gapCount, gapMu: &gapMu}
+		d, err := cfg.NewDecoders(i, wm)
+		if err != nil {
+			return nil, fmt.Errorf("collect: worker %d: %w", i, err)
+		}
+		w := &worker{c: c, id: i, in: make(chan *chunk, cfg.QueueChunks), free: make(chan *chunk, cfg.QueueChunks), decoders: d, metrics: wm}
+		for j := 0; j < cfg.QueueChunks; j++ {
+			w.free <- &chunk{}
+		}
+		w.emit = w.onRecord
+		c.workers = append(c.workers, w)
+	}
+	return c, nil
+}
+
+// Decoders returns every worker's decoders, for saving templates once the
+// collector is closed (they are not safe to touch while it runs).
+func (c *Collector) Decoders() []Decoders {
+	out := make([]Decoders, len(c.workers))
+	for i, w := range c.workers {
+		out[i] = w.decoders
+	}
+	return out
+}
+
+// Start starts the workers and the writer.
+func (c *Collector) Start() {
+	c.writerWG.Add(1)
+	go c.writeLoop()
+	for _, w := range c.workers {
+		c.workersWG.Add(1)
+		go w.run()
+	}
+}
+
+// Failed is closed when writing the output failed; Close returns the error.
+func (c *Collector) Failed() <-chan struct{} { return c.failed }
+
+func (c *Collector) getBatch() *outBatch {
+	b := c.batches.Get().(*outBatch)
+	b.data = b.data[:0]
+	return b
+}
+
+// writeLoop is the only goroutine writing to the output. After a write
+// error it keeps draining so that workers never block on it.
+func (c *Collector) writeLoop() {
+	defer c.writerWG.Done()
+	for b := range c.out {
+		if c.writeErr == nil {
+			if _, err := c.writer.Write(b.data); err != nil {
+				c.writeErr = fmt.Errorf("collect: write output: %w", err)
+				close(c.failed)
+			}
+		}
+		if cap(b.data) <= 4*batchBytes { // a huge record grew it: let it go
+			c.batches.Put(b)
+		}
+	}
+}
+
+// Open binds every listener's sockets, so that a busy port is a startup
+// error, and logs the receive buffer each got.
+func (c *Collector) Open(ctx context.Context) error {
+	for _, l := range c.cfg.Listens {
+		socks, err := openSockets(ctx, l)
+		if err != nil {
+			for _, s := range c.sockets {
+				s.conn.Close()
+			}
+			c.sockets = nil
+			return err
+		}
+		for _, s := range socks {
+			c.socks.add(s.inode, l.URI, s.local.Port())
+		}
+		c.log.Info("listening", "uri", l.URI, "addr", socks[0].local.String(), "sockets", len(socks),
+			"rcvbuf_requested", l.RcvBuf, "rcvbuf_effective", socks[0].rcvBuf)
+		if l.RcvBuf > 0 && socks[0].rcvBuf < l.RcvBuf {
+			c.log.Warn("receive buffer smaller than requested; raise net.core.rmem_max or run as root",
+				"uri", l.URI, "requested", l.RcvBuf, "effective", socks[0].rcvBuf)
+		}
+		c.sockets = append(c.sockets, socks...)
+	}
+	return nil
+}
+
+// LocalAddrs are the bound addresses of the sockets, in listener order.
+func (c *Collector) LocalAddrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, s := range c.sockets {
+		out = append(out, s.local)
+	}
+	return out
+}
+
+// Serve reads the opened sockets until ctx is done (or the output fails),
+// then drains what the kernel queued, and closes them. Records already
+// read are decoded and written by Close.
+func (c *Collector) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(c.sockets))
+	for _, s := range c.sockets {
+		wg.Add(1)
+		go func(s *socket) {
+			defer wg.Done()
+			if err := s.readLoop(ctx, c.newRouter(false)); err != nil {
+				errs <- err
+				cancel()
+			}
+		}(s)
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-c.failed:
+			cancel()
+		}
+		// An expired deadline unblocks recvmmsg; readers then drain.
+		for _, s := range c.sockets {
+			_ = s.conn.SetReadDeadline(time.Now())
+		}
+	}()
+	wg.Wait()
+	for _, s := range c.sockets {
+		s.conn.Close()
+	}
+	close(errs)
+	return errors.Join(collectErrs(errs)...)
+}
+
+func collectErrs(ch chan error) []error {
+	var out []error
+	for e := range ch {
+		out = append(out, e)
+	}
+	return out
+}
+
+// Close waits for the workers to decode everything queued, flushes their
+// batches, stops the writer and returns the first write error. No source
+// may feed the collector after Close starts.
+func (c *Collector) Close() error {
+	if c.closed {
+		return c.writeErr
+	}
+	c.closed = true
+	for _, w := range c.workers {
+		close(w.in)
+	}
+	c.workersWG.Wait()
+	close(c.out)
+	c.writerWG.Wait()
+	return c.writeErr
+}
+
+// Totals are the counts since the collector started.
+type Totals struct {
+	Packets, Records, DecodeErrors uint64
+}
+
+// Totals returns the packets decoded, records written and decode errors.
+func (c *Collector) Totals() Totals {
+	return Totals{Packets: c.stats.packets.Load(), Records: c.stats.records.Load(), DecodeErrors: c.stats.errors.Load()}
+}
+
+func (c *Collector) allowed(a netip.Addr) bool {
+	for _, p := range c.cfg.Allow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Collector) logDrop(reason string, from netip.AddrPort) {
+	if c.logLimit.allow() {
+		c.log.Warn("dropped datagram (further drops within 10s are only counted)", "reason", reason, "exporter", from.String())
+	}
+}
+
+func (c *Collector) logDecodeError(err error) {
+	if c.logLimit.allow() {
+		c.log.Warn("decode error (further errors within 10s are only counted)", "err", err)
+	} else if c.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.log.Debug("decode error", "err", err)
+	}
+}
+
+// rateLimiter lets one event through per 10 seconds.
+type rateLimiter struct {
+	mu   sync.Mutex
+	next time.Time
+}
+
+func (r *rateLimiter) allow() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if now.Before(r.next) {
+		return false
+	}
+	r.next = now.Add(10 * time.Second)
+	return true
+}
