@@ -1,0 +1,182 @@
+package export
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"testing"
+
+	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/framing"
+)
+
+// testFlow is a flow with the fields flowexport reads.
+func testFlow(src, dst uint32, bytes, packets, rate uint64, sampler string) *flowpb.FlowMessage {
+	return &flowpb.FlowMessage{
+		Type: flowpb.FlowMessage_IPFIX, SrcAs: src, DstAs: dst, Bytes: bytes, Packets: packets,
+		SamplingRate: rate, SamplerAddress: netip.MustParseAddr(sampler).AsSlice(),
+		SrcAddr: []byte{192, 0, 2, 1}, DstAddr: []byte{198, 51, 100, 7}, Proto: 6, SrcPort: 443, DstPort: 51000,
+		BgpCommunities: []uint32{1, 2}, SrcNetLabels: map[string]string{"site": "a"},
+	}
+}
+
+func framed(m *flowpb.FlowMessage) []byte {
+	b, err := m.MarshalVT()
+	if err != nil {
+		panic(err)
+	}
+	return append(binary.AppendUvarint(nil, uint64(len(b))), b...)
+}
+
+func bare(m *flowpb.FlowMessage) []byte {
+	b, err := m.MarshalVT()
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func jsonFlow(m *flowpb.FlowMessage) []byte { return framing.AppendJSON(nil, m, nil) }
+
+const pmacctRecord = `{"event_type": "purge", "label": "bdr1.ny1", "as_src": 15169, "as_dst": 6939, ` +
+	`"peer_ip_src": "192.0.2.254", "ip_src": "8.8.8.8", "ip_dst": "192.0.2.9", "port_src": 443, ` +
+	`"tos": 0, "ip_proto": "tcp", "timestamp_start": "2024-01-01 00:00:00.000000", ` +
+	`"packets": 3, "flows": 2, "bytes": 4500, "sampling_rate": 10, "tags": {"a": [1, 2.5e3, null, true]}}`
+
+func TestParse(t *testing.T) {
+	named := testFlow(64500, 15169, 1500, 1, 100, "192.0.2.1")
+	named.SrcAsName, named.DstAsName = "EXAMPLE-AS", "GOOGLE"
+	v6 := testFlow(64500, 6939, 100, 2, 0, "2001:db8::1")
+	for _, tc := range []struct {
+		name  string
+		value []byte
+		want  Record
+	}{
+		{"framed bin", framed(named), Record{Format: FormatBin, SrcAS: 64500, DstAS: 15169, Bytes: 1500, Packets: 1, Flows: 1,
+			SamplingRate: 100, Sampler: netip.MustParseAddr("192.0.2.1"), SrcASName: []byte("EXAMPLE-AS"), DstASName: []byte("GOOGLE")}},
+		{"bare bin", bare(v6), Record{Format: FormatBin, SrcAS: 64500, DstAS: 6939, Bytes: 100, Packets: 2, Flows: 1,
+			Sampler: netip.MustParseAddr("2001:db8::1")}},
+		{"json", jsonFlow(named), Record{Format: FormatJSON, SrcAS: 64500, DstAS: 15169, Bytes: 1500, Packets: 1, Flows: 1,
+			SamplingRate: 100, Sampler: netip.MustParseAddr("192.0.2.1"), SrcASName: []byte("EXAMPLE-AS"), DstASName: []byte("GOOGLE")}},
+		{"json with spaces", append([]byte(" \n"), jsonFlow(v6)...), Record{Format: FormatJSON, SrcAS: 64500, DstAS: 6939,
+			Bytes: 100, Packets: 2, Flows: 1, Sampler: netip.MustParseAddr("2001:db8::1")}},
+		{"pmacct", []byte(pmacctRecord), Record{Format: FormatPmacct, SrcAS: 15169, DstAS: 6939, Bytes: 4500, Packets: 3, Flows: 2,
+			SamplingRate: 10, Sampler: netip.MustParseAddr("192.0.2.254"), Label: []byte("bdr1.ny1")}},
+		{"pmacct escaped label, quoted numbers", []byte(`{"label":"r\u00e9\n1","as_src":"1","as_dst":2,"bytes":"10"}`),
+			Record{Format: FormatPmacct, SrcAS: 1, DstAS: 2, Bytes: 10, Flows: 1, Label: []byte("ré\n1")}},
+		{"flow-exporter README", []byte(`{"label": "bdr1.ny1.fqdn.com", "as_src": 15169, "as_dst": 6939, "bytes": 52}`),
+			Record{Format: FormatPmacct, SrcAS: 15169, DstAS: 6939, Bytes: 52, Flows: 1, Label: []byte("bdr1.ny1.fqdn.com")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p Parser
+			var r Record
+			if err := p.Parse(tc.value, &r); err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if !equalRecords(r, tc.want) {
+				t.Errorf("Parse:\n got %+v\nwant %+v", r, tc.want)
+			}
+		})
+	}
+}
+
+func equalRecords(a, b Record) bool {
+	return a.Format == b.Format && a.SrcAS == b.SrcAS && a.DstAS == b.DstAS && a.Bytes == b.Bytes &&
+		a.Packets == b.Packets && a.Flows == b.Flows && a.SamplingRate == b.SamplingRate && a.Sampler == b.Sampler &&
+		string(a.Label) == string(b.Label) && string(a.SrcASName) == string(b.SrcASName) && string(a.DstASName) == string(b.DstASName)
+}
+
+func TestParseRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		value string
+		want  error
+	}{
+		{"empty", "", ErrEmpty},
+		{"spaces", "  \n", ErrEmpty},
+		{"text", "hello, world", ErrBadProto},
+		{"truncated frame", string(framed(testFlow(1, 2, 3, 4, 5, "192.0.2.1"))[:20]), ErrBadProto},
+		{"broken JSON", `{"as_src": 1, "bytes": }`, ErrBadJSON},
+		{"JSON array", `[1,2]`, ErrBadProto},
+		{"negative pmacct bytes", `{"as_src": 1, "as_dst": 2, "bytes": -5}`, ErrBadJSON},
+		{"float pmacct bytes", `{"as_src": 1, "as_dst": 2, "bytes": 1.5}`, ErrBadJSON},
+		{"pmacct without counters", `{"label": "x", "as_src": 1, "as_dst": 2}`, ErrNoCounter},
+		{"pmacct AS too large", `{"as_src": 4294967296, "bytes": 1}`, ErrBadJSON},
+		{"trailing data", `{"as_src": 1, "bytes": 1} x`, ErrBadJSON},
+		{"goflow JSON wrong type", `{"type": "IPFIX", "bytes": "lots"}`, ErrBadJSON},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p Parser
+			var r Record
+			err := p.Parse([]byte(tc.value), &r)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Parse(%q) = %v, want %v", tc.value, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestParseProtoMatchesUnmarshalVT checks the partial decoder against the
+// generated one on a full message.
+func TestParseProtoMatchesUnmarshalVT(t *testing.T) {
+	m := testFlow(4200000000, 13335, 1<<40, 7, 512, "10.1.2.3")
+	m.DstAsName = "CLOUDFLARENET"
+	var r Record
+	if err := parseProto(bare(m), &r); err != nil {
+		t.Fatal(err)
+	}
+	checkAgainstVT(t, bare(m), &r)
+}
+
+func checkAgainstVT(t *testing.T, msg []byte, r *Record) {
+	t.Helper()
+	var m flowpb.FlowMessage
+	if err := m.UnmarshalVT(msg); err != nil {
+		t.Fatalf("UnmarshalVT: %v", err)
+	}
+	want := Record{SrcAS: m.SrcAs, DstAS: m.DstAs, Bytes: m.Bytes, Packets: m.Packets, Flows: r.Flows, Format: r.Format,
+		SamplingRate: m.SamplingRate, Sampler: addrFromBytes(m.SamplerAddress),
+		SrcASName: []byte(m.SrcAsName), DstASName: []byte(m.DstAsName)}
+	if !equalRecords(*r, want) {
+		t.Fatalf("parseProto disagrees with UnmarshalVT:\n got %+v\nwant %+v", *r, want)
+	}
+}
+
+func TestScaled(t *testing.T) {
+	for _, tc := range []struct{ v, rate, want uint64 }{
+		{10, 0, 10}, {10, 1, 10}, {10, 100, 1000}, {1 << 63, 4, ^uint64(0)},
+	} {
+		if got := scaled(tc.v, tc.rate); got != tc.want {
+			t.Errorf("scaled(%d, %d) = %d, want %d", tc.v, tc.rate, got, tc.want)
+		}
+	}
+}
+
+// FuzzParse checks, for any value: Parse never panics; a value that
+// vtprotobuf's UnmarshalVT accepts as a bare message is accepted, and
+// when it is not also a valid frame, with the same fields as UnmarshalVT
+// reads; the slices of a Record stay inside the value or the scratch.
+func FuzzParse(f *testing.F) {
+	named := testFlow(64500, 15169, 1500, 1, 100, "192.0.2.1")
+	named.SrcAsName = "EXAMPLE"
+	f.Add(framed(named))
+	f.Add(bare(named))
+	f.Add(jsonFlow(named))
+	f.Add([]byte(pmacctRecord))
+	f.Add([]byte(`{"label":"a\ud83d\ude00b","as_src":1,"bytes":2}`))
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, value []byte) {
+		var p Parser
+		var r Record
+		err := p.Parse(value, &r)
+		var m flowpb.FlowMessage
+		if i := skipSpace(value, 0); i < len(value) && value[i] != '{' && m.UnmarshalVT(value) == nil {
+			if err != nil {
+				t.Fatalf("UnmarshalVT accepts %x, Parse says %v", value, err)
+			}
+			if n, k := binary.Uvarint(value); !(k > 0 && n == uint64(len(value)-k)) {
+				checkAgainstVT(t, value, &r)
+			}
+		}
+	})
+}
