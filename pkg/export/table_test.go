@@ -54,9 +54,9 @@ func TestTableExposition(t *testing.T) {
 	in.SrcAsName = "GOOGLE" // enriched name wins over the table
 	countAll(t, c, time.Now(),
 		framed(in), jsonFlow(in), // 2 x (10000 bytes, 20 packets, 1 flow)
-		bare(testFlow(64500, 6939, 50, 1, 0, "2001:db8::1")),                                // rate 0 counts as 1
+		bare(testFlow(64500, 6939, 50, 1, 0, "2001:db8::1")),                                    // rate 0 counts as 1
 		[]byte(`{"label":"bdr1","as_src":64500,"as_dst":6939,"bytes":7,"packets":1,"flows":3}`), // pmacct
-		bare(testFlow(1, 2, 1, 1, 1, "192.0.2.1")),                                          // unmatched
+		bare(testFlow(1, 2, 1, 1, 1, "192.0.2.1")),                                              // unmatched
 	)
 	want := `
 # HELP flow_receive_bytes_total Bytes received by the monitored AS (destination_as is --asn), multiplied by the sampling rate.
