@@ -3,12 +3,15 @@ package sflow
 import (
 	"encoding/json"
 	"net/netip"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
 	"github.com/flowpipe/flowpipe/pkg/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/interop"
 )
 
 var testExporter = netip.MustParseAddrPort("192.0.2.99:6343")
@@ -178,4 +181,39 @@ func equalAny(a, b any) bool {
 		return slices.Equal(a, b.([]uint32))
 	}
 	return a == b
+}
+
+// gatewayFields are what flowgen's extended router and gateway records
+// carry, as tshark names them.
+var gatewayFields = []tsharkField{
+	{"sflow_245.nexthop.src_mask", false, func(m *flowpb.FlowMessage) (string, bool) { return u32(m.SrcNet), true }},
+	{"sflow_245.nexthop.dst_mask", false, func(m *flowpb.FlowMessage) (string, bool) { return u32(m.DstNet), true }},
+	{"sflow_245.srcAS", false, func(m *flowpb.FlowMessage) (string, bool) { return u32(m.SrcAs), true }},
+	{"sflow_245.dstAS", false, func(m *flowpb.FlowMessage) (string, bool) {
+		// tshark lists the path, then the communities, under this name.
+		var p []string
+		for _, as := range slices.Concat(m.AsPath, m.BgpCommunities) {
+			p = append(p, u32(as))
+		}
+		return strings.Join(p, "|"), len(p) > 0
+	}},
+}
+
+// TestFlowgenTshark writes flowgen datagrams to a pcap and compares the
+// decode with tshark's, sample by sample.
+func TestFlowgenTshark(t *testing.T) {
+	g, err := flowgen.New(flowgen.Config{Seed: 11, Protocol: flowgen.SFlow, IPv6Ratio: 0.3, SamplingRate: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dgs [][]byte
+	for range 20 {
+		pkt, _ := g.Next()
+		dgs = append(dgs, slices.Clone(pkt)) // Next reuses its buffer
+	}
+	pcap := filepath.Join(t.TempDir(), "flowgen.pcap")
+	if err := interop.WritePcap(pcap, dgs, fixturePort); err != nil {
+		t.Fatal(err)
+	}
+	checkAgainstTshark(t, pcap, append(slices.Clone(tsharkFields), gatewayFields...))
 }
