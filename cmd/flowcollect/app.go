@@ -3,19 +3,304 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/flowpipe/flowpipe/pkg/collect"
 	"github.com/flowpipe/flowpipe/pkg/command"
+	"github.com/flowpipe/flowpipe/pkg/decode/mapping"
+	"github.com/flowpipe/flowpipe/pkg/decode/template"
+	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/telemetry"
 )
+
+const description = `flowcollect receives NetFlow v5, NetFlow v9, IPFIX and sFlow v5 export
+datagrams over UDP (or reads them from pcap/pcapng captures) and writes one
+flow record per flow to stdout (or a file) as a length-delimited protobuf
+stream (goflow2's -format=bin) or JSON lines (goflow2's field names).
+
+Listeners are URIs: netflow://[HOST]:PORT (v5, v9 and IPFIX, told apart by
+version), ipfix://..., sflow://..., with ?count=N for N SO_REUSEPORT sockets
+and ?rcvbuf=BYTES for the socket receive buffer. Hosts may be IPv4 or IPv6
+([::]). One exporter's packets are always decoded in order by one worker.
+Templates are kept per exporter address (not port) and domain; with
+--templates-file they survive a restart. --output FILE appends and reopens
+the file on SIGHUP (logrotate). Datagrams from outside --allow, or that find
+a full worker queue, are dropped and counted in flowcollect_packets_dropped_total.
+
+Examples:
+  flowcollect | flowenrich ... | flowpublish ...
+  flowcollect --listen 'netflow://[::]:2055?count=4' --format json --output /var/log/flows.jsonl
+  flowcollect --allow 10.0.0.0/8 --templates-file /var/lib/flowcollect/templates.json
+  flowcollect -r capture.pcap --format json | head
+  FLOWCOLLECT_LISTEN=netflow://:9995,sflow://:6343 flowcollect`
 
 func newApp() command.App {
 	return command.App{
-		Name:  "flowcollect",
-		Usage: "receive NetFlow v5/v9, IPFIX and sFlow v5 and write flow records to stdout",
-		Flags: []cli.Flag{command.MetricsFlag(":8080")},
-		Action: func(ctx context.Context, c *cli.Context, s command.Streams) error {
-			return errors.New("not built yet")
+		Name:        "flowcollect",
+		Usage:       "receive NetFlow v5/v9, IPFIX and sFlow v5 and write flow records to stdout",
+		UsageText:   "flowcollect [--listen URI]... [options]\n   flowcollect [options] -r FILE.pcap [FILE.pcap...]",
+		Description: description,
+		Args:        true,
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Value: cli.NewStringSlice(collect.DefaultListen...),
+				Usage: "listener URI, repeatable (netflow://:2055, ipfix://:4739, sflow://:6343, ?count=N&rcvbuf=BYTES)"},
+			&cli.StringSliceFlag{Name: "read", Aliases: []string{"r"}, Usage: "read pcap/pcapng `FILE` instead of listening, repeatable (also as arguments)"},
+			&cli.StringFlag{Name: "format", Value: "bin", Usage: "output format: bin (length-delimited protobuf) or json (lines)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "output `PATH` (appended, reopened on SIGHUP); - is stdout"},
+			&cli.DurationFlag{Name: "flush-interval", Value: 100 * time.Millisecond, Usage: "longest time a decoded record waits before it is written"},
+			&cli.StringSliceFlag{Name: "allow", Usage: "accept exporters in this `CIDR` only, repeatable (default: all)"},
+			&cli.IntFlag{Name: "workers", Value: runtime.GOMAXPROCS(0), Usage: "decoding goroutines (one exporter always uses the same one)"},
+			&cli.IntFlag{Name: "queue", Value: 64, Usage: "per-worker queue, in chunks of up to 64 KiB of datagrams"},
+			&cli.IntFlag{Name: "rcvbuf", Value: 32 << 20, Usage: "socket receive buffer in bytes for listeners without ?rcvbuf= (0: system default)"},
+			&cli.PathFlag{Name: "templates-file", Usage: "load templates from this file at start, save them every minute and at exit"},
+			&cli.DurationFlag{Name: "template-ttl", Value: 30 * time.Minute, Usage: "forget a template not refreshed for this long (negative: never)"},
+			&cli.IntFlag{Name: "max-templates", Value: 65536, Usage: "templates kept in all"},
+			&cli.IntFlag{Name: "max-templates-per-exporter", Value: 4096, Usage: "templates kept per exporter address"},
+			&cli.IntFlag{Name: "pending-sets", Value: 1024, Usage: "data sets held while waiting for their template"},
+			&cli.IntFlag{Name: "pending-bytes", Value: 4 << 20, Usage: "bytes of data sets held while waiting for their template"},
+			&cli.DurationFlag{Name: "pending-age", Value: 10 * time.Second, Usage: "how long a data set waits for its template"},
+			&cli.PathFlag{Name: "mapping", Usage: "YAML file mapping further IPFIX/v9 elements to custom fields (goflow2 -mapping format)"},
+			&cli.IntFlag{Name: "max-exporter-labels", Value: collect.DefaultMaxExporterLabels, Usage: "distinct exporter label values in metrics; later ones are \"other\""},
+			command.MetricsFlag(":8080"),
 		},
+		Action: run,
 	}
+}
+
+func run(ctx context.Context, c *cli.Context, s command.Streams) error {
+	log, err := command.NewLogger(c, s.Err)
+	if err != nil {
+		return err
+	}
+	pcaps := append(c.StringSlice("read"), c.Args().Slice()...)
+
+	cfg := collect.DefaultConfig()
+	cfg.Log = log
+	cfg.Workers = c.Int("workers")
+	cfg.QueueChunks = c.Int("queue")
+	cfg.FlushInterval = c.Duration("flush-interval")
+	cfg.MaxExporterLabels = c.Int("max-exporter-labels")
+	if c.Int("rcvbuf") < 0 {
+		return command.Usagef("--rcvbuf: must not be negative")
+	}
+	if cfg.Listens, err = collect.ParseListens(splitList(c.StringSlice("listen")), c.Int("rcvbuf")); err != nil {
+		return command.Usagef("--listen: %v", err)
+	}
+	for _, a := range splitList(c.StringSlice("allow")) {
+		p, err := parsePrefix(a)
+		if err != nil {
+			return command.Usagef("--allow: %v", err)
+		}
+		cfg.Allow = append(cfg.Allow, p)
+	}
+
+	var m *mapping.Mapping
+	if path := c.Path("mapping"); path != "" {
+		if m, err = mapping.LoadFile(path); err != nil {
+			return command.Usagef("--mapping: %v", err)
+		}
+	}
+	format, err := framing.ParseFormat(c.String("format"))
+	if err != nil || format == framing.FormatAuto {
+		return command.Usagef("--format: want bin or json, got %q", c.String("format"))
+	}
+	if format == framing.FormatJSON {
+		opts := &framing.JSONOptions{}
+		if m != nil {
+			opts.Custom = m.CustomFields()
+		}
+		cfg.Encode = func(dst []byte, msg *flowpb.FlowMessage) []byte { return framing.AppendJSONLine(dst, msg, opts) }
+	}
+	decs := collect.NewStandardDecoders(collect.DecoderConfig{
+		Mapping: m,
+		Templates: template.Config{
+			MaxPerExporter: c.Int("max-templates-per-exporter"),
+			MaxTotal:       c.Int("max-templates"),
+			TTL:            c.Duration("template-ttl"),
+			PendingSets:    c.Int("pending-sets"),
+			PendingBytes:   c.Int("pending-bytes"),
+			PendingAge:     c.Duration("pending-age"),
+		},
+	})
+	cfg.NewDecoders = decs.New
+	if err := cfg.Validate(); err != nil {
+		return command.Usagef("%v", err)
+	}
+	templatesFile := c.Path("templates-file")
+	if templatesFile != "" {
+		n, err := decs.LoadTemplates(templatesFile)
+		if err != nil {
+			return err
+		}
+		log.Info("templates loaded", "file", templatesFile, "templates", n)
+	}
+
+	var out io.Writer = s.Out
+	var file *collect.FileOutput
+	if path := c.String("output"); path != "-" && path != "" {
+		if file, err = collect.OpenFileOutput(path); err != nil {
+			return err
+		}
+		defer file.Close()
+		out = file
+	}
+
+	reg := telemetry.NewRegistry()
+	reg.MustRegister(decs.Collector())
+	col, err := collect.New(cfg, out, reg)
+	if err != nil {
+		return err
+	}
+	stopMetrics, err := command.StartMetrics(c, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+
+	if len(pcaps) > 0 {
+		err = readPcaps(ctx, col, pcaps, s.Err)
+	} else {
+		err = listen(ctx, col, decs, file, templatesFile, log)
+	}
+	if templatesFile != "" {
+		if serr := decs.SaveTemplates(templatesFile); serr != nil {
+			log.Error("templates not saved", "err", serr)
+		} else {
+			log.Info("templates saved", "file", templatesFile, "templates", decs.Templates().Stats().Templates)
+		}
+	}
+	return err
+}
+
+// listen serves the sockets until ctx ends, then drains and flushes.
+func listen(ctx context.Context, col *collect.Collector, decs *collect.StandardDecoders, file *collect.FileOutput, templatesFile string, log *slog.Logger) error {
+	if err := col.Open(ctx); err != nil {
+		return err
+	}
+	col.Start()
+	bg, stopBg := context.WithCancel(ctx)
+	defer stopBg()
+	go maintain(bg, decs, templatesFile, log)
+	if file != nil {
+		go reopenOnHUP(bg, file, log)
+	}
+	serveErr := col.Serve(ctx)
+	closeErr := col.Close()
+	t := col.Totals()
+	log.Info("stopped", "packets", t.Packets, "records", t.Records, "decode_errors", t.DecodeErrors)
+	return errors.Join(serveErr, closeErr)
+}
+
+// maintain expires templates and saves them every minute.
+func maintain(ctx context.Context, decs *collect.StandardDecoders, templatesFile string, log *slog.Logger) {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if templatesFile == "" {
+			decs.Templates().Expire(uint64(time.Now().UnixNano()))
+			continue
+		}
+		if err := decs.SaveTemplates(templatesFile); err != nil {
+			log.Error("templates not saved", "err", err)
+		}
+	}
+}
+
+func reopenOnHUP(ctx context.Context, file *collect.FileOutput, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := file.Reopen(); err != nil {
+				log.Error("output not reopened; still writing to the old file", "err", err)
+			} else {
+				log.Info("output reopened")
+			}
+		}
+	}
+}
+
+// readPcaps decodes the captures one after the other and prints a summary.
+func readPcaps(ctx context.Context, col *collect.Collector, paths []string, stderr io.Writer) error {
+	col.Start()
+	start := time.Now()
+	var packets uint64
+	var readErr error
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			readErr = fmt.Errorf("flowcollect: %w", err)
+			break
+		}
+		st, err := col.ReadPcap(ctx, f)
+		f.Close()
+		packets += st.Packets
+		if err != nil {
+			readErr = fmt.Errorf("%s: %w", p, err)
+			break
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	closeErr := col.Close()
+	elapsed := time.Since(start)
+	t := col.Totals()
+	rate := float64(t.Records) / max(elapsed.Seconds(), 1e-9)
+	fmt.Fprintf(stderr, "flowcollect: read %d packets, %d records in %s (%.0f records/s), %d decode errors\n",
+		packets, t.Records, elapsed.Round(time.Millisecond), rate, t.DecodeErrors)
+	return errors.Join(readErr, closeErr)
+}
+
+// splitList accepts both repeated flags and comma-separated values.
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	bits := p.Bits()
+	if p.Addr().Is4In6() {
+		bits = max(bits-96, 0)
+	}
+	return netip.PrefixFrom(p.Addr().Unmap(), bits).Masked(), nil
 }
