@@ -66,7 +66,7 @@ func TestPmacctFixture(t *testing.T) {
 	dgs := readFixture(t, fixturePmacct)
 	truth := groundTruth(t)
 	flows := decodeFixture(t, dgs)
-	checkAgainstTruth(t, flows, truth)
+	checkAgainstTruth(t, flows, truth, true)
 	t.Run("tshark", func(t *testing.T) { checkAgainstTshark(t, fixturePmacct, tsharkFields) })
 }
 
@@ -77,7 +77,7 @@ func TestPmacctLive(t *testing.T) {
 		t.Skip("runs pmacctd")
 	}
 	dgs, truth := pmacctSFlow(t)
-	checkAgainstTruth(t, decodeFixture(t, dgs), truth)
+	checkAgainstTruth(t, decodeFixture(t, dgs), truth, false)
 }
 
 func readFixture(t *testing.T, path string) [][]byte {
@@ -115,7 +115,10 @@ func decodeFixture(t *testing.T, dgs [][]byte) []*flowpb.FlowMessage {
 
 // checkAgainstTruth matches every decoded flow to a ground-truth flow by
 // its 5-tuple and checks what the sampled header carries.
-func checkAgainstTruth(t *testing.T, flows []*flowpb.FlowMessage, truth []testtraffic.Flow) {
+// With exact, every packet must have been sampled; otherwise (a live
+// pmacctd, interrupted when it has read the file, may not have sent its
+// last datagrams on a busy machine) at least 80% of them.
+func checkAgainstTruth(t *testing.T, flows []*flowpb.FlowMessage, truth []testtraffic.Flow, exact bool) {
 	t.Helper()
 	byKey := map[string]*testtraffic.Flow{}
 	for i := range truth {
@@ -169,11 +172,19 @@ func checkAgainstTruth(t *testing.T, flows []*flowpb.FlowMessage, truth []testtr
 		}
 	}
 	// pmacctd samples every packet unless told otherwise.
+	packets := 0
 	for i := range truth {
 		f := &truth[i]
-		if perFlow[f] != f.Packets {
+		packets += f.Packets
+		switch {
+		case perFlow[f] > f.Packets || exact && perFlow[f] != f.Packets:
 			t.Errorf("%v: %d samples, want %d", f.Key(), perFlow[f], f.Packets)
+		case perFlow[f] != f.Packets:
+			t.Logf("%v: %d samples of %d packets arrived", f.Key(), perFlow[f], f.Packets)
 		}
+	}
+	if len(flows)*5 < packets*4 {
+		t.Errorf("%d samples for %d packets", len(flows), packets)
 	}
 	for _, k := range []string{"vlan", "ipv6"} {
 		if !kinds[k] {
