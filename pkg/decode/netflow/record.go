@@ -196,8 +196,12 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 		return off, true
 	}
 	d.finish(c, p, samp, r)
-	emit(m)
-	if p.hasReverse && (r.revBytes != 0 || r.revPackets != 0) {
+	hasReverse := p.hasReverse && (r.revBytes != 0 || r.revPackets != 0)
+	// A biflow whose forward direction saw nothing yields only its reverse.
+	if !hasReverse || m.Bytes != 0 || m.Packets != 0 {
+		emit(m)
+	}
+	if hasReverse {
 		reverse(m, r)
 		emit(m)
 	}
