@@ -232,4 +232,3 @@ func (m *Mapping) CustomFields() []framing.CustomField {
 	}
 	return out
 }
-

@@ -160,7 +160,7 @@ type Cache[T any] struct {
 	pending     []Held // FIFO, oldest first
 	pendingLen  int
 
-	templates, pendingSets, pendingBytes                         atomic.Int64
+	templates, pendingSets, pendingBytes                        atomic.Int64
 	dropped, decoded, expired, withdrawn, limitHits, updatedCnt atomic.Uint64
 }
 
