@@ -112,8 +112,12 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	defer stopMetrics()
 
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go watch(ctx, e, c.Duration("reload-interval"), log, m)
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		watch(ctx, e, c.Duration("reload-interval"), log, m)
+	}()
+	defer func() { cancel(); <-watching }() // no reload outlives the run
 
 	// A blocked read of stdin only returns when stdin is closed: close it
 	// on SIGTERM (as goflow2's enricher does); Run then flushes and ends.

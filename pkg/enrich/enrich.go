@@ -76,6 +76,9 @@ type Enricher struct {
 	cfg      Config
 	cur      atomic.Pointer[state]
 	reloadMu sync.Mutex
+
+	pollMu sync.Mutex
+	seen   map[string]fileStamp // stamps at the previous Changed call
 }
 
 // New loads every configured file; any failure is returned and nothing is
@@ -109,20 +112,43 @@ func (e *Enricher) Databases() []DatabaseInfo {
 func (e *Enricher) Networks() *Networks { return e.cur.Load().nets }
 
 // Changed reports whether a configured file's size or modification time
-// differs from the loaded one's. A file that cannot be read counts as
-// changed, so that the reload reports why.
+// differs from the loaded one's and is the same as at the previous call:
+// called at every poll, it lets a file being written settle for one
+// interval instead of reading it half-done (a truncated file can be valid
+// YAML). A file that cannot be read counts as changed once it stays so, so
+// that the reload reports why.
 func (e *Enricher) Changed() bool {
+	e.pollMu.Lock()
+	defer e.pollMu.Unlock()
 	s := e.cur.Load()
-	check := func(path string, loaded fileStamp) bool {
+	if e.seen == nil {
+		e.seen = make(map[string]fileStamp)
+	}
+	changed := false
+	check := func(path string, loaded fileStamp) {
 		if path == "" {
-			return false
+			return
 		}
 		st, err := statFile(path)
-		return err != nil || st != loaded
+		if err != nil {
+			st = fileStamp{size: -1}
+		}
+		prev, ok := e.seen[path]
+		e.seen[path] = st
+		if st != loaded && ok && prev == st {
+			changed = true
+		}
 	}
-	return (s.asn != nil && check(e.cfg.ASNPath, s.asn.stamp)) ||
-		(s.country != nil && check(e.cfg.CountryPath, s.country.stamp)) ||
-		(e.cfg.NetworksPath != "" && check(e.cfg.NetworksPath, s.netsStamp))
+	if s.asn != nil {
+		check(e.cfg.ASNPath, s.asn.stamp)
+	}
+	if s.country != nil {
+		check(e.cfg.CountryPath, s.country.stamp)
+	}
+	if s.nets != nil {
+		check(e.cfg.NetworksPath, s.netsStamp)
+	}
+	return changed
 }
 
 // Reload reloads the files that changed (all of them when force is set)

@@ -255,6 +255,9 @@ func TestReload(t *testing.T) {
 	// A new ASN database: picked up by polling, others reused.
 	time.Sleep(10 * time.Millisecond) // a distinct mtime even on coarse clocks
 	enrichtest.WriteMMDB(t, dir, "asn.mmdb", "GeoLite2-ASN", []enrichtest.Entry{{Prefix: "192.0.2.0/24", Record: enrichtest.ASN(64999, "NEW")}})
+	if e.Changed() {
+		t.Fatal("change reported before the file settled for one poll")
+	}
 	if !e.Changed() {
 		t.Fatal("change not noticed")
 	}
