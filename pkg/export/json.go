@@ -40,10 +40,11 @@ func (s *scanner) eat(c byte) bool {
 }
 
 // eachField calls fn with every top-level key of the object in b, the
-// scanner placed on the key's value, which fn must consume. fn returning
-// stop ends the walk early, without checking the rest of the object.
-func eachField(b []byte, fn func(key []byte, s *scanner) (stop bool, err error)) error {
-	s := scanner{b: b}
+// scanner s placed on the key's value, which fn must consume. fn returning
+// stop ends the walk early, without checking the rest of the object. s is
+// the caller's so that it does not escape to the heap on every call.
+func eachField(s *scanner, b []byte, fn func(key []byte, s *scanner) (stop bool, err error)) error {
+	*s = scanner{b: b}
 	if !s.eat('{') {
 		return s.fail("want '{'")
 	}
@@ -61,7 +62,7 @@ func eachField(b []byte, fn func(key []byte, s *scanner) (stop bool, err error))
 				return s.fail("want ':'")
 			}
 			s.ws()
-			stop, err := fn(key, &s)
+			stop, err := fn(key, s)
 			if err != nil || stop {
 				return err
 			}

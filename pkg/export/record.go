@@ -71,6 +71,7 @@ type Record struct {
 type Parser struct {
 	msg     flowpb.FlowMessage // reused by framing.ParseJSON
 	scratch []byte             // unescaped JSON strings
+	sc      scanner
 	jsonOpt *framing.JSONOptions
 }
 
@@ -198,7 +199,7 @@ func (p *Parser) parseJSON(value []byte, r *Record) error {
 	return nil
 }
 
-// pmacctOnly and flowOnly are keys that tell the two JSON dialects apart.
+// dialect knows the keys that tell the two JSON dialects apart.
 func dialect(key []byte) (pmacct, decided bool) {
 	switch string(key) {
 	case "as_src", "as_dst", "label", "peer_ip_src", "event_type", "ip_src", "ip_dst",
@@ -213,7 +214,7 @@ func dialect(key []byte) (pmacct, decided bool) {
 
 func (p *Parser) isPmacct(value []byte) (bool, error) {
 	pmacct := false
-	err := eachField(value, func(key []byte, s *scanner) (bool, error) {
+	err := eachField(&p.sc, value, func(key []byte, s *scanner) (bool, error) {
 		pm, decided := dialect(key)
 		if decided {
 			pmacct = pm
@@ -228,7 +229,7 @@ func (p *Parser) parsePmacct(value []byte, r *Record) error {
 	p.scratch = p.scratch[:0]
 	var haveCounter bool
 	var peer []byte
-	err := eachField(value, func(key []byte, s *scanner) (bool, error) {
+	err := eachField(&p.sc, value, func(key []byte, s *scanner) (bool, error) {
 		var err error
 		switch string(key) {
 		case "as_src":
