@@ -189,17 +189,18 @@ type counts struct {
 // Decode emits one flow per flow sample of p. A bad sample is skipped and
 // decoding goes on with the next one (a sample's length frames it); a
 // sample whose length runs past the datagram ends the datagram. The error
-// joins what was skipped, each a *decode.Error.
+// joins what was skipped, each a *decode.Error whose Domain is the
+// sub-agent ID.
 func (d *Decoder) Decode(p decode.Packet, emit decode.Emit) error {
 	b := p.Data
 	fail := func(sub uint32, err error) error {
 		return &decode.Error{Protocol: decode.SFlowV5, Exporter: p.Exporter, Domain: sub, Err: err}
 	}
 	if len(b) < 8 {
-		return fail(0, fmt.Errorf("sflow: datagram of %d bytes: %w", len(b), decode.ErrTruncated))
+		return fail(0, fmt.Errorf("datagram of %d bytes: %w", len(b), decode.ErrTruncated))
 	}
 	if v := be32(b); v != 5 {
-		return fail(0, fmt.Errorf("sflow: version %d: %w", v, decode.ErrVersion))
+		return fail(0, fmt.Errorf("version %d: %w", v, decode.ErrVersion))
 	}
 	var dg datagram
 	dg.receivedNs = p.ReceivedNs
@@ -211,10 +212,10 @@ func (d *Decoder) Decode(p decode.Packet, emit decode.Emit) error {
 	case 2:
 		dg.agentLen = 16
 	default:
-		return fail(0, fmt.Errorf("sflow: agent address type %d: %w", t, decode.ErrMalformed))
+		return fail(0, fmt.Errorf("agent address type %d: %w", t, decode.ErrMalformed))
 	}
 	if len(b) < off+dg.agentLen+16 {
-		return fail(0, fmt.Errorf("sflow: datagram header of %d bytes: %w", len(b), decode.ErrTruncated))
+		return fail(0, fmt.Errorf("datagram header of %d bytes: %w", len(b), decode.ErrTruncated))
 	}
 	copy(dg.agent[:], b[off:off+dg.agentLen])
 	if dg.agentLen == 4 {
@@ -239,23 +240,20 @@ func (d *Decoder) Decode(p decode.Packet, emit decode.Emit) error {
 	for i := 0; i < n; i++ {
 		done = false
 		if len(b)-off < 8 {
-			errs = append(errs, fail(dg.sub, fmt.Errorf("sflow: sample %d of %d: datagram ends: %w", i, nSamples, decode.ErrTruncated)))
+			errs = append(errs, fail(dg.sub, fmt.Errorf("sample %d of %d: datagram ends: %w", i, nSamples, decode.ErrTruncated)))
 			break
 		}
 		format, length := be32(b[off:]), be32(b[off+4:])
 		off += 8
 		if uint64(length) > uint64(len(b)-off) {
-			errs = append(errs, fail(dg.sub, fmt.Errorf("sflow: sample %d length %d > %d bytes left: %w", i, length, len(b)-off, decode.ErrTruncated)))
+			errs = append(errs, fail(dg.sub, fmt.Errorf("sample %d length %d > %d bytes left: %w", i, length, len(b)-off, decode.ErrTruncated)))
 			break
 		}
 		sample := b[off : off+int(length)]
 		off += int(length)
 		if err := d.sample(&dg, format, sample, emit, &c); err != nil {
 			c.bad++
-			errs = append(errs, &decode.Error{
-				Protocol: decode.SFlowV5, Exporter: p.Exporter, Domain: dg.sub, SetID: uint16(format & 0xfff),
-				Err: fmt.Errorf("sflow: sample %d: %w", i, err),
-			})
+			errs = append(errs, fail(dg.sub, fmt.Errorf("sample %d (format %d): %w", i, format, err)))
 			if len(errs) >= maxErrors {
 				break
 			}
@@ -263,7 +261,7 @@ func (d *Decoder) Decode(p decode.Packet, emit decode.Emit) error {
 		done = true
 	}
 	if done && uint64(nSamples) > uint64(n) {
-		errs = append(errs, fail(dg.sub, fmt.Errorf("sflow: %d samples, only %d decoded: %w", nSamples, n, decode.ErrLimit)))
+		errs = append(errs, fail(dg.sub, fmt.Errorf("%d samples, only %d decoded: %w", nSamples, n, decode.ErrLimit)))
 	}
 	d.flush(&c)
 	switch len(errs) {
