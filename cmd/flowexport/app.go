@@ -132,7 +132,7 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	if err != nil {
 		return err
 	}
-	ccfg.Client = append(ccfg.Client, kafkaopt.WithLogger(log), kafkaopt.WithMetrics("flowexport", reg))
+	ccfg.Client = append(ccfg.Client, kafkaopt.WithLogger(log))
 	cons, err := export.NewConsumer(ccfg, export.NewCounter(table), m)
 	if err != nil {
 		return err

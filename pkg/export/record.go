@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"unsafe"
 
+	"github.com/planetscale/vtprotobuf/protohelpers"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
@@ -103,6 +104,7 @@ func (p *Parser) Parse(value []byte, r *Record) error {
 // accepts is always accepted here with the same values.
 func parseProto(b []byte, r *Record) error {
 	for len(b) > 0 {
+		field := b
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return fmt.Errorf("export: %w: %v", ErrBadProto, protowire.ParseError(n))
@@ -141,11 +143,13 @@ func parseProto(b []byte, r *Record) error {
 			continue
 		}
 		if dst == nil && dst32 == nil {
-			n = protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return fmt.Errorf("export: %w: field %d: %v", ErrBadProto, num, protowire.ParseError(n))
+			// Skip exactly as the generated UnmarshalVT does, so that both
+			// accept the same messages (it does not match group numbers).
+			n, err := protohelpers.Skip(field)
+			if err != nil || n < len(field)-len(b) || n > len(field) {
+				return fmt.Errorf("export: %w: field %d: %v", ErrBadProto, num, err)
 			}
-			b = b[n:]
+			b = field[n:]
 			continue
 		}
 		if typ != protowire.VarintType {
