@@ -265,11 +265,11 @@ func TestExportEndToEnd(t *testing.T) {
 		defer func() { pcancel(); _ = cmd.Wait() }()
 
 		for query, want := range map[string]uint64{
-			"sum(flow_receive_bytes_total)":                          d.rx,
-			"sum(flow_transmit_bytes_total)":                         d.tx,
-			"sum(flow_receive_packets_total)":                        d.rxPk,
-			`sum(flow_receive_bytes_total{source_as="15169"})`:       d.rxFrom15169,
-			`sum(flow_transmit_bytes_total{hostname="bdr1"})`:        d.tx,
+			"sum(flow_receive_bytes_total)":                           d.rx,
+			"sum(flow_transmit_bytes_total)":                          d.tx,
+			"sum(flow_receive_packets_total)":                         d.rxPk,
+			`sum(flow_receive_bytes_total{source_as="15169"})`:        d.rxFrom15169,
+			`sum(flow_transmit_bytes_total{hostname="bdr1"})`:         d.tx,
 			`sum(flowexport_records_consumed_total{format="pmacct"})`: 100,
 		} {
 			var got string
