@@ -4,8 +4,8 @@ import (
 	"io"
 	"runtime"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
 	"github.com/flowpipe/flowpipe/pkg/flowgen"

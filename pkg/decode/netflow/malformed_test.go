@@ -231,7 +231,7 @@ ipfix:
 	rec = binary.BigEndian.AppendUint64(rec, 1000)
 	rec = binary.BigEndian.AppendUint64(rec, 10)
 	rec = append(rec, 0x00, 0x06, 0x40, 0x00, 0x0c, 0x81) // labels 100, 200 (bos)
-	rec = append(rec, 4, 'e', 't', 'h', '0')               // 1-byte length prefix
+	rec = append(rec, 4, 'e', 't', 'h', '0')              // 1-byte length prefix
 	rec = u32(rec, 42)
 	rec = append(rec, 255, 0, 3, 1, 2, 3) // 3-byte length prefix
 	rec = binary.BigEndian.AppendUint64(rec, 500)
@@ -298,8 +298,10 @@ func TestOptionsSampling(t *testing.T) {
 
 type gapObserver struct{ gaps, resets int }
 
-func (g *gapObserver) SequenceGap(_ decode.Protocol, _ netip.Addr, _ uint32, n uint64) { g.gaps += int(n) }
-func (g *gapObserver) SequenceReset(decode.Protocol, netip.Addr, uint32)           { g.resets++ }
+func (g *gapObserver) SequenceGap(_ decode.Protocol, _ netip.Addr, _ uint32, n uint64) {
+	g.gaps += int(n)
+}
+func (g *gapObserver) SequenceReset(decode.Protocol, netip.Addr, uint32) { g.resets++ }
 
 func TestSequenceGaps(t *testing.T) {
 	obs := &gapObserver{}
