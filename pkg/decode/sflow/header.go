@@ -252,8 +252,9 @@ func (w *walk) parse(l layer, b []byte) (size int, next layer, ok bool) {
 			m.DstPort = uint32(binary.BigEndian.Uint16(b[2:]))
 			m.TcpFlags = uint32(b[13])
 		}
-		// goflow2 counts 20 plus the header length.
-		return 20 + int(b[12]>>4)*4, layerNone, true
+		// The header's own length (goflow2 v2.2.6 says 20 plus the flags
+		// byte's high nibble times 4).
+		return max(20, int(b[12]>>4)*4), layerNone, true
 
 	case layerUDP:
 		if len(b) < 8 {

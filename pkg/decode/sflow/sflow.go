@@ -26,9 +26,11 @@
 //     (several interfaces) sets out_if 0;
 //   - an AS path of several segments is read whole.
 //
-// layer_stack and layer_size follow goflow2 including its quirks: a layer
-// too short to parse adds a 0 to layer_size and nothing to layer_stack, and
-// TCP's size is 20 plus the header length.
+//   - TCP's layer_size is its header length (goflow2 reads the flags byte).
+//
+// layer_stack and layer_size otherwise follow goflow2, including its habit
+// of adding a 0 to layer_size, and nothing to layer_stack, for a layer too
+// short to parse.
 package sflow
 
 import (
