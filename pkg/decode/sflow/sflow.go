@@ -10,30 +10,22 @@
 // become flows.
 //
 // Where goflow2 v2.2.6 is wrong this package is not (each is a test case):
-//
 //   - ICMP and ICMPv6 type/code are set (goflow2 never sets them for sFlow);
-//
 //   - vlan_id is the 12-bit VLAN ID, without the priority bits, and 802.1ad
 //     (0x88a8) and 0x9100 outer tags are walked like 802.1Q;
-//
 //   - the IPv4 header length comes from IHL (options are skipped), GRE
 //     optional fields are skipped, IPv6 hop-by-hop and destination options
-//     are walked (their bytes are added to the IPv6 layer's layer_size),
+//     are walked (their bytes are added to the previous layer's layer_size),
 //     and proto is the upper-layer protocol after IPv6 extension headers;
-//
 //   - ports and flags are not read from non-first fragments;
-//
-//   - raw IPv4 (11) and IPv6 (12) header protocols are parsed, and sampled
+//   - TCP's layer_size is its header length (goflow2 reads the flags byte);
+//   - raw IPv4 (11) and IPv6 (12) header protocols are parsed, sampled
 //     IPv4/IPv6 records set tcp_flags, sampled Ethernet records set MACs and
 //     etype;
-//
 //   - interface format bits are decoded: out_if format 1 (discarded) sets
 //     forwarding_status 128 ("dropped", RFC 7270) and out_if 0, format 2
 //     (several interfaces) sets out_if 0;
-//
 //   - an AS path of several segments is read whole.
-//
-//   - TCP's layer_size is its header length (goflow2 reads the flags byte).
 //
 // layer_stack and layer_size otherwise follow goflow2, including its habit
 // of adding a 0 to layer_size, and nothing to layer_stack, for a layer too
