@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -123,7 +124,13 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	// on SIGTERM (as goflow2's enricher does); Run then flushes and ends.
 	done := make(chan struct{})
 	defer close(done)
-	if closer, ok := s.In.(io.Closer); ok {
+	in := s.In
+	if f, ok := in.(*os.File); ok {
+		pollable, restore := pollableFile(f)
+		defer restore()
+		in = pollable
+	}
+	if closer, ok := in.(io.Closer); ok {
 		go func() {
 			select {
 			case <-ctx.Done():
@@ -133,7 +140,7 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 		}()
 	}
 	stream := enrich.NewStream(e, enrich.StreamConfig{
-		In: s.In, Out: s.Out,
+		In: in, Out: s.Out,
 		InputFormat: inFormat, OutputFormat: outFormat,
 		Report: m.add,
 	})
@@ -199,4 +206,23 @@ func watch(ctx context.Context, e *enrich.Enricher, interval time.Duration, log 
 			}
 		}
 	}
+}
+
+// pollableFile returns a non-blocking handle on f, so that Go's poller
+// serves its reads and Close interrupts a blocked one (a pipe inherited in
+// blocking mode would keep the read, and SIGTERM, waiting for the writer).
+// For a pipe or a terminal, reopening /proc/self/fd/N gives a new file
+// description, so the mode of the one shared with the shell is untouched;
+// otherwise (a socket) the shared one is switched and restored at the end.
+func pollableFile(f *os.File) (*os.File, func()) {
+	fd := int(f.Fd())
+	if fi, err := f.Stat(); err == nil && fi.Mode()&(os.ModeNamedPipe|os.ModeCharDevice) != 0 {
+		if g, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", fd), os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			return g, func() { _ = g.Close() }
+		}
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		return f, func() {}
+	}
+	return os.NewFile(uintptr(fd), f.Name()), func() { _ = syscall.SetNonblock(fd, false) }
 }
