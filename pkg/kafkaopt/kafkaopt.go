@@ -175,14 +175,54 @@ func (t TLSConfig) build() (*tls.Config, error) {
 func WithLogger(log *slog.Logger) kgo.Opt { return kgo.WithLogger(slogAdapter{log}) }
 
 // WithMetrics registers franz-go's client metrics (connections, bytes,
-// produce/fetch batches and records by node and topic, buffered records,
-// request round-trip histogram) as <namespace>_* on reg. Use it on one
-// client per registry: the metrics are registered when the client starts.
+// produce/fetch batches and records by node and topic, request round-trip
+// histogram) as <namespace>_* on reg. Use it on one client per registry:
+// the metrics are registered when the client starts and unregistered when
+// it closes. kprom's buffered_{fetch,produce}_{records,bytes}_total are left
+// out: they are gauges named like counters, which promtool rejects; each
+// tool exports its own buffered gauge.
 func WithMetrics(namespace string, reg prometheus.Registerer) kgo.Opt {
-	return kgo.WithHooks(kprom.NewMetrics(namespace, kprom.Registerer(reg),
+	return kgo.WithHooks(kprom.NewMetrics(namespace, kprom.Registerer(lintRegisterer{reg}),
 		kprom.FetchAndProduceDetail(kprom.ByNode, kprom.ByTopic, kprom.Batches, kprom.Records,
 			kprom.CompressedBytes, kprom.UncompressedBytes, kprom.ConsistentNaming),
 		kprom.Histograms(kprom.RequestDurationE2E)))
+}
+
+// lintRegisterer drops the collectors whose names promtool rejects.
+type lintRegisterer struct{ prometheus.Registerer }
+
+func (r lintRegisterer) Register(c prometheus.Collector) error {
+	if rejected(c) {
+		return nil
+	}
+	return r.Registerer.Register(c)
+}
+
+func (r lintRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func (r lintRegisterer) Unregister(c prometheus.Collector) bool {
+	if rejected(c) {
+		return true
+	}
+	return r.Registerer.Unregister(c)
+}
+
+// rejected reports kprom's buffered_*_total gauges.
+func rejected(c prometheus.Collector) bool {
+	ch := make(chan *prometheus.Desc)
+	go func() { c.Describe(ch); close(ch) }()
+	found := false
+	for d := range ch {
+		s := d.String() // Desc{fqName: "ns_buffered_produce_records_total", ...}
+		found = found || strings.Contains(s, "_buffered_") && strings.Contains(s, `_total", help`)
+	}
+	return found
 }
 
 type slogAdapter struct{ log *slog.Logger }
