@@ -62,7 +62,8 @@ func newApp() command.App {
 			&cli.DurationFlag{Name: "flush-interval", Value: 100 * time.Millisecond, Usage: "longest time a decoded record waits before it is written"},
 			&cli.StringSliceFlag{Name: "allow", Usage: "accept exporters in this `CIDR` only, repeatable (default: all)"},
 			&cli.IntFlag{Name: "workers", Value: runtime.GOMAXPROCS(0), Usage: "decoding goroutines (one exporter always uses the same one)"},
-			&cli.IntFlag{Name: "queue", Value: 64, Usage: "per-worker queue, in chunks of up to 64 KiB of datagrams"},
+			&cli.IntFlag{Name: "queue", Value: 256, Usage: "per-worker queue, in chunks of up to 64 KiB of datagrams"},
+			&cli.DurationFlag{Name: "queue-wait", Value: 100 * time.Millisecond, Usage: "how long a socket reader waits for room in a full worker queue before dropping (the socket buffer fills meanwhile)"},
 			&cli.IntFlag{Name: "rcvbuf", Value: 32 << 20, Usage: "socket receive buffer in bytes for listeners without ?rcvbuf= (0: system default)"},
 			&cli.PathFlag{Name: "templates-file", Usage: "load templates from this file at start, save them every minute and at exit"},
 			&cli.DurationFlag{Name: "template-ttl", Value: 30 * time.Minute, Usage: "forget a template not refreshed for this long (negative: never)"},
@@ -90,6 +91,7 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	cfg.Log = log
 	cfg.Workers = c.Int("workers")
 	cfg.QueueChunks = c.Int("queue")
+	cfg.QueueWait = c.Duration("queue-wait")
 	cfg.FlushInterval = c.Duration("flush-interval")
 	cfg.MaxExporterLabels = c.Int("max-exporter-labels")
 	if c.Int("rcvbuf") < 0 {

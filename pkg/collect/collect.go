@@ -46,6 +46,10 @@ type Config struct {
 	// QueueChunks is each worker's queue length, in chunks of up to 64 KiB
 	// of datagrams.
 	QueueChunks int
+	// QueueWait is how long a socket reader waits for room in a full
+	// worker queue before it drops (counted, reason "queue_full"); the
+	// socket's receive buffer fills meanwhile. 0 drops at once.
+	QueueWait time.Duration
 	// Allow lists the exporter networks accepted; empty accepts all.
 	Allow []netip.Prefix
 	// FlushInterval bounds how long a record waits before it is written.
@@ -66,7 +70,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Workers:           runtime.GOMAXPROCS(0),
-		QueueChunks:       64,
+		QueueChunks:       256,
+		QueueWait:         100 * time.Millisecond,
 		FlushInterval:     100 * time.Millisecond,
 		MaxExporterLabels: DefaultMaxExporterLabels,
 	}

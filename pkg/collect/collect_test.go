@@ -286,7 +286,7 @@ func TestMalformedCounted(t *testing.T) {
 func TestQueueFullDrops(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg := testConfig(t, "netflow://127.0.0.1:0")
-	cfg.Workers, cfg.QueueChunks = 1, 2
+	cfg.Workers, cfg.QueueChunks, cfg.QueueWait = 1, 2, 5*time.Millisecond
 	release := make(chan struct{})
 	cfg.NewDecoders = func(int, decode.Observer) (Decoders, error) {
 		return Decoders{NetFlow: blockingDecoder{release}}, nil

@@ -199,6 +199,7 @@ type router struct {
 	c     *Collector
 	cur   []*chunk
 	block bool // pcap input waits for a free chunk instead of dropping
+	timer *time.Timer
 }
 
 func (c *Collector) newRouter(block bool) *router {
@@ -230,12 +231,10 @@ func (r *router) route(data []byte, from netip.AddrPort, receivedNs uint64, fami
 	}
 	if ch == nil {
 		w := c.workers[wi]
-		if r.block {
-			ch = <-w.free
-		} else {
-			select {
-			case ch = <-w.free:
-			default:
+		select {
+		case ch = <-w.free:
+		default:
+			if ch = r.waitFree(w); ch == nil {
 				c.metrics.drop[DropQueueFull].Inc()
 				c.logDrop(DropQueueFull, from)
 				return
@@ -246,6 +245,31 @@ func (r *router) route(data []byte, from netip.AddrPort, receivedNs uint64, fami
 	off := len(ch.data)
 	ch.data = append(ch.data, data...)
 	ch.pkts = append(ch.pkts, pktMeta{off: int32(off), n: int32(len(data)), family: family, from: from, receivedNs: receivedNs})
+}
+
+// waitFree waits for a free chunk of w: forever for pcap input, else at
+// most QueueWait, during which the socket's receive buffer absorbs the
+// burst. Nil means the queue stayed full.
+func (r *router) waitFree(w *worker) *chunk {
+	if r.block {
+		return <-w.free
+	}
+	if r.c.cfg.QueueWait <= 0 {
+		return nil
+	}
+	r.flush() // let the other workers go on meanwhile
+	if r.timer == nil {
+		r.timer = time.NewTimer(r.c.cfg.QueueWait)
+	} else {
+		r.timer.Reset(r.c.cfg.QueueWait)
+	}
+	select {
+	case ch := <-w.free:
+		r.timer.Stop()
+		return ch
+	case <-r.timer.C:
+		return nil
+	}
 }
 
 // flush hands every partly filled chunk to its worker.
