@@ -52,6 +52,14 @@ type instance struct {
 
 func startInstance(t testing.TB, addrs []string, cfg Config, start StartOffset, maxPoll int) *instance {
 	t.Helper()
+	return startInstanceWith(t, addrs, cfg, start, maxPoll, nil)
+}
+
+// startInstanceWith also passes the invalid-record hook, with the
+// instance's cancel function.
+func startInstanceWith(t testing.TB, addrs []string, cfg Config, start StartOffset, maxPoll int,
+	onInvalid func(cancel context.CancelFunc, r *kgo.Record, err error)) *instance {
+	t.Helper()
 	tbl, err := NewTable(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +74,9 @@ func startInstance(t testing.TB, addrs []string, cfg Config, start StartOffset, 
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	if onInvalid != nil {
+		cons.cfg.OnInvalid = func(r *kgo.Record, err error) { onInvalid(cancel, r, err) }
+	}
 	in := &instance{tbl: tbl, m: m, cancel: cancel, done: make(chan error, 1)}
 	go func() { in.done <- cons.Run(ctx) }()
 	t.Cleanup(func() { in.stop(t) })
@@ -184,6 +195,11 @@ func TestConsumerCountsAndCommits(t *testing.T) {
 			t.Errorf("consumed %s = %v, want %v", f, got, want)
 		}
 	}
+	for p := range 4 {
+		if lag := testutil.ToFloat64(in.m.lag.WithLabelValues(fmt.Sprint(p))); lag != 0 {
+			t.Errorf("partition %d lag %v, want 0", p, lag)
+		}
+	}
 	// Every partition is committed up to its end.
 	adm := kadm.NewClient(mustClient(t, c.ListenAddrs()))
 	offs, err := adm.FetchOffsets(context.Background(), "flowexport")
@@ -207,36 +223,40 @@ func mustClient(t testing.TB, addrs []string) *kgo.Client {
 	return cl
 }
 
-// TestConsumerResumes stops a consumer part way and checks that a second
-// one in the same group counts exactly the rest.
+// TestConsumerResumes stops a consumer part way (at a marker record, in
+// the middle of a poll) and checks that a new one in the same group counts
+// exactly the rest, the records produced meanwhile included.
 func TestConsumerResumes(t *testing.T) {
 	c := newCluster(t)
 	values, tx, rx := testValues(4000, 1)
-	produce(t, c.ListenAddrs(), values)
+	first := values[:2000:2000]
+	first = append(first[:1000:1000], append([][]byte{[]byte("stop marker")}, first[1000:]...)...)
+	produce(t, c.ListenAddrs(), first)
 
-	first := startInstance(t, c.ListenAddrs(), asnConfig(), StartEarliest, 100)
-	waitFor(t, "some records", func() bool { return first.records() >= 500 })
-	first.stop(t)
-	n1 := first.records()
-	if n1 >= len(values) {
-		t.Fatalf("first instance read everything (%d); nothing left to resume", n1)
-	}
-	// earliest would count again whatever the first did not commit; a
-	// partition the first never fetched has no commit and starts at 0.
-	second := startInstance(t, c.ListenAddrs(), asnConfig(), StartEarliest, 0)
-	waitFor(t, "the rest", func() bool { return second.records() >= len(values)-n1 })
+	a := startInstanceWith(t, c.ListenAddrs(), asnConfig(), StartEarliest, 100,
+		func(cancel context.CancelFunc, _ *kgo.Record, _ error) { cancel() })
+	waitFor(t, "the marker", func() bool { return testutil.ToFloat64(a.m.invalid) == 1 })
+	a.stop(t)
+	produce(t, c.ListenAddrs(), values[2000:])
+
+	// earliest would count again whatever a did not commit; a partition a
+	// never fetched has no commit and starts at 0.
+	b := startInstance(t, c.ListenAddrs(), asnConfig(), StartEarliest, 0)
+	total := len(values) + 1
+	waitFor(t, "the rest", func() bool { return a.records()+b.records() >= total })
 	time.Sleep(300 * time.Millisecond) // let a double count show up
-	second.stop(t)
+	b.stop(t)
+	t.Logf("first instance counted %d records, second %d", a.records(), b.records())
 
-	if n1+second.records() != len(values) {
-		t.Fatalf("records %d + %d, want %d", n1, second.records(), len(values))
+	if a.records()+b.records() != total {
+		t.Fatalf("records %d + %d, want %d", a.records(), b.records(), total)
 	}
-	tx1, _, _ := first.sums(Transmit)
-	tx2, _, _ := second.sums(Transmit)
-	rx1, _, _ := first.sums(Receive)
-	rx2, _, _ := second.sums(Receive)
-	if tx1+tx2 != tx || rx1+rx2 != rx {
-		t.Errorf("tx %d+%d rx %d+%d, want %d, %d", tx1, tx2, rx1, rx2, tx, rx)
+	txa, _, _ := a.sums(Transmit)
+	txb, _, _ := b.sums(Transmit)
+	rxa, _, _ := a.sums(Receive)
+	rxb, _, _ := b.sums(Receive)
+	if txa+txb != tx || rxa+rxb != rx {
+		t.Errorf("tx %d+%d rx %d+%d, want %d, %d", txa, txb, rxa, rxb, tx, rx)
 	}
 }
 

@@ -99,39 +99,50 @@ func (p *Parser) Parse(value []byte, r *Record) error {
 	return parseProto(value, r)
 }
 
-// parseProto reads only the fields flowexport needs, checking the wire
-// format of the whole message: a message that vtprotobuf's UnmarshalVT
-// accepts is always accepted here with the same values.
+// parseProto reads only the fields flowexport needs and skips the others,
+// checking the wire format of the whole message. It accepts whatever the
+// protobuf runtime (proto.Unmarshal) accepts, with the same values: like
+// it, a known field with an unexpected wire type is kept as unknown. Where
+// the runtime is stricter (group numbers, tags, UTF-8) it follows the
+// generated UnmarshalVT, which is more lenient.
 func parseProto(b []byte, r *Record) error {
 	for len(b) > 0 {
 		field := b
-		num, typ, n := protowire.ConsumeTag(b)
+		tag, n := consumeVarint(b)
 		if n < 0 {
-			return fmt.Errorf("export: %w: %v", ErrBadProto, protowire.ParseError(n))
+			return fmt.Errorf("export: %w: bad tag", ErrBadProto)
+		}
+		num, typ := int32(tag>>3), protowire.Type(tag&7) // int32 as UnmarshalVT reads it
+		if num <= 0 {
+			return fmt.Errorf("export: %w: field number %d", ErrBadProto, num)
 		}
 		b = b[n:]
-		var dst *uint64
-		var dst32 *uint32
-		switch num {
-		case 3:
-			dst = &r.SamplingRate
-		case 9:
-			dst = &r.Bytes
-		case 10:
-			dst = &r.Packets
-		case 14:
-			dst32 = &r.SrcAS
-		case 15:
-			dst32 = &r.DstAS
-		case 11, 1100, 1101:
-			if typ != protowire.BytesType {
-				return fmt.Errorf("export: %w: field %d has wire type %d", ErrBadProto, num, typ)
-			}
-			v, n := protowire.ConsumeBytes(b)
+		switch {
+		case typ == protowire.VarintType && (num == 3 || num == 9 || num == 10 || num == 14 || num == 15):
+			v, n := consumeVarint(b)
 			if n < 0 {
-				return fmt.Errorf("export: %w: field %d: %v", ErrBadProto, num, protowire.ParseError(n))
+				return fmt.Errorf("export: %w: field %d: bad varint", ErrBadProto, num)
 			}
 			b = b[n:]
+			switch num {
+			case 3:
+				r.SamplingRate = v
+			case 9:
+				r.Bytes = v
+			case 10:
+				r.Packets = v
+			case 14:
+				r.SrcAS = uint32(v) // proto's truncation of an oversized uint32
+			case 15:
+				r.DstAS = uint32(v)
+			}
+		case typ == protowire.BytesType && (num == 11 || num == 1100 || num == 1101):
+			l, n := consumeVarint(b)
+			if n < 0 || l > uint64(len(b)-n) {
+				return fmt.Errorf("export: %w: field %d: bad length", ErrBadProto, num)
+			}
+			v := b[n : n+int(l)]
+			b = b[n+int(l):]
 			switch num {
 			case 11:
 				r.Sampler = addrFromBytes(v)
@@ -140,33 +151,32 @@ func parseProto(b []byte, r *Record) error {
 			default:
 				r.DstASName = v
 			}
-			continue
-		}
-		if dst == nil && dst32 == nil {
-			// Skip exactly as the generated UnmarshalVT does, so that both
-			// accept the same messages (it does not match group numbers).
+		default:
 			n, err := protohelpers.Skip(field)
 			if err != nil || n < len(field)-len(b) || n > len(field) {
-				return fmt.Errorf("export: %w: field %d: %v", ErrBadProto, num, err)
+				return fmt.Errorf("export: %w: field %d: malformed (%v)", ErrBadProto, num, err)
 			}
 			b = field[n:]
-			continue
-		}
-		if typ != protowire.VarintType {
-			return fmt.Errorf("export: %w: field %d has wire type %d", ErrBadProto, num, typ)
-		}
-		v, n := protowire.ConsumeVarint(b)
-		if n < 0 {
-			return fmt.Errorf("export: %w: field %d: %v", ErrBadProto, num, protowire.ParseError(n))
-		}
-		b = b[n:]
-		if dst != nil {
-			*dst = v
-		} else {
-			*dst32 = uint32(v) // proto's truncation of an oversized uint32
 		}
 	}
 	return nil
+}
+
+// consumeVarint reads a varint as the generated UnmarshalVT does: up to
+// ten bytes, bits past the 64th dropped. It returns n < 0 on error.
+func consumeVarint(b []byte) (uint64, int) {
+	var v uint64
+	for i, shift := 0, uint(0); shift < 64; i, shift = i+1, shift+7 {
+		if i >= len(b) {
+			return 0, -1
+		}
+		c := b[i]
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v, i + 1
+		}
+	}
+	return 0, -1
 }
 
 func addrFromBytes(b []byte) netip.Addr {

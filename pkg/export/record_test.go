@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
 )
@@ -116,29 +118,29 @@ func TestParseRejects(t *testing.T) {
 	}
 }
 
-// TestParseProtoMatchesUnmarshalVT checks the partial decoder against the
-// generated one on a full message.
-func TestParseProtoMatchesUnmarshalVT(t *testing.T) {
+// TestParseProtoMatchesUnmarshal checks the partial decoder against the
+// protobuf runtime on a full message.
+func TestParseProtoMatchesUnmarshal(t *testing.T) {
 	m := testFlow(4200000000, 13335, 1<<40, 7, 512, "10.1.2.3")
 	m.DstAsName = "CLOUDFLARENET"
 	var r Record
 	if err := parseProto(bare(m), &r); err != nil {
 		t.Fatal(err)
 	}
-	checkAgainstVT(t, bare(m), &r)
+	checkAgainstProto(t, bare(m), &r)
 }
 
-func checkAgainstVT(t *testing.T, msg []byte, r *Record) {
+func checkAgainstProto(t *testing.T, msg []byte, r *Record) {
 	t.Helper()
 	var m flowpb.FlowMessage
-	if err := m.UnmarshalVT(msg); err != nil {
-		t.Fatalf("UnmarshalVT: %v", err)
+	if err := proto.Unmarshal(msg, &m); err != nil {
+		t.Fatalf("proto.Unmarshal: %v", err)
 	}
 	want := Record{SrcAS: m.SrcAs, DstAS: m.DstAs, Bytes: m.Bytes, Packets: m.Packets, Flows: r.Flows, Format: r.Format,
 		SamplingRate: m.SamplingRate, Sampler: addrFromBytes(m.SamplerAddress),
 		SrcASName: []byte(m.SrcAsName), DstASName: []byte(m.DstAsName)}
 	if !equalRecords(*r, want) {
-		t.Fatalf("parseProto disagrees with UnmarshalVT:\n got %+v\nwant %+v", *r, want)
+		t.Fatalf("parseProto disagrees with proto.Unmarshal:\n got %+v\nwant %+v", *r, want)
 	}
 }
 
@@ -152,10 +154,11 @@ func TestScaled(t *testing.T) {
 	}
 }
 
-// FuzzParse checks, for any value: Parse never panics; a value that
-// vtprotobuf's UnmarshalVT accepts as a bare message is accepted, and
-// when it is not also a valid frame, with the same fields as UnmarshalVT
-// reads; the slices of a Record stay inside the value or the scratch.
+// FuzzParse checks, for any value: Parse never panics; a value that the
+// protobuf runtime (proto.Unmarshal) accepts as a bare message is
+// accepted, and when it is not also a valid frame, with the same fields.
+// (The generated UnmarshalVT is no reference: it reads packed varints past
+// their field's end.)
 func FuzzParse(f *testing.F) {
 	named := testFlow(64500, 15169, 1500, 1, 100, "192.0.2.1")
 	named.SrcAsName = "EXAMPLE"
@@ -170,12 +173,12 @@ func FuzzParse(f *testing.F) {
 		var r Record
 		err := p.Parse(value, &r)
 		var m flowpb.FlowMessage
-		if i := skipSpace(value, 0); i < len(value) && value[i] != '{' && m.UnmarshalVT(value) == nil {
+		if i := skipSpace(value, 0); i < len(value) && value[i] != '{' && proto.Unmarshal(value, &m) == nil {
 			if err != nil {
-				t.Fatalf("UnmarshalVT accepts %x, Parse says %v", value, err)
+				t.Fatalf("proto.Unmarshal accepts %x, Parse says %v", value, err)
 			}
 			if n, k := binary.Uvarint(value); !(k > 0 && n == uint64(len(value)-k)) {
-				checkAgainstVT(t, value, &r)
+				checkAgainstProto(t, value, &r)
 			}
 		}
 	})

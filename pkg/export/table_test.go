@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -167,6 +168,9 @@ func TestTableMemoryBounded(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.AllPairs = true
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
 	tbl, c := newTestTable(t, cfg)
 	now := time.Now()
 	c.Begin(now)
@@ -181,6 +185,12 @@ func TestTableMemoryBounded(t *testing.T) {
 	if tbl.folded != 1_000_000-uint64(cfg.MaxPairs) {
 		t.Fatalf("folded %d", tbl.folded)
 	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapInuse) - int64(before.HeapInuse); grown > 32<<20 {
+		t.Errorf("heap in use grew by %d MiB with the table live", grown>>20)
+	}
+	runtime.KeepAlive(tbl)
 }
 
 func TestLoadASNames(t *testing.T) {
