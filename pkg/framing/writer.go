@@ -32,31 +32,21 @@ func (w *Writer) WriteFrame(msg []byte) error {
 	return err
 }
 
-// WriteMessage marshals m straight into the output buffer: no allocation
-// unless the message is larger than the buffer.
+// WriteMessage marshals m straight into the output buffer in one forward
+// pass: no allocation unless a single message outgrows the buffer's slack.
 func (w *Writer) WriteMessage(m *flowpb.FlowMessage) error {
-	size := m.SizeVT()
-	need := uvarintLen(uint64(size)) + size
-	if need > w.bw.Size() {
-		b, err := m.MarshalVT()
-		if err != nil {
-			return err
-		}
-		return w.WriteFrame(b)
-	}
-	if w.bw.Available() < need {
+	if w.bw.Available() < messageSlack {
 		if err := w.bw.Flush(); err != nil {
 			return err
 		}
 	}
-	buf := w.bw.AvailableBuffer()[:need]
-	n := binary.PutUvarint(buf, uint64(size))
-	if _, err := m.MarshalToSizedBufferVT(buf[n:]); err != nil {
-		return err
-	}
-	_, err := w.bw.Write(buf)
+	_, err := w.bw.Write(m.AppendDelimited(w.bw.AvailableBuffer()))
 	return err
 }
+
+// messageSlack is the room kept free for one message: flow records are a
+// few hundred bytes; a larger one still works, through a temporary buffer.
+const messageSlack = 8 << 10
 
 // Buffered is the number of bytes waiting for Flush.
 func (w *Writer) Buffered() int { return w.bw.Buffered() }
@@ -64,11 +54,3 @@ func (w *Writer) Buffered() int { return w.bw.Buffered() }
 // Flush writes buffered frames to the underlying writer.
 func (w *Writer) Flush() error { return w.bw.Flush() }
 
-func uvarintLen(x uint64) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
-	}
-	return n
-}
