@@ -133,7 +133,7 @@ func TestUsageErrors(t *testing.T) {
 		{"--listen", "udp://:2055"},
 		{"--format", "xml"},
 		{"--allow", "10.0.0.0/33"},
-		{"--workers", "0"},
+		{"--workers", "-1"},
 		{"--mapping", "/nonexistent.yaml"},
 		{"--rcvbuf", "-1"},
 	} {

@@ -42,6 +42,10 @@ type Encoder func(dst []byte, m *flowpb.FlowMessage) []byte
 type Config struct {
 	Listens []Listen
 	// Workers decode in parallel; one exporter always goes to the same one.
+	// 0 decodes on each socket's reader goroutine instead: no hand-off,
+	// the least CPU per packet at low and medium rates, in order per
+	// exporter as long as its source port (which SO_REUSEPORT hashes on)
+	// does not change.
 	Workers int
 	// QueueChunks is each worker's queue length, in chunks of up to 64 KiB
 	// of datagrams.
@@ -80,8 +84,8 @@ func DefaultConfig() Config {
 // Validate reports every problem of c.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Workers < 1 || c.Workers > 1024 {
-		errs = append(errs, fmt.Errorf("collect: workers must be 1-1024, got %d", c.Workers))
+	if c.Workers < 0 || c.Workers > 1024 {
+		errs = append(errs, fmt.Errorf("collect: workers must be 0-1024, got %d", c.Workers))
 	}
 	if c.QueueChunks < 1 {
 		errs = append(errs, fmt.Errorf("collect: queue must be >= 1, got %d", c.QueueChunks))
@@ -106,13 +110,15 @@ type Collector struct {
 	workers   []*worker
 	workersWG sync.WaitGroup
 	out       chan *outBatch
-	batches   sync.Pool
+	batches   chan *outBatch // free list: a sync.Pool would be emptied by every GC
 	writer    io.Writer
 	writeErr  error
 	writerWG  sync.WaitGroup
 	failed    chan struct{} // closed when the writer fails
 	stats     stats
-	statsHook func(*worker) // tests
+	inline    []*worker // Workers == 0: one per socket (and one for pcap input)
+	gapCount  int64
+	gapMu     sync.Mutex
 
 	sockets  []*socket
 	logLimit rateLimiter
@@ -131,7 +137,7 @@ func New(cfg Config, out io.Writer, reg prometheus.Registerer) (*Collector, erro
 		socks:   newSocketCollector(),
 		encode:  cfg.Encode,
 		log:     cfg.Log,
-		out:     make(chan *outBatch, 4*cfg.Workers),
+		out:     make(chan *outBatch, 4*max(cfg.Workers, 1)),
 		writer:  out,
 		failed:  make(chan struct{}),
 	}
@@ -141,32 +147,39 @@ func New(cfg Config, out io.Writer, reg prometheus.Registerer) (*Collector, erro
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	c.batches.New = func() any { return &outBatch{data: make([]byte, 0, batchBytes+4096)} }
+	c.batches = make(chan *outBatch, 6*max(cfg.Workers, 1)+2)
 	reg.MustRegister(c.socks)
-	var gapCount int64
-	var gapMu sync.Mutex
 	for i := 0; i < cfg.Workers; i++ {
-		wm := &workerMetrics{m: c.metrics, byExp: map[exporterKey]*exporterCounters{}, gaps: map[gapKey]prometheus.Counter{}, gapCount: &gapCount, gapMu: &gapMu}
-		d, err := cfg.NewDecoders(i, wm)
+		w, err := c.newWorker(i)
 		if err != nil {
-			return nil, fmt.Errorf("collect: worker %d: %w", i, err)
+			return nil, err
 		}
-		w := &worker{c: c, id: i, in: make(chan *chunk, cfg.QueueChunks), free: make(chan *chunk, cfg.QueueChunks), decoders: d, metrics: wm}
+		w.in, w.free = make(chan *chunk, cfg.QueueChunks), make(chan *chunk, cfg.QueueChunks)
 		for j := 0; j < cfg.QueueChunks; j++ {
 			w.free <- &chunk{}
 		}
-		w.emit = w.onRecord
 		c.workers = append(c.workers, w)
 	}
 	return c, nil
 }
 
+func (c *Collector) newWorker(id int) (*worker, error) {
+	wm := &workerMetrics{m: c.metrics, byExp: map[exporterKey]*exporterCounters{}, gaps: map[gapKey]prometheus.Counter{}, gapCount: &c.gapCount, gapMu: &c.gapMu}
+	d, err := c.cfg.NewDecoders(id, wm)
+	if err != nil {
+		return nil, fmt.Errorf("collect: worker %d: %w", id, err)
+	}
+	w := &worker{c: c, id: id, decoders: d, metrics: wm}
+	w.emit = w.onRecord
+	return w, nil
+}
+
 // Decoders returns every worker's decoders, for saving templates once the
 // collector is closed (they are not safe to touch while it runs).
 func (c *Collector) Decoders() []Decoders {
-	out := make([]Decoders, len(c.workers))
-	for i, w := range c.workers {
-		out[i] = w.decoders
+	var out []Decoders
+	for _, w := range append(c.workers, c.inline...) {
+		out = append(out, w.decoders)
 	}
 	return out
 }
@@ -185,9 +198,13 @@ func (c *Collector) Start() {
 func (c *Collector) Failed() <-chan struct{} { return c.failed }
 
 func (c *Collector) getBatch() *outBatch {
-	b := c.batches.Get().(*outBatch)
-	b.data = b.data[:0]
-	return b
+	select {
+	case b := <-c.batches:
+		b.data = b.data[:0]
+		return b
+	default:
+		return &outBatch{data: make([]byte, 0, batchBytes+4096)}
+	}
 }
 
 // writeLoop is the only goroutine writing to the output. After a write
@@ -202,7 +219,10 @@ func (c *Collector) writeLoop() {
 			}
 		}
 		if cap(b.data) <= 4*batchBytes { // a huge record grew it: let it go
-			c.batches.Put(b)
+			select {
+			case c.batches <- b:
+			default:
+			}
 		}
 	}
 }
@@ -221,6 +241,12 @@ func (c *Collector) Open(ctx context.Context) error {
 		}
 		for _, s := range socks {
 			c.socks.add(s.inode, l.URI, s.local.Port())
+			if c.cfg.Workers == 0 {
+				if s.inline, err = c.newWorker(len(c.inline)); err != nil {
+					return err
+				}
+				c.inline = append(c.inline, s.inline)
+			}
 		}
 		c.log.Info("listening", "uri", l.URI, "addr", socks[0].local.String(), "sockets", len(socks),
 			"rcvbuf_requested", l.RcvBuf, "rcvbuf_effective", socks[0].rcvBuf)
@@ -254,7 +280,11 @@ func (c *Collector) Serve(ctx context.Context) error {
 		wg.Add(1)
 		go func(s *socket) {
 			defer wg.Done()
-			if err := s.readLoop(ctx, c.newRouter(false)); err != nil {
+			var r *router
+			if s.inline == nil {
+				r = c.newRouter(false)
+			}
+			if err := s.readLoop(ctx, r, s.inline); err != nil {
 				errs <- err
 				cancel()
 			}
@@ -299,6 +329,9 @@ func (c *Collector) Close() error {
 		close(w.in)
 	}
 	c.workersWG.Wait()
+	for _, w := range c.inline { // their readers have returned
+		w.send()
+	}
 	close(c.out)
 	c.writerWG.Wait()
 	return c.writeErr

@@ -185,10 +185,16 @@ func loopback(a netip.AddrPort) netip.AddrPort {
 // every packet must be in the output (goflow2's TestUDPReceiverDrainOnStop),
 // matching flowgen's ground truth.
 func TestUDPDrainOnStop(t *testing.T) {
-	for _, listen := range []string{"netflow://127.0.0.1:0?count=2", "netflow://[::1]:0"} {
-		t.Run(listen, func(t *testing.T) {
+	for _, tc := range []struct {
+		listen  string
+		workers int
+	}{{"netflow://127.0.0.1:0?count=2", 2}, {"netflow://[::1]:0", 2}, {"netflow://127.0.0.1:0?count=2", 0}, {"netflow://[::1]:0", 0}} {
+		listen := tc.listen
+		t.Run(fmt.Sprintf("%s/workers=%d", listen, tc.workers), func(t *testing.T) {
 			reg := prometheus.NewRegistry()
-			c, out, stop := startCollector(t, testConfig(t, listen), reg)
+			cfg := testConfig(t, listen)
+			cfg.Workers = tc.workers
+			c, out, stop := startCollector(t, cfg, reg)
 			load := genV5(t, 1, 200)
 			send(t, loopback(c.LocalAddrs()[0]), load.packets)
 			if err := stop(); err != nil {
@@ -351,6 +357,12 @@ type errWriter struct{}
 func (errWriter) Write([]byte) (int, error) { return 0, errBroken }
 
 func TestPcapInput(t *testing.T) {
+	for _, workers := range []int{0, 1} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) { testPcapInput(t, workers) })
+	}
+}
+
+func testPcapInput(t *testing.T, workers int) {
 	load := genV5(t, 6, 20)
 	var pcap bytes.Buffer
 	src := netip.MustParseAddrPort("192.0.2.7:5000")
@@ -359,7 +371,7 @@ func TestPcapInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig(t, "netflow://:2055")
-	cfg.Workers = 1
+	cfg.Workers = workers
 	out := &syncBuffer{}
 	c, err := New(cfg, out, prometheus.NewRegistry())
 	if err != nil {
@@ -443,5 +455,32 @@ func TestDefaultConfigValid(t *testing.T) {
 	}
 	if err := (Config{}).Validate(); err == nil {
 		t.Fatal("zero config accepted")
+	}
+}
+
+// TestIdleFlush: a record is written within the flush interval while the
+// collector stays idle, in both modes.
+func TestIdleFlush(t *testing.T) {
+	for _, workers := range []int{0, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			cfg := testConfig(t, "netflow://127.0.0.1:0")
+			cfg.Workers, cfg.FlushInterval = workers, 20*time.Millisecond
+			c, out, stop := startCollector(t, cfg, prometheus.NewRegistry())
+			defer stop()
+			send(t, c.LocalAddrs()[0], genV5(t, 9, 1).packets)
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				out.mu.Lock()
+				n := out.Len()
+				out.mu.Unlock()
+				if n > 0 {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("nothing written 5s after the packet")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
 	}
 }

@@ -57,8 +57,22 @@ func (c *Collector) ReadPcap(ctx context.Context, r io.Reader) (PcapStats, error
 	for _, l := range c.cfg.Listens {
 		ports[uint16(l.Port)] = l.Family
 	}
-	rt := c.newRouter(true)
-	defer rt.flush()
+	var rt *router
+	var w *worker
+	var t tally
+	if c.cfg.Workers == 0 {
+		if len(c.inline) == 0 || c.inline[0] == nil {
+			if w, err = c.newWorker(0); err != nil {
+				return st, err
+			}
+			c.inline = append(c.inline, w)
+		}
+		w = c.inline[0]
+		defer func() { c.stats.add(t) }()
+	} else {
+		rt = c.newRouter(true)
+		defer rt.flush()
+	}
 	for n := 0; ; n++ {
 		if n%4096 == 0 && ctx.Err() != nil {
 			return st, nil
@@ -83,6 +97,12 @@ func (c *Collector) ReadPcap(ctx context.Context, r io.Reader) (PcapStats, error
 		fam, ok := ports[dstPort]
 		if !ok {
 			fam = FamilyAuto
+		}
+		if w != nil {
+			if c.accept(from, false) {
+				w.decode(payload, from, uint64(ci.Timestamp.UnixNano()), fam, &t)
+			}
+			continue
 		}
 		rt.route(payload, from, uint64(ci.Timestamp.UnixNano()), fam, false)
 		if n%64 == 63 {

@@ -33,6 +33,7 @@ type socket struct {
 	inode   uint64
 	rcvBuf  int // effective SO_RCVBUF as the kernel reports it
 	local   netip.AddrPort
+	inline  *worker // Workers == 0: this socket's reader decodes
 	batcher interface {
 		ReadBatch([]ipv4.Message, int) (int, error)
 	}
@@ -123,20 +124,49 @@ func (s *socket) sockInfo() error {
 }
 
 // readLoop reads batches until the deadline set at shutdown, then drains
-// what the kernel still holds without waiting, and returns.
-func (s *socket) readLoop(ctx context.Context, r *router) error {
+// what the kernel still holds without waiting, and returns. Datagrams go to
+// the router, or are decoded right here by the inline worker w; with w a
+// read deadline also wakes the loop to hand over a partial output batch
+// within the flush interval.
+func (s *socket) readLoop(ctx context.Context, r *router, w *worker) error {
 	ms := make([]ipv4.Message, readBatch)
 	backing := make([]byte, readBatch*MaxDatagram)
 	for i := range ms {
 		ms[i].Buffers = [][]byte{backing[i*MaxDatagram : (i+1)*MaxDatagram : (i+1)*MaxDatagram]}
 	}
+	var c *Collector
+	if w != nil {
+		c = w.c
+		defer w.send()
+	} else {
+		c = r.c
+	}
 	draining := false
 	drained := 0
 	flags := 0
+	flushArmed := false
 	for {
+		if w != nil && !draining {
+			changed := true
+			switch {
+			case w.batch != nil && !flushArmed:
+				_ = s.conn.SetReadDeadline(w.lastSend.Add(c.cfg.FlushInterval))
+				flushArmed = true
+			case w.batch == nil && flushArmed:
+				_ = s.conn.SetReadDeadline(time.Time{})
+				flushArmed = false
+			default:
+				changed = false
+			}
+			if changed && ctx.Err() != nil {
+				// Shutdown may have set its deadline before ours.
+				_ = s.conn.SetReadDeadline(time.Now())
+			}
+		}
 		n, err := s.batcher.ReadBatch(ms, flags)
 		if n > 0 {
 			now := uint64(time.Now().UnixNano())
+			var t tally
 			for i := 0; i < n; i++ {
 				m := &ms[i]
 				ua, _ := m.Addr.(*net.UDPAddr)
@@ -145,9 +175,21 @@ func (s *socket) readLoop(ctx context.Context, r *router) error {
 				}
 				from := ua.AddrPort()
 				from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-				r.route(m.Buffers[0][:m.N], from, now, s.listen.Family, m.Flags&unix.MSG_TRUNC != 0)
+				data, trunc := m.Buffers[0][:m.N], m.Flags&unix.MSG_TRUNC != 0
+				if w == nil {
+					r.route(data, from, now, s.listen.Family, trunc)
+				} else if c.accept(from, trunc) {
+					w.decode(data, from, now, s.listen.Family, &t)
+				}
 			}
-			r.flush()
+			if w == nil {
+				r.flush()
+			} else {
+				c.stats.add(t)
+				if w.batch != nil && time.Since(w.lastSend) >= c.cfg.FlushInterval {
+					w.send()
+				}
+			}
 			drained += n
 		}
 		if err == nil {
@@ -166,6 +208,13 @@ func (s *socket) readLoop(ctx context.Context, r *router) error {
 			drained = 0
 			if err := s.conn.SetReadDeadline(time.Time{}); err != nil {
 				return nil
+			}
+		case errors.Is(err, os.ErrDeadlineExceeded) && w != nil:
+			w.send() // the flush deadline
+			flushArmed = false
+			_ = s.conn.SetReadDeadline(time.Time{})
+			if ctx.Err() != nil {
+				_ = s.conn.SetReadDeadline(time.Now())
 			}
 		case errors.Is(err, net.ErrClosed):
 			return nil

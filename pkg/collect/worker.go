@@ -98,56 +98,58 @@ func (w *worker) run() {
 }
 
 func (w *worker) process(ch *chunk) {
-	var packets, records, errs uint64
+	var t tally
 	for i := range ch.pkts {
 		p := &ch.pkts[i]
-		data := ch.data[p.off : p.off+p.n]
-		family, proto := Sniff(data)
-		var dec decode.Decoder
-		switch {
-		case family == FamilyAuto:
-			w.c.metrics.drop[DropUnknown].Inc()
-			w.c.logDrop(DropUnknown, p.from)
-			continue
-		case p.family != FamilyAuto && p.family != family:
-			// sFlow sent to a NetFlow port, or the reverse.
-			w.c.metrics.decodeError(proto, "version")
-			errs++
-			continue
-		case family == FamilyNetFlow:
-			dec = w.decoders.NetFlow
-		default:
-			dec = w.decoders.SFlow
-		}
-		if dec == nil {
-			w.c.metrics.decodeError(proto, "version")
-			errs++
-			continue
-		}
-		exp := w.metrics.exporter(p.from.Addr(), proto)
-		exp.packets.Inc()
-		exp.bytes.Add(float64(p.n))
-		w.recvNs = p.receivedNs
-		w.nRecords = 0
-		err := dec.Decode(decode.Packet{Data: data, Exporter: p.from, ReceivedNs: p.receivedNs}, w.emit)
-		if w.nRecords > 0 {
-			exp.records.Add(float64(w.nRecords))
-		}
-		packets++
-		records += uint64(w.nRecords)
-		if err != nil {
-			for _, r := range decode.Reasons(err) {
-				w.c.metrics.decodeError(proto, r)
-				errs++
-			}
-			w.c.logDecodeError(err)
-		}
+		w.decode(ch.data[p.off:p.off+p.n], p.from, p.receivedNs, p.family, &t)
 	}
-	w.c.stats.packets.Add(packets)
-	w.c.stats.records.Add(records)
-	w.c.stats.errors.Add(errs)
-	if w.c.statsHook != nil {
-		w.c.statsHook(w)
+	w.c.stats.add(t)
+}
+
+// tally counts a run of packets for the summary totals.
+type tally struct{ packets, records, errors uint64 }
+
+// decode decodes one datagram into the current batch.
+func (w *worker) decode(data []byte, from netip.AddrPort, receivedNs uint64, want Family, t *tally) {
+	family, proto := Sniff(data)
+	var dec decode.Decoder
+	switch {
+	case family == FamilyAuto:
+		w.c.metrics.drop[DropUnknown].Inc()
+		w.c.logDrop(DropUnknown, from)
+		return
+	case want != FamilyAuto && want != family:
+		// sFlow sent to a NetFlow port, or the reverse.
+		w.c.metrics.decodeError(proto, "version")
+		t.errors++
+		return
+	case family == FamilyNetFlow:
+		dec = w.decoders.NetFlow
+	default:
+		dec = w.decoders.SFlow
+	}
+	if dec == nil {
+		w.c.metrics.decodeError(proto, "version")
+		t.errors++
+		return
+	}
+	exp := w.metrics.exporter(from.Addr(), proto)
+	exp.packets.Inc()
+	exp.bytes.Add(float64(len(data)))
+	w.recvNs = receivedNs
+	w.nRecords = 0
+	err := dec.Decode(decode.Packet{Data: data, Exporter: from, ReceivedNs: receivedNs}, w.emit)
+	if w.nRecords > 0 {
+		exp.records.Add(float64(w.nRecords))
+	}
+	t.packets++
+	t.records += uint64(w.nRecords)
+	if err != nil {
+		for _, r := range decode.Reasons(err) {
+			w.c.metrics.decodeError(proto, r)
+			t.errors++
+		}
+		w.c.logDecodeError(err)
 	}
 }
 
@@ -209,14 +211,7 @@ func (c *Collector) newRouter(block bool) *router {
 // route queues one datagram for its exporter's worker. data is copied.
 func (r *router) route(data []byte, from netip.AddrPort, receivedNs uint64, family Family, truncated bool) {
 	c := r.c
-	if truncated {
-		c.metrics.drop[DropTruncated].Inc()
-		c.logDrop(DropTruncated, from)
-		return
-	}
-	if len(c.cfg.Allow) > 0 && !c.allowed(from.Addr()) {
-		c.metrics.drop[DropNotAllowed].Inc()
-		c.logDrop(DropNotAllowed, from)
+	if !c.accept(from, truncated) {
 		return
 	}
 	wi := 0
@@ -272,6 +267,21 @@ func (r *router) waitFree(w *worker) *chunk {
 	}
 }
 
+// accept applies the checks made before decoding, counting the drops.
+func (c *Collector) accept(from netip.AddrPort, truncated bool) bool {
+	if truncated {
+		c.metrics.drop[DropTruncated].Inc()
+		c.logDrop(DropTruncated, from)
+		return false
+	}
+	if len(c.cfg.Allow) > 0 && !c.allowed(from.Addr()) {
+		c.metrics.drop[DropNotAllowed].Inc()
+		c.logDrop(DropNotAllowed, from)
+		return false
+	}
+	return true
+}
+
 // flush hands every partly filled chunk to its worker.
 func (r *router) flush() {
 	for i, ch := range r.cur {
@@ -296,4 +306,10 @@ func hashAddr(a netip.Addr) uint64 {
 // stats are totals for the end-of-run summary.
 type stats struct {
 	packets, records, errors atomic.Uint64
+}
+
+func (s *stats) add(t tally) {
+	s.packets.Add(t.packets)
+	s.records.Add(t.records)
+	s.errors.Add(t.errors)
 }

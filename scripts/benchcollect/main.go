@@ -44,6 +44,7 @@ type collector struct {
 
 func run() error {
 	flowcollectBin := flag.String("flowcollect", "bin/flowcollect", "flowcollect binary")
+	flowcollectArgs := flag.String("flowcollect-args", "", "extra flowcollect flags, space-separated (e.g. \"--workers 0\")")
 	goflow2Bin := flag.String("goflow2", "", "goflow2 v2.2.6 binary")
 	protos := flag.String("protocols", "ipfix,netflow9,netflow5,sflow", "protocols to test")
 	rate := flag.Float64("rate", 200000, "records/s of the CPU measurement run")
@@ -52,19 +53,25 @@ func run() error {
 	searchDur := flag.Duration("search-duration", 5*time.Second, "length of each search step")
 	flag.Parse()
 
-	cols := []collector{{
-		name: "flowcollect",
-		bin:  *flowcollectBin,
-		args: func(p flowgen.Protocol, port int, metrics string) []string {
-			scheme := "netflow"
-			if p == flowgen.SFlow {
-				scheme = "sflow"
-			}
-			return []string{"--listen", fmt.Sprintf("%s://127.0.0.1:%d", scheme, port), "--metrics-listen", metrics,
-				"--output", "/dev/null", "--format", "bin", "--log-level", "warn"}
-		},
-		records: func(s string) float64 { return sumMetric(s, "flowcollect_records_total", "") },
-	}}
+	flowcollect := func(name string, extra ...string) collector {
+		return collector{
+			name: name,
+			bin:  *flowcollectBin,
+			args: func(p flowgen.Protocol, port int, metrics string) []string {
+				scheme := "netflow"
+				if p == flowgen.SFlow {
+					scheme = "sflow"
+				}
+				args := []string{"--listen", fmt.Sprintf("%s://127.0.0.1:%d", scheme, port), "--metrics-listen", metrics,
+					"--output", "/dev/null", "--format", "bin", "--log-level", "warn"}
+				return append(append(args, extra...), strings.Fields(*flowcollectArgs)...)
+			},
+			records: func(s string) float64 { return sumMetric(s, "flowcollect_records_total", "") },
+		}
+	}
+	// The default (workers hashed by exporter) and --workers 0 (decoding on
+	// the socket reader, no hand-off).
+	cols := []collector{flowcollect("flowcollect"), flowcollect("flowcollect --workers 0", "--workers", "0")}
 	if *goflow2Bin != "" {
 		cols = append(cols, collector{
 			name: "goflow2",
@@ -78,7 +85,9 @@ func run() error {
 					"-format=bin", "-transport=file", "-transport.file=/dev/null", "-transport.file.sep=", "-loglevel", "warn"}
 			},
 			records: func(s string) float64 {
+				// v5 records are counted in flowset_total (one "set" per record).
 				return sumMetric(s, "goflow2_flow_process_nf_flowset_records_total", `type="DataFlowSet"`) +
+					sumMetric(s, "goflow2_flow_process_nf_flowset_total", `type="DataFlowSet",version="5"`) +
 					sumMetric(s, "goflow2_flow_process_sf_samples_total", `type="FlowSample"`) +
 					sumMetric(s, "goflow2_flow_process_sf_samples_total", `type="ExpandedFlowSample"`)
 			},
@@ -100,7 +109,7 @@ func run() error {
 		*rate, *duration, steps, *searchDur)
 	fmt.Println("| protocol | collector | sent | received | loss | CPU s | CPU s per M records | highest loss-free rate (records/s) |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|")
-	ratios := map[string][2]float64{}
+	ratios := map[string]map[string]float64{}
 	for _, ps := range strings.Split(*protos, ",") {
 		p, err := flowgen.ParseProtocol(strings.TrimSpace(ps))
 		if err != nil {
@@ -123,21 +132,20 @@ func run() error {
 			}
 			fmt.Printf("| %s | %s | %.0f | %.0f | %.2f%% | %.2f | %.3f | %s |\n", p, c.name, res.sent, res.received,
 				100*(res.sent-res.received)/res.sent, res.cpu, perM, lossFree)
-			r := ratios[p.String()]
-			if c.name == "flowcollect" {
-				r[0] = perM
-			} else {
-				r[1] = perM
+			if ratios[p.String()] == nil {
+				ratios[p.String()] = map[string]float64{}
 			}
-			ratios[p.String()] = r
+			ratios[p.String()][c.name] = perM
 		}
 	}
 	if *goflow2Bin != "" {
 		fmt.Println()
 		for _, ps := range strings.Split(*protos, ",") {
 			r := ratios[strings.TrimSpace(ps)]
-			if r[0] > 0 {
-				fmt.Printf("- %s: goflow2 needs %.1fx the CPU per record of flowcollect\n", strings.TrimSpace(ps), r[1]/r[0])
+			for _, c := range cols[:len(cols)-1] {
+				if r[c.name] > 0 {
+					fmt.Printf("- %s: goflow2 needs %.1fx the CPU per record of %s\n", strings.TrimSpace(ps), r["goflow2"]/r[c.name], c.name)
+				}
 			}
 		}
 	}
@@ -199,6 +207,18 @@ func measure(c collector, p flowgen.Protocol, rate float64, d time.Duration, ste
 		}
 		conn, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 		if err != nil {
+			return 0, 0, 0, err
+		}
+		// Templates first, so that neither collector loses data to a
+		// template that another of its workers has not stored yet.
+		if t := g.Templates(); t != nil {
+			conn.Write(t)
+			time.Sleep(300 * time.Millisecond)
+		}
+		if before, err = scrape(metrics); err != nil {
+			return 0, 0, 0, err
+		}
+		if cpu0, err = cpuSeconds(cmd.Process.Pid); err != nil {
 			return 0, 0, 0, err
 		}
 		st, err := flowgen.Send(context.Background(), conn, g, flowgen.SendOptions{Rate: rate, PerRecord: true, Duration: d})
