@@ -74,7 +74,7 @@ func TestOwnSocketInProc(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer socks[0].conn.Close()
-	if socks[0].rcvBuf < 1<<20 {
+	if os.Geteuid() == 0 && socks[0].rcvBuf < 1<<20 {
 		t.Errorf("effective rcvbuf %d < requested (running as root, SO_RCVBUFFORCE should pass)", socks[0].rcvBuf)
 	}
 	c := newSocketCollector()
