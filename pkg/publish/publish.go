@@ -19,6 +19,7 @@
 package publish
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -37,6 +38,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
@@ -185,9 +187,11 @@ type Publisher struct {
 	log   *slog.Logger
 	m     *metrics
 	slabs *slabs
-	recs  sync.Pool
+	recs  freeList
+	seq   uint64 // read order, for re-producing in order
 
 	produceCtx context.Context
+	promiseFn  func(*kgo.Record, error) // p.promise, bound once: a method value allocates
 	gate       sync.Mutex // held around Produce; recovery holds it to pause reading
 	inFlight   atomic.Int64
 
@@ -209,8 +213,8 @@ func New(cfg Config, conn []kgo.Opt, reg prometheus.Registerer, log *slog.Logger
 		return nil, err
 	}
 	p := &Publisher{cfg: cfg, log: log, slabs: newSlabs(), produceCtx: context.Background()}
-	p.recs.New = func() any { return new(pending) }
 	p.failLog.log = log
+	p.promiseFn = p.promise
 	p.m = newMetrics(reg, func() float64 { return float64(p.inFlight.Load()) })
 	opts := slices.Concat(conn, popts, []kgo.Opt{
 		kgo.WithHooks(batchHook{p.m.batch}),
@@ -326,12 +330,17 @@ func (p *Publisher) createTopic(ctx context.Context) error {
 
 // readLoop is the hot path: read, copy into a slab, produce.
 func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
-	mr := framing.NewMessageReader(r, p.cfg.InputFormat, p.cfg.MaxRecordSize, p.cfg.JSON)
+	// One buffer shared by the message reader and, for the fast path, the
+	// frame reader that takes over from it after the first record.
+	br := bufio.NewReaderSize(r, readBufferSize)
+	mr := framing.NewMessageReader(br, p.cfg.InputFormat, p.cfg.MaxRecordSize, p.cfg.JSON)
 	var (
 		m       flowpb.FlowMessage
 		scratch []byte
-		seq     uint64
+		in      inCounter
 	)
+	defer in.flush(p.m)
+	bin := p.cfg.ValueFormat == framing.FormatBin
 	for ctx.Err() == nil {
 		if err := mr.Read(&m); err != nil {
 			if err == io.EOF || ctx.Err() != nil {
@@ -341,12 +350,16 @@ func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 			return fmt.Errorf("publish: input: %w", err)
 		}
 		raw := mr.Raw()
-		p.read.Add(1)
-		p.m.recordsIn.Inc()
-		p.m.bytesIn.Add(float64(len(raw)))
+		in.add(p, len(raw))
+
+		// Bin in, bin out, no key: the frames need no decoding at all.
+		if mr.Format() == framing.FormatBin && bin && p.cfg.Key == nil {
+			p.produce(nil, raw, true)
+			return p.passThrough(ctx, br, mr.Offset(), &in)
+		}
 
 		// body is what the value carries; bin values get a length prefix.
-		body, bin := raw, p.cfg.ValueFormat == framing.FormatBin
+		body := raw
 		switch {
 		case bin && mr.Format() != framing.FormatBin:
 			n := m.SizeVT()
@@ -359,35 +372,109 @@ func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 			scratch = framing.AppendJSON(scratch[:0], &m, p.cfg.JSON)
 			body = scratch
 		}
-		n := len(body)
-		if bin {
-			n += uvarintLen(uint64(len(body)))
-		}
-		keyLen := 0
-		if p.cfg.Key != nil {
-			keyLen = KeySize
-		}
-		buf, sl := p.slabs.alloc(keyLen + n)
 		var key []byte
-		if keyLen > 0 {
-			buf = p.cfg.Key.Append(buf, &m)
-			key = buf[:keyLen:keyLen]
+		if p.cfg.Key != nil {
+			var kb [KeySize]byte
+			key = p.cfg.Key.Append(kb[:0], &m)
 		}
-		if bin {
-			buf = binary.AppendUvarint(buf, uint64(len(body)))
-		}
-		buf = append(buf, body...)
-
-		pr := p.recs.Get().(*pending)
-		pr.Record = kgo.Record{Key: key, Value: buf[keyLen:]}
-		pr.slab, pr.seq = sl, seq
-		seq++
-		p.inFlight.Add(1)
-		p.gate.Lock()
-		p.cl.Produce(p.produceCtx, &pr.Record, p.promise)
-		p.gate.Unlock()
+		p.produce(key, body, bin)
 	}
 	return nil
+}
+
+// readBufferSize matches pkg/framing's, so its readers adopt our buffer.
+const readBufferSize = 256 << 10
+
+// passThrough produces bin frames as they are. It checks that each body is
+// well-formed protobuf (tags and lengths) rather than decoding it, which
+// costs about as much as the rest of the path together.
+func (p *Publisher) passThrough(ctx context.Context, br *bufio.Reader, base int64, in *inCounter) error {
+	frames := framing.NewReader(br, p.cfg.MaxRecordSize)
+	for ctx.Err() == nil {
+		start := base + frames.Offset()
+		body, err := frames.Next()
+		if err != nil {
+			if err == io.EOF || ctx.Err() != nil {
+				return nil
+			}
+			var fe *framing.FrameError
+			if errors.As(err, &fe) {
+				fe.Offset += base
+			}
+			p.m.inputErrors.Inc()
+			return fmt.Errorf("publish: input: %w", err)
+		}
+		if !wellFormed(body) {
+			p.m.inputErrors.Inc()
+			return fmt.Errorf("publish: input: %w", &framing.FrameError{Offset: start, Err: framing.ErrBadMessage})
+		}
+		in.add(p, len(body))
+		p.produce(nil, body, true)
+	}
+	return nil
+}
+
+// wellFormed walks the protobuf fields of b without storing them.
+func wellFormed(b []byte) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// produce copies key and body (behind a varint length when bin) into a
+// slab and hands the record to the producer.
+func (p *Publisher) produce(key, body []byte, bin bool) {
+	n := len(key) + len(body)
+	if bin {
+		n += uvarintLen(uint64(len(body)))
+	}
+	buf, sl := p.slabs.alloc(n)
+	buf = append(buf, key...)
+	if bin {
+		buf = binary.AppendUvarint(buf, uint64(len(body)))
+	}
+	buf = append(buf, body...)
+
+	pr := p.recs.get()
+	pr.Record = kgo.Record{Value: buf[len(key):]}
+	if len(key) > 0 {
+		pr.Key = buf[:len(key):len(key)]
+	}
+	pr.slab, pr.seq = sl, p.seq
+	p.seq++
+	p.inFlight.Add(1)
+	p.gate.Lock()
+	p.cl.Produce(p.produceCtx, &pr.Record, p.promiseFn)
+	p.gate.Unlock()
+}
+
+// inCounter batches the input counters: three atomic adds per record
+// would cost more than the rest of the bookkeeping.
+type inCounter struct{ records, bytes, pending int }
+
+func (c *inCounter) add(p *Publisher, n int) {
+	p.read.Add(1) // exact, for Stats and the summary
+	c.records++
+	c.bytes += n
+	if c.records == 256 {
+		c.flush(p.m)
+	}
+}
+
+func (c *inCounter) flush(m *metrics) {
+	m.recordsIn.Add(float64(c.records))
+	m.bytesIn.Add(float64(c.bytes))
+	*c = inCounter{}
 }
 
 func uvarintLen(v uint64) int {
@@ -426,7 +513,7 @@ func (p *Publisher) fail(pr *pending, err error) {
 func (p *Publisher) finish(pr *pending) {
 	p.slabs.release(pr.slab)
 	*pr = pending{}
-	p.recs.Put(pr)
+	p.recs.put(pr)
 	p.inFlight.Add(-1)
 }
 
@@ -477,7 +564,7 @@ func (p *Publisher) recover() {
 			pr.Record = kgo.Record{Key: pr.Key, Value: pr.Value, Timestamp: pr.Timestamp}
 			p.reproduced.Add(1)
 			p.m.retried.Inc()
-			p.cl.Produce(p.produceCtx, &pr.Record, p.promise)
+			p.cl.Produce(p.produceCtx, &pr.Record, p.promiseFn)
 		}
 		p.retryMu.Lock()
 		if len(p.retry) == 0 {

@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -122,21 +123,34 @@ func TestValueFormats(t *testing.T) {
 }
 
 // TestBadInput: the records before a bad frame are all produced, then Run
-// reports the frame's offset.
+// reports the frame's offset; on the pass-through path (no key) and the
+// decoding one (keyed).
 func TestBadInput(t *testing.T) {
-	c := newCluster(t)
-	p, _ := newPublisher(t, c.ListenAddrs(), DefaultConfig())
 	good := binStream(t, 100, 1)
-	in := append(append([]byte{}, good...), 0x05, 1, 2) // 5-byte frame cut short
-	err := p.Run(context.Background(), bytes.NewReader(in))
-	if err == nil || !strings.Contains(err.Error(), "offset") {
-		t.Fatalf("want an error with the offset, got %v", err)
-	}
-	if st := p.Stats(); st.Read != 100 || st.Produced != 100 {
-		t.Fatalf("stats %+v", st)
-	}
-	if got := testutil.ToFloat64(p.m.inputErrors); got != 1 {
-		t.Errorf("input errors %v", got)
+	for _, tc := range []struct{ name, tail, want string }{
+		{"truncated", "\x05\x01\x02", "truncated frame"},
+		{"not-protobuf", "\x03\xff\xff\xff", "invalid protobuf message"},
+	} {
+		for _, key := range []string{"none", "src_addr"} {
+			t.Run(tc.name+"/key="+key, func(t *testing.T) {
+				c := newCluster(t)
+				cfg := DefaultConfig()
+				cfg.Key = keyed(t, key)
+				p, _ := newPublisher(t, c.ListenAddrs(), cfg)
+				in := append(append([]byte{}, good...), tc.tail...)
+				err := p.Run(context.Background(), bytes.NewReader(in))
+				want := fmt.Sprintf("offset %d: %s", len(good), tc.want)
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("want an error with %q, got %v", want, err)
+				}
+				if st := p.Stats(); st.Read != 100 || st.Produced != 100 {
+					t.Fatalf("stats %+v", st)
+				}
+				if got := testutil.ToFloat64(p.m.inputErrors); got != 1 {
+					t.Errorf("input errors %v", got)
+				}
+			})
+		}
 	}
 }
 

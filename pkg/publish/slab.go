@@ -26,15 +26,12 @@ type slab struct {
 // slabs hands out space for record values. alloc is called from the one
 // reading goroutine; release from promises on any goroutine.
 type slabs struct {
-	pool sync.Pool
+	mu   sync.Mutex
+	free []*slab // not a sync.Pool: a GC would empty it and we would re-zero 256 KiB blocks
 	cur  *slab
 }
 
-func newSlabs() *slabs {
-	s := &slabs{}
-	s.pool.New = func() any { return &slab{buf: make([]byte, 0, slabSize)} }
-	return s
-}
+func newSlabs() *slabs { return &slabs{} }
 
 // alloc returns an empty slice with capacity n and the slab it lives in
 // (nil for a value too large for slabs), holding a reference for the caller.
@@ -46,7 +43,7 @@ func (s *slabs) alloc(n int) ([]byte, *slab) {
 		if s.cur != nil {
 			s.release(s.cur)
 		}
-		s.cur = s.pool.Get().(*slab)
+		s.cur = s.get()
 		s.cur.buf = s.cur.buf[:0]
 		s.cur.refs.Store(1)
 	}
@@ -59,8 +56,46 @@ func (s *slabs) alloc(n int) ([]byte, *slab) {
 // release drops one reference; the last one recycles the slab.
 func (s *slabs) release(sl *slab) {
 	if sl != nil && sl.refs.Add(-1) == 0 {
-		s.pool.Put(sl)
+		s.mu.Lock()
+		s.free = append(s.free, sl)
+		s.mu.Unlock()
 	}
+}
+
+func (s *slabs) get() *slab {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.free); n > 0 {
+		sl := s.free[n-1]
+		s.free = s.free[:n-1]
+		return sl
+	}
+	return &slab{buf: make([]byte, 0, slabSize)}
+}
+
+// freeList recycles pending records. The reader takes, promises give
+// back; at most the producer's buffer of them exist.
+type freeList struct {
+	mu    sync.Mutex
+	items []*pending
+}
+
+func (f *freeList) get() *pending {
+	f.mu.Lock()
+	if n := len(f.items); n > 0 {
+		pr := f.items[n-1]
+		f.items = f.items[:n-1]
+		f.mu.Unlock()
+		return pr
+	}
+	f.mu.Unlock()
+	return new(pending)
+}
+
+func (f *freeList) put(pr *pending) {
+	f.mu.Lock()
+	f.items = append(f.items, pr)
+	f.mu.Unlock()
 }
 
 // close drops the current slab's own reference.
