@@ -192,7 +192,7 @@ type Publisher struct {
 
 	produceCtx context.Context
 	promiseFn  func(*kgo.Record, error) // p.promise, bound once: a method value allocates
-	gate       sync.Mutex // held around Produce; recovery holds it to pause reading
+	gate       sync.Mutex               // held around Produce; recovery holds it to pause reading
 	inFlight   atomic.Int64
 
 	read, produced, failed, reproduced atomic.Uint64
