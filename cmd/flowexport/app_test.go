@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/maxmind/mmdbwriter"
+	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -69,6 +71,9 @@ func TestUsageErrors(t *testing.T) {
 		if code, out := runApp(context.Background(), args...); code != command.ExitUsage {
 			t.Errorf("%v: exit %d, want 2\n%s", args, code, out)
 		}
+	}
+	if code, out := runApp(context.Background(), "--asn", "1", "--asn-db", filepath.Join(t.TempDir(), "none.mmdb")); code != command.ExitRuntime {
+		t.Errorf("missing --asn-db: exit %d, want 1\n%s", code, out)
 	}
 	code, out := runApp(context.Background(), "--help")
 	if code != 0 || !strings.Contains(out, "flowexport --brokers kafka1:9092") || !strings.Contains(out, "FLOWEXPORT_ASN") {
@@ -198,13 +203,14 @@ func TestExportEndToEnd(t *testing.T) {
 	d := makeTestData()
 	c := startCluster(t, d)
 	metricsAddr := freePort(t)
+	asnDB := writeASNDB(t, map[string]uint32{"8.8.8.0/24": 15169, "2001:470::/32": 6939})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var out string
 	go func() {
 		var code int
 		code, out = runApp(ctx, "--brokers", strings.Join(c.ListenAddrs(), ","), "--topic", topic,
-			"--asn", "64500", "--start-offset", "earliest", "--metrics-listen", metricsAddr)
+			"--asn", "64500", "--start-offset", "earliest", "--metrics-listen", metricsAddr, "--asn-db", asnDB)
 		done <- code
 	}()
 	defer func() {
@@ -222,14 +228,17 @@ func TestExportEndToEnd(t *testing.T) {
 		pm, _ := metricValue(expo, `flowexport_records_consumed_total{format="pmacct"}`)
 		return int(inv+bin+pm) == len(d.values)
 	})
-	series := `flow_receive_bytes_total{destination_as="64500",destination_as_name="",hostname="192.0.2.1",source_as="15169",source_as_name=""}`
+	series := `flow_receive_bytes_total{destination_as="64500",destination_as_name="",hostname="192.0.2.1",source_as="15169",source_as_name="AS15169 name"}`
 	if v, ok := metricValue(expo, series); !ok || uint64(v) != d.rxFrom15169 {
 		t.Errorf("%s = %v (found %v), want %d", series, v, ok, d.rxFrom15169)
+	}
+	if v, ok := metricValue(expo, `flowexport_consumer_lag{partition="0"}`); !ok || v != 0 {
+		t.Errorf("lag of partition 0: %v (found %v), want 0", v, ok)
 	}
 	if v, _ := metricValue(expo, "flowexport_records_unmatched_total"); v != 100 {
 		t.Errorf("unmatched %v, want 100", v)
 	}
-	if !strings.Contains(expo, `flow_transmit_flows_total{destination_as="6939",destination_as_name="",hostname="bdr1",source_as="64500",source_as_name=""}`) {
+	if !strings.Contains(expo, `flow_transmit_flows_total{destination_as="6939",destination_as_name="AS6939 name",hostname="bdr1",source_as="64500",source_as_name=""}`) {
 		t.Error("no pmacct transmit series")
 	}
 
@@ -282,6 +291,37 @@ func TestExportEndToEnd(t *testing.T) {
 			t.Logf("prometheus log:\n%s", logs.String())
 		}
 	})
+}
+
+// writeASNDB writes a GeoLite2-ASN-shaped mmdb naming each AS "AS<n> name".
+func writeASNDB(t *testing.T, nets map[string]uint32) string {
+	t.Helper()
+	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoLite2-ASN", RecordSize: 24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cidr, as := range nets {
+		_, ipnet, err := net.ParseCIDR(cidr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tree.Insert(ipnet, mmdbtype.Map{
+			"autonomous_system_number":       mmdbtype.Uint32(as),
+			"autonomous_system_organization": mmdbtype.String(fmt.Sprintf("AS%d name", as)),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "asn.mmdb")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := tree.WriteTo(f); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // promQuery returns the value of a one-sample instant query, or "".
