@@ -23,9 +23,14 @@ func NewWriter(w io.Writer) *Writer {
 
 // WriteFrame writes msg, already marshalled, with its length prefix.
 func (w *Writer) WriteFrame(msg []byte) error {
-	var p [binary.MaxVarintLen64]byte
-	n := binary.PutUvarint(p[:], uint64(len(msg)))
-	if _, err := w.bw.Write(p[:n]); err != nil {
+	if w.bw.Available() < binary.MaxVarintLen64 {
+		if err := w.bw.Flush(); err != nil {
+			return err
+		}
+	}
+	// The prefix goes straight into the buffer: a local array passed to
+	// Write would escape and cost an allocation per frame.
+	if _, err := w.bw.Write(binary.AppendUvarint(w.bw.AvailableBuffer(), uint64(len(msg)))); err != nil {
 		return err
 	}
 	_, err := w.bw.Write(msg)
@@ -53,4 +58,3 @@ func (w *Writer) Buffered() int { return w.bw.Buffered() }
 
 // Flush writes buffered frames to the underlying writer.
 func (w *Writer) Flush() error { return w.bw.Flush() }
-
