@@ -410,4 +410,10 @@ func TestSIGTERMCommits(t *testing.T) {
 	if committed != int64(len(d.values)) {
 		t.Errorf("committed %d records, want %d\n%s", committed, len(d.values), logs.String())
 	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")) &&
+			!strings.Contains(line, "skipping a record that is no flow") {
+			t.Errorf("unexpected warning: %s", line)
+		}
+	}
 }
