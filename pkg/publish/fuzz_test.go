@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
+
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
 )
@@ -60,4 +62,56 @@ func FuzzRecord(f *testing.F) {
 			t.Fatalf("JSON value does not parse back: %v\n%s", err, js)
 		}
 	})
+}
+
+// FuzzWellFormed: wellFormed accepts exactly what protowire can walk
+// field by field (groups aside), so the pass-through path rejects what a
+// decoder would.
+func FuzzWellFormed(f *testing.F) {
+	b, _ := benchFlow(1).MarshalVT()
+	f.Add(b)
+	f.Add([]byte{0x08, 0x96, 0x01})
+	f.Add([]byte{0x0a, 0x05, 1, 2})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := wellFormed(b), protowireWalk(b); got != want {
+			t.Fatalf("wellFormed %v, protowire %v for %x", got, want, b)
+		}
+	})
+}
+
+func protowireWalk(b []byte) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || typ == protowire.StartGroupType || typ == protowire.EndGroupType {
+			return false
+		}
+		b = b[n:]
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+func BenchmarkWellFormed(b *testing.B) {
+	body, _ := benchFlow(1).MarshalVT()
+	b.ReportAllocs()
+	for b.Loop() {
+		if !wellFormed(body) {
+			b.Fatal("rejected")
+		}
+	}
+}
+
+func BenchmarkUnmarshalUnsafe(b *testing.B) {
+	body, _ := benchFlow(1).MarshalVT()
+	var m flowpb.FlowMessage
+	b.ReportAllocs()
+	for b.Loop() {
+		m.ResetVT()
+		if m.UnmarshalVTUnsafe(body) != nil {
+			b.Fatal("rejected")
+		}
+	}
 }
