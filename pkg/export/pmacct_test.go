@@ -144,8 +144,9 @@ func runPmacctd(t *testing.T, bin, conf string) {
 		t.Fatal(err)
 	}
 	var log strings.Builder
-	finished := make(chan struct{})
+	finished, logged := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(logged)
 		sc := bufio.NewScanner(pr)
 		once := false
 		for sc.Scan() {
@@ -172,5 +173,6 @@ func runPmacctd(t *testing.T, bin, conf string) {
 	case <-ctx.Done():
 		<-waited
 	}
+	<-logged
 	t.Logf("pmacctd:\n%s", log.String())
 }
