@@ -43,7 +43,7 @@ measure() { # name, command...: prints "name rate cpu_per_million"
 }
 bare=$(measure bare "$work/benchpublish" produce -brokers "$addr" -topic bare -n "$N")
 echo "$bare"
-fp=$(measure flowpublish sh -c "exec '$work/flowpublish' --brokers '$addr' --topic flowpublish --log-level warn < '$work/flows.bin'")
+fp=$(measure flowpublish sh -c "${FP_ENV:-} exec '$work/flowpublish' --brokers '$addr' --topic flowpublish --log-level warn < '$work/flows.bin'")
 echo "$fp"
 awk -v a="$(awk '{print $2}' <<<"$bare")" -v b="$(awk '{print $2}' <<<"$fp")" \
 	'BEGIN { printf "flowpublish / bare producer: %.0f%%\n", 100*b/a }'
