@@ -107,7 +107,7 @@ func run() error {
 
 	fmt.Printf("Load: flowgen packets over loopback UDP, CPU run at %.0f records/s for %s; search steps %v records/s, %s each.\n\n",
 		*rate, *duration, steps, *searchDur)
-	fmt.Println("| protocol | collector | sent | received | loss | CPU s | CPU s per M records | highest loss-free rate (records/s) |")
+	fmt.Println("| protocol | collector | sent | received | loss | CPU s | CPU s per M records | highest loss-free rate, records/s (\">=\": the sender was the limit) |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|")
 	ratios := map[string]map[string]float64{}
 	for _, ps := range strings.Split(*protos, ",") {
@@ -124,7 +124,7 @@ func run() error {
 			lossFree := "below " + fmt.Sprint(steps)
 			if res.lossFree > 0 {
 				lossFree = fmt.Sprintf("%.0f", res.lossFree)
-				if res.lossFree == steps[len(steps)-1] {
+				if res.lossFree >= 0.9*steps[len(steps)-1] || res.sendLimited {
 					lossFree = ">= " + lossFree
 				}
 			} else if len(steps) == 0 {
@@ -154,7 +154,8 @@ func run() error {
 
 type result struct {
 	sent, received, cpu float64
-	lossFree            float64
+	lossFree            float64 // records/s achieved by the fastest loss-free step
+	sendLimited         bool    // the sender could not reach the next step's rate
 }
 
 // measure starts the collector, runs the CPU measurement, then the search
@@ -191,6 +192,7 @@ func measure(c collector, p flowgen.Protocol, rate float64, d time.Duration, ste
 		return res, err
 	}
 	seed := uint64(1)
+	var elapsed time.Duration // of the last run
 	one := func(rate float64, d time.Duration) (sent, received, cpu float64, err error) {
 		before, err := scrape(metrics)
 		if err != nil {
@@ -236,6 +238,7 @@ func measure(c collector, p flowgen.Protocol, rate float64, d time.Duration, ste
 		}
 		fmt.Fprintf(os.Stderr, "benchcollect: %s %s at %.0f records/s: sent %d in %s, received %.0f, %.2f CPU s\n",
 			c.name, p, rate, st.Records, st.Elapsed.Round(time.Millisecond), after-c.records(before), cpu1-cpu0)
+		elapsed = st.Elapsed
 		return float64(st.Records), after - c.records(before), cpu1 - cpu0, nil
 	}
 	if res.sent, res.received, res.cpu, err = one(rate, d); err != nil {
@@ -249,7 +252,12 @@ func measure(c collector, p flowgen.Protocol, rate float64, d time.Duration, ste
 		if got < sent {
 			break
 		}
-		res.lossFree = r
+		// The rate achieved, which a loaded sender may keep below r.
+		res.lossFree = max(res.lossFree, sent/elapsed.Seconds())
+		if sent/elapsed.Seconds() < 0.9*r {
+			res.sendLimited = true
+			break // the sender is the limit: higher steps say nothing more
+		}
 	}
 	return res, nil
 }
