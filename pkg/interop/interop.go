@@ -194,7 +194,9 @@ func Pmacctd(t testing.TB, pcap, plugin string, version int, extraConfig string)
 	}
 	var log bytes.Buffer
 	finished := make(chan struct{})
+	scanned := make(chan struct{}) // log is only read once the scanner is done with it
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		once := false
 		for sc.Scan() {
@@ -223,6 +225,7 @@ func Pmacctd(t testing.TB, pcap, plugin string, version int, extraConfig string)
 		<-waited
 	}
 	got := c.Wait()
+	<-scanned
 	if len(got) == 0 {
 		t.Fatalf("interop: pmacctd sent nothing\nconfig:\n%s\n%s", cfg.String(), tail(log.String()))
 	}
