@@ -181,3 +181,20 @@ func FuzzParseListen(f *testing.F) {
 		}
 	})
 }
+
+// TestExporterLabelCap: past the cap, new exporters share "other" and the
+// metrics stay bounded.
+func TestExporterLabelCap(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg, 2)
+	wm := &workerMetrics{m: m, byExp: map[exporterKey]*exporterCounters{}}
+	for i := 1; i <= 5; i++ {
+		wm.exporter(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 2).packets.Inc()
+	}
+	if n := testutil.CollectAndCount(m.packets); n != 3 {
+		t.Fatalf("%d series, want 2 exporters + other", n)
+	}
+	if v := testutil.ToFloat64(m.packets.WithLabelValues("netflow_v9", "other")); v != 3 {
+		t.Fatalf("other = %v, want 3", v)
+	}
+}
