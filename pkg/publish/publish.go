@@ -336,7 +336,7 @@ func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 	var (
 		m       flowpb.FlowMessage
 		scratch []byte
-		in      inCounter
+		in      = inCounter{br: br}
 	)
 	defer in.flush(p.m)
 	bin := p.cfg.ValueFormat == framing.FormatBin
@@ -503,15 +503,19 @@ func (p *Publisher) produce(key, body []byte, bin bool) {
 	p.gate.Unlock()
 }
 
-// inCounter batches the input counters: three atomic adds per record
-// would cost more than the rest of the bookkeeping.
-type inCounter struct{ records, bytes, pending int }
+// inCounter batches the input counters, flushing every 256 records and
+// whenever the input buffer is empty (the next read may wait), so the
+// metrics are exact whenever the stream pauses.
+type inCounter struct {
+	br             *bufio.Reader
+	records, bytes int
+}
 
 func (c *inCounter) add(p *Publisher, n int) {
 	p.read.Add(1) // exact, for Stats and the summary
 	c.records++
 	c.bytes += n
-	if c.records == 256 {
+	if c.records == 256 || c.br.Buffered() == 0 {
 		c.flush(p.m)
 	}
 }
@@ -519,7 +523,7 @@ func (c *inCounter) add(p *Publisher, n int) {
 func (c *inCounter) flush(m *metrics) {
 	m.recordsIn.Add(float64(c.records))
 	m.bytesIn.Add(float64(c.bytes))
-	*c = inCounter{}
+	c.records, c.bytes = 0, 0
 }
 
 func uvarintLen(v uint64) int {
