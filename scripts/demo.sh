@@ -161,14 +161,16 @@ SFLOW_PORT=$(port udp 6343)
 # networks file (AS overrides for private and documentation space).
 NETS=$DEMO/networks.yaml
 GEO=scripts/.geo
-ENRICH_ARGS=(--networks "$NETS")
+# --asn-override: flowgen's records carry random AS numbers of their own,
+# which the demo's AS plan replaces.
+ENRICH_ARGS=(--networks "$NETS" --asn-override)
 if [ ! -f "$GEO/asn.mmdb" ] && [ "${DEMO_GEO:-1}" != 0 ] && command -v npm >/dev/null; then
 	say "fetching the free geo databases (npm; log in $LOGS/fetch-geo-db.log)"
 	timeout 300 scripts/fetch-geo-db.sh >"$LOGS/fetch-geo-db.log" 2>&1 || say "could not fetch them; using the networks file only"
 fi
 if [ -f "$GEO/asn.mmdb" ] && [ "${DEMO_GEO:-1}" != 0 ]; then
 	cp scripts/demo/networks.yaml "$NETS"
-	ENRICH_ARGS+=(--asn-db "$GEO/asn.mmdb" --asn-override)
+	ENRICH_ARGS+=(--asn-db "$GEO/asn.mmdb")
 	[ -f "$GEO/dbip-country.mmdb" ] && ENRICH_ARGS+=(--country-db "$GEO/dbip-country.mmdb")
 	say "enrichment: $GEO/asn.mmdb (AS of public addresses) + scripts/demo/networks.yaml"
 else
@@ -186,9 +188,10 @@ start flowexport "$BIN/flowexport" --brokers "$BROKER" --topic flows --asn "$MON
 wait_http flowexport "http://127.0.0.1:$EXPORT_PORT/metrics" 20
 
 PROM_URL=-
+RUN=$(date +%Y%m%dT%H%M%S)
 if command -v prometheus >/dev/null; then
 	mkdir -p "$DEMO/prometheus"
-	sed -e "s/@FLOWEXPORT@/127.0.0.1:$EXPORT_PORT/" -e "s/@FLOWCOLLECT@/127.0.0.1:$COLLECT_METRICS_PORT/" \
+	sed -e "s/@FLOWEXPORT@/127.0.0.1:$EXPORT_PORT/" -e "s/@FLOWCOLLECT@/127.0.0.1:$COLLECT_METRICS_PORT/" -e "s/@RUN@/$RUN/" \
 		scripts/demo/prometheus.yml.tmpl >"$DEMO/prometheus.yml"
 	start prometheus prometheus --config.file="$DEMO/prometheus.yml" --storage.tsdb.path="$DEMO/prometheus" \
 		--web.listen-address="127.0.0.1:$PROM_PORT"
@@ -235,7 +238,7 @@ cat <<EOF
 demo: running. Traffic: flowgen IPFIX at $RATE records/s and sFlow (1:64) to 127.0.0.1:$NETFLOW_PORT/$SFLOW_PORT;
       $SOFTFLOWD.
       Monitored AS: $MONITORED_AS (DEMO-NET: 10.0.0.0/8, 2001:db8::/32).
-  Prometheus        ${PROM_URL/#-/(not installed)}   e.g. topk(5, sum by (source_as_name) (rate(flow_receive_bytes_total[1m])))
+  Prometheus        ${PROM_URL/#-/(not installed)}   e.g. topk(5, sum by (source_as_name) (rate(flow_receive_bytes_total{demo_run="$RUN"}[30s])))
   flowexport        http://127.0.0.1:$EXPORT_PORT/metrics
   flowcollect       http://127.0.0.1:$COLLECT_METRICS_PORT/metrics
   Kafka (devbroker) $BROKER, topic flows   e.g. kcat -C -b $BROKER -t flows -c 1 -f '%s' | $BIN/flowenrich --format json --networks $NETS
@@ -257,7 +260,7 @@ while :; do
 			exit 1
 		fi
 	done
-	"$U" top 5 "$PROM_URL" "http://127.0.0.1:$EXPORT_PORT/metrics" || say "could not read the top pairs"
+	"$U" top 5 "$PROM_URL" "http://127.0.0.1:$EXPORT_PORT/metrics" "demo_run=\"$RUN\"" || say "could not read the top pairs"
 	echo
 	if [ "$DURATION" != 0 ] && [ $((SECONDS - began)) -ge "$DURATION" ]; then
 		say "DEMO_DURATION=${DURATION}s reached"

@@ -4,9 +4,10 @@
 //	demoutil free-port tcp|udp PREFERRED   print PREFERRED if free on 127.0.0.1, else a free port
 //	demoutil wait-http URL SECONDS         exit 0 once URL answers 200, 1 after SECONDS
 //	demoutil traffic-pcap PATH             write testtraffic's default flows as a pcap (for softflowd -r)
-//	demoutil top N PROMETHEUS_URL|-  METRICS_URL
-//	                                       print the top AS pairs: rates from Prometheus, or
-//	                                       totals from flowexport's /metrics when PROMETHEUS_URL is -
+//	demoutil top N PROMETHEUS_URL|-  METRICS_URL [SELECTOR]
+//	                                       print the top AS pairs: rates from Prometheus (series
+//	                                       matching SELECTOR, e.g. demo_run="123"), or totals
+//	                                       from flowexport's /metrics when PROMETHEUS_URL is -
 package main
 
 import (
@@ -54,12 +55,16 @@ func run(args []string, out io.Writer) error {
 	case cmd == "traffic-pcap" && len(rest) == 1:
 		_, err := testtraffic.Write(rest[0], testtraffic.Default())
 		return err
-	case cmd == "top" && len(rest) == 3:
+	case cmd == "top" && (len(rest) == 3 || len(rest) == 4):
 		n, err := strconv.Atoi(rest[0])
 		if err != nil {
 			return err
 		}
-		return top(out, n, rest[1], rest[2])
+		selector := ""
+		if len(rest) == 4 {
+			selector = rest[3]
+		}
+		return top(out, n, rest[1], rest[2], selector)
 	}
 	return fmt.Errorf("bad arguments: %q", args)
 }
@@ -117,13 +122,13 @@ type pair struct {
 
 // top prints the remote ASes that the monitored AS received most from and
 // transmitted most to.
-func top(out io.Writer, n int, prom, metrics string) error {
+func top(out io.Writer, n int, prom, metrics, selector string) error {
 	type family struct{ title, metric, remote string }
 	families := []family{
 		{"received by the monitored AS, from", "flow_receive", "source_as"},
 		{"transmitted by the monitored AS, to", "flow_transmit", "destination_as"},
 	}
-	unit, per := "per second over the last minute (Prometheus)", "/s"
+	unit, per := "per second over the last 30 s (Prometheus)", "/s"
 	if prom == "-" {
 		unit, per = "since flowexport started (its /metrics)", ""
 	}
@@ -134,7 +139,7 @@ func top(out io.Writer, n int, prom, metrics string) error {
 		if prom == "-" {
 			rows, err = fromMetrics(metrics, f.metric, f.remote)
 		} else {
-			rows, err = fromPrometheus(prom, f.metric, f.remote)
+			rows, err = fromPrometheus(prom, f.metric, f.remote, selector)
 		}
 		if err != nil {
 			return err
@@ -171,10 +176,12 @@ func si(v float64) string {
 	return fmt.Sprintf("%.0f", v)
 }
 
-func fromPrometheus(base, metric, remote string) ([]pair, error) {
+// fromPrometheus asks for per-second rates; selector keeps out the series
+// of earlier runs still in the TSDB (they stay visible for 5 minutes).
+func fromPrometheus(base, metric, remote, selector string) ([]pair, error) {
 	rows := map[string]*pair{}
 	for _, unit := range []string{"bytes", "packets", "flows"} {
-		q := fmt.Sprintf("sum by (%s, %s_name) (rate(%s_%s_total[1m]))", remote, remote, metric, unit)
+		q := fmt.Sprintf("sum by (%s, %s_name) (rate(%s_%s_total{%s}[30s]))", remote, remote, metric, unit, selector)
 		resp, err := http.Get(strings.TrimRight(base, "/") + "/api/v1/query?query=" + url.QueryEscape(q))
 		if err != nil {
 			return nil, err
