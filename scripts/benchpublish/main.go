@@ -1,24 +1,29 @@
 // Command benchpublish is the reference side of scripts/bench-publish.sh.
 //
 //	benchpublish gen -n 2000000 -o flows.bin           # 200-byte framed records
-//	benchpublish produce -brokers 127.0.0.1:9092 -n 2000000
+//	benchpublish produce -brokers 127.0.0.1:9092 -i flows.bin
 //
 // gen writes a bin stream of synthetic flows, each frame exactly 200 bytes
-// with its prefix. produce is a bare franz-go producer: it holds the same
-// frames in memory and produces them with flowpublish's default producer
-// settings (acks=all, idempotent, no compression, same linger and buffer),
-// then prints records/s.
+// with its prefix. produce is a bare franz-go producer: it loads the frames
+// of -i into memory before the clock starts (without -i it builds -n of
+// them) and produces each as one record value, with flowpublish's default
+// producer settings (acks=all, idempotent, no compression, same linger and
+// buffer), then prints "records wall-seconds cpu-seconds" for the
+// production alone (loading excluded).
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -44,6 +49,7 @@ func run(args []string) error {
 	out := fs.String("o", "-", "gen: output file")
 	brokers := fs.String("brokers", "127.0.0.1:9092", "produce: seed brokers")
 	topic := fs.String("topic", "flows", "produce: topic")
+	in := fs.String("i", "", "produce: bin stream whose frames to produce (default: build -n)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -51,7 +57,11 @@ func run(args []string) error {
 	case "gen":
 		return gen(*out, *n)
 	case "produce":
-		return produce(strings.Split(*brokers, ","), *topic, *n)
+		values, err := load(*in, *n)
+		if err != nil {
+			return err
+		}
+		return produce(strings.Split(*brokers, ","), *topic, values)
 	}
 	return fmt.Errorf("unknown mode %q", args[0])
 }
@@ -120,7 +130,42 @@ func gen(path string, n int) error {
 	return bw.Flush()
 }
 
-func produce(brokers []string, topic string, n int) error {
+// load returns the frames (prefix included) of a bin stream file, or n
+// built ones.
+func load(path string, n int) ([][]byte, error) {
+	var data []byte
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return nil, err
+		}
+	} else {
+		var buf bytes.Buffer
+		w := framing.NewWriter(&buf)
+		for i := 0; i < n; i++ {
+			if err := w.WriteMessage(Flow(i)); err != nil {
+				return nil, err
+			}
+		}
+		if err := w.Flush(); err != nil {
+			return nil, err
+		}
+		data = buf.Bytes()
+	}
+	var values [][]byte
+	for len(data) > 0 {
+		size, k := binary.Uvarint(data)
+		if k <= 0 || uint64(len(data)-k) < size {
+			return nil, errors.New("bad frame in input")
+		}
+		end := k + int(size)
+		values = append(values, data[:end:end])
+		data = data[end:]
+	}
+	return values, nil
+}
+
+func produce(brokers []string, topic string, values [][]byte) error {
 	cfg := publish.DefaultConfig()
 	cfg.Topic = topic
 	opts, err := cfg.ProducerOpts()
@@ -132,36 +177,36 @@ func produce(brokers []string, topic string, n int) error {
 		return err
 	}
 	defer cl.Close()
-	// Same frames as gen, built before the clock starts.
-	const distinct = 4096
-	values := make([][]byte, distinct)
-	for i := range values {
-		body, err := Flow(i).MarshalVT()
-		if err != nil {
-			return err
-		}
-		values[i] = append([]byte{byte(len(body)) | 0x80, byte(len(body) >> 7)}, body...)
-	}
 	var failed atomic.Int64
 	promise := func(_ *kgo.Record, err error) {
 		if err != nil && failed.Add(1) == 1 {
 			fmt.Fprintln(os.Stderr, "benchpublish: produce:", err)
 		}
 	}
+	n := len(values)
 	recs := make([]kgo.Record, n)
 	ctx := context.Background()
+	cpu0 := cpuTime()
 	start := time.Now()
 	for i := range recs {
-		recs[i].Value = values[i%distinct]
+		recs[i].Value = values[i]
 		cl.Produce(ctx, &recs[i], promise)
 	}
 	if err := cl.Flush(ctx); err != nil {
 		return err
 	}
-	el := time.Since(start)
+	el, cpu := time.Since(start), cpuTime()-cpu0
 	if failed.Load() > 0 {
 		return fmt.Errorf("%d records failed", failed.Load())
 	}
-	fmt.Printf("bare producer: %d records in %.2fs: %.0f records/s\n", n, el.Seconds(), float64(n)/el.Seconds())
+	// One line for bench-publish.sh: records wall_seconds cpu_seconds.
+	fmt.Printf("%d %.3f %.3f\n", n, el.Seconds(), cpu.Seconds())
 	return nil
+}
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
