@@ -73,18 +73,21 @@ func (s *slabs) get() *slab {
 	return &slab{buf: make([]byte, 0, slabSize)}
 }
 
-// freeList recycles pending records. The reader takes, promises give
-// back; at most the producer's buffer of them exist.
+// freeList recycles pending records first in, first out: promises return
+// them roughly in production order, so the reader walks them in order, as
+// an array, instead of touching a random one of up to the buffer's worth
+// (tens of MB) for each record.
 type freeList struct {
-	mu    sync.Mutex
-	items []*pending
+	mu         sync.Mutex
+	ring       []*pending // len is a power of two
+	head, tail uint64     // tail-head items, at ring[i&(len-1)]
 }
 
 func (f *freeList) get() *pending {
 	f.mu.Lock()
-	if n := len(f.items); n > 0 {
-		pr := f.items[n-1]
-		f.items = f.items[:n-1]
+	if f.head != f.tail {
+		pr := f.ring[f.head&uint64(len(f.ring)-1)]
+		f.head++
 		f.mu.Unlock()
 		return pr
 	}
@@ -94,8 +97,21 @@ func (f *freeList) get() *pending {
 
 func (f *freeList) put(pr *pending) {
 	f.mu.Lock()
-	f.items = append(f.items, pr)
+	if f.tail-f.head == uint64(len(f.ring)) {
+		f.grow()
+	}
+	f.ring[f.tail&uint64(len(f.ring)-1)] = pr
+	f.tail++
 	f.mu.Unlock()
+}
+
+func (f *freeList) grow() {
+	ring := make([]*pending, max(1024, 2*len(f.ring)))
+	n := f.tail - f.head
+	for i := uint64(0); i < n; i++ {
+		ring[i] = f.ring[(f.head+i)&uint64(len(f.ring)-1)]
+	}
+	f.ring, f.head, f.tail = ring, 0, n
 }
 
 // close drops the current slab's own reference.
