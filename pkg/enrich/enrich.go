@@ -222,7 +222,12 @@ func (e *Enricher) load(old *state, force bool) (*state, []string, error) {
 // must not modify m's label maps, and must drop them before reusing m for
 // decoding, as ResetVT does).
 func (e *Enricher) Enrich(m *flowpb.FlowMessage, st *Stats) {
-	s := e.cur.Load()
+	e.enrichWith(e.cur.Load(), m, st)
+}
+
+// enrichWith enriches m from one snapshot of the loaded data, so that a
+// caller which looked at the snapshot first sees what enrichment used.
+func (e *Enricher) enrichWith(s *state, m *flowpb.FlowMessage, st *Stats) {
 	st.Records++
 	src, srcOK := addrFrom(m.SrcAddr)
 	dst, dstOK := addrFrom(m.DstAddr)

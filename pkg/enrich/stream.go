@@ -3,6 +3,7 @@ package enrich
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
@@ -34,6 +35,7 @@ type Stream struct {
 	e      *Enricher
 	r      *framing.MessageReader
 	w      framing.MessageWriter
+	frames *framing.Writer // the bin output, for the splicing path; nil for JSON
 	idle   *flushWhenIdle
 	report func(*Stats)
 }
@@ -42,50 +44,98 @@ type Stream struct {
 // nothing more buffered, before the read that may block, so a slow or
 // idle input never holds records back, and at the end.
 func NewStream(e *Enricher, cfg StreamConfig) *Stream {
-	w := framing.NewMessageWriter(cfg.Out, cfg.OutputFormat, cfg.JSON)
-	idle := &flushWhenIdle{r: cfg.In, w: w}
-	return &Stream{
-		e:      e,
-		r:      framing.NewMessageReader(idle, cfg.InputFormat, cfg.MaxSize, cfg.JSON),
-		w:      w,
-		idle:   idle,
-		report: cfg.Report,
+	s := &Stream{e: e, report: cfg.Report}
+	if cfg.OutputFormat == framing.FormatJSON {
+		s.w = framing.NewMessageWriter(cfg.Out, cfg.OutputFormat, cfg.JSON)
+	} else {
+		s.frames = framing.NewWriter(cfg.Out)
+		s.w = binWriter{s.frames}
 	}
+	s.idle = &flushWhenIdle{r: cfg.In, w: s.w}
+	s.r = framing.NewMessageReader(s.idle, cfg.InputFormat, cfg.MaxSize, cfg.JSON)
+	return s
 }
+
+// binWriter writes whole messages to the same bin output the splicing
+// path writes frames to.
+type binWriter struct{ *framing.Writer }
+
+func (w binWriter) Write(m *flowpb.FlowMessage) error { return w.WriteMessage(m) }
 
 // Run copies records until the input ends, then flushes. When ctx is done
 // the caller closes the input to unblock the read; the read error that
 // follows ends Run cleanly (nil) after the flush. A write error, such as
 // EPIPE from a closed downstream pipe, is returned as it is.
+//
+// Bin in and bin out take the splicing path (see splicer); everything
+// else decodes and re-encodes each record.
 func (s *Stream) Run(ctx context.Context) error {
-	var m flowpb.FlowMessage
 	var st Stats
 	defer s.flushStats(&st)
+	if s.frames != nil {
+		if f, err := s.r.Detect(); err == nil && f == framing.FormatBin {
+			return s.runFrames(ctx, &st)
+		}
+		// A detection error comes back from the first Read below.
+	}
+	return s.runMessages(ctx, &st)
+}
+
+func (s *Stream) runMessages(ctx context.Context, st *Stats) error {
+	var m flowpb.FlowMessage
 	for {
 		// Read resets m, which drops the shared label maps Enrich set:
 		// decoding never writes into them.
-		err := s.r.Read(&m)
-		if err != nil {
-			if s.idle.err != nil {
-				return s.idle.err
-			}
-			if errors.Is(err, io.EOF) || ctx.Err() != nil {
-				return s.w.Flush()
-			}
-			if ferr := s.w.Flush(); ferr != nil {
-				return ferr
-			}
-			return err
+		if err := s.r.Read(&m); err != nil {
+			return s.end(ctx, err)
 		}
-		s.e.Enrich(&m, &st)
+		s.e.Enrich(&m, st)
 		if err := s.w.Write(&m); err != nil {
 			return err
 		}
-		st.Written++
-		if st.Records >= reportEvery {
-			s.flushStats(&st)
-		}
+		s.count(st)
 	}
+}
+
+func (s *Stream) runFrames(ctx context.Context, st *Stats) error {
+	var sp splicer
+	for {
+		frame, offset, err := s.r.ReadFrame()
+		if err != nil {
+			return s.end(ctx, err)
+		}
+		out, err := sp.enrich(s.e, frame, st)
+		if err != nil {
+			err = &framing.FrameError{Offset: offset, Err: fmt.Errorf("%w: %v", framing.ErrBadMessage, err)}
+			return s.end(ctx, err)
+		}
+		if err := s.frames.WriteFrame(out); err != nil {
+			return err
+		}
+		s.count(st)
+	}
+}
+
+func (s *Stream) count(st *Stats) {
+	st.Written++
+	if st.Records >= reportEvery {
+		s.flushStats(st)
+	}
+}
+
+// end turns the error that stopped reading into Run's result, flushing
+// what was written before it.
+func (s *Stream) end(ctx context.Context, err error) error {
+	if s.idle.err != nil {
+		return s.idle.err
+	}
+	if errors.Is(err, io.EOF) || ctx.Err() != nil {
+		return s.w.Flush()
+	}
+	if ferr := s.w.Flush(); ferr != nil {
+		return ferr
+	}
+	return err
 }
 
 // Offset is the input byte offset of the next record.

@@ -118,13 +118,8 @@ func (r *MessageReader) Read(m *flowpb.FlowMessage) error {
 		return r.err
 	}
 	r.raw = nil
-	if r.format == FormatAuto {
-		f, err := detect(r.br)
-		if err != nil {
-			r.err = err
-			return err
-		}
-		r.format = f
+	if _, err := r.Detect(); err != nil {
+		return err
 	}
 	var err error
 	if r.format == FormatJSON {
@@ -136,6 +131,50 @@ func (r *MessageReader) Read(m *flowpb.FlowMessage) error {
 		r.err = err
 	}
 	return err
+}
+
+// Detect finds the stream's format without consuming a record (a no-op
+// once known). It blocks until the first bytes arrive.
+func (r *MessageReader) Detect() (Format, error) {
+	if r.err != nil {
+		return r.format, r.err
+	}
+	if r.format == FormatAuto {
+		f, err := detect(r.br)
+		if err != nil {
+			r.err = err
+			return FormatAuto, err
+		}
+		r.format = f
+	}
+	return r.format, nil
+}
+
+// ErrNotBin is returned by ReadFrame on a JSON stream.
+var ErrNotBin = errors.New("framing: stream is not bin")
+
+// ReadFrame returns the next bin frame's body undecoded, and the byte offset
+// where the frame starts, for stages that work on the encoded record. The
+// body is valid until the next call. On a JSON stream it returns ErrNotBin.
+func (r *MessageReader) ReadFrame() (frame []byte, offset int64, err error) {
+	f, err := r.Detect()
+	if err != nil {
+		return nil, 0, err
+	}
+	if f != FormatBin {
+		return nil, 0, ErrNotBin
+	}
+	if r.frames == nil {
+		r.frames = NewReader(r.br, r.maxSize)
+	}
+	offset = r.frames.Offset()
+	frame, err = r.frames.Next()
+	if err != nil {
+		r.err = err
+		return nil, offset, err
+	}
+	r.raw = frame
+	return frame, offset, nil
 }
 
 func (r *MessageReader) readBin(m *flowpb.FlowMessage) error {
