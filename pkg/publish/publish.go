@@ -251,14 +251,22 @@ func (p *Publisher) Run(ctx context.Context, r io.Reader) error {
 	defer p.Close()
 	drainCtx, cancelDrain := context.WithCancel(context.Background())
 	defer cancelDrain()
-	var drainOnce sync.Once
+	var (
+		drainOnce  sync.Once
+		drainTimer atomic.Pointer[time.Timer]
+	)
 	beginDrain := func() {
 		drainOnce.Do(func() {
 			if p.cfg.FlushTimeout > 0 {
-				time.AfterFunc(p.cfg.FlushTimeout, cancelDrain)
+				drainTimer.Store(time.AfterFunc(p.cfg.FlushTimeout, cancelDrain))
 			}
 		})
 	}
+	defer func() {
+		if t := drainTimer.Load(); t != nil {
+			t.Stop()
+		}
+	}()
 	// Produce never sees ctx: a record read is produced even after a
 	// signal. Only the flush timeout stops it.
 	p.produceCtx = drainCtx

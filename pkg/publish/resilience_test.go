@@ -3,6 +3,7 @@ package publish
 import (
 	"context"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -261,5 +262,25 @@ func TestBackpressure(t *testing.T) {
 	}
 	if st := p.Stats(); st.Produced != n {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestFlushTimeout: with no broker at all, records wait until the flush
+// timeout, then fail with a reason instead of vanishing or hanging.
+func TestFlushTimeout(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.FlushTimeout = 500 * time.Millisecond
+	p, _ := newPublisher(t, []string{"127.0.0.1:" + strconv.Itoa(freePort(t))}, cfg)
+	f, r := newFeeder(t, 5, 1)
+	done := runAsync(p, r)
+	f.feed(5)
+	f.w.Close()
+	start := time.Now()
+	err := wait(t, done)
+	if err == nil || !strings.Contains(err.Error(), "5 of 5 records failed (flush_timeout: 5)") {
+		t.Fatalf("got %v", err)
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Fatalf("took %v", el)
 	}
 }
