@@ -228,11 +228,14 @@ func measure(c collector, p flowgen.Protocol, rate float64, d time.Duration, ste
 		if err != nil {
 			return 0, 0, 0, err
 		}
-		after, err := settle(metrics, c.records)
+		// Wait until the collector is idle (its CPU time stops moving: all
+		// it queued is decoded) before reading the CPU time, and scrape
+		// only then: a scrape costs CPU that is not decoding.
+		cpu1, err := settleCPU(cmd.Process.Pid)
 		if err != nil {
 			return 0, 0, 0, err
 		}
-		cpu1, err := cpuSeconds(cmd.Process.Pid)
+		after, err := settle(metrics, c.records)
 		if err != nil {
 			return 0, 0, 0, err
 		}
@@ -273,6 +276,24 @@ func settle(addr string, records func(string) float64) (float64, error) {
 			return 0, err
 		}
 		v := records(s)
+		if v == last {
+			return v, nil
+		}
+		last = v
+	}
+	return last, nil
+}
+
+// settleCPU waits until the process used no CPU for 300 ms and returns its
+// CPU time then.
+func settleCPU(pid int) (float64, error) {
+	last := -1.0
+	for i := 0; i < 200; i++ {
+		time.Sleep(300 * time.Millisecond)
+		v, err := cpuSeconds(pid)
+		if err != nil {
+			return 0, err
+		}
 		if v == last {
 			return v, nil
 		}
