@@ -653,12 +653,18 @@ func (p *Publisher) drain(ctx context.Context) error {
 	}
 }
 
-// failLeftovers fails records that were waiting to be produced again when
-// the client closed.
+// failLeftovers runs after Close: it waits for the promises Close set off
+// and fails records that were waiting to be produced again.
 func (p *Publisher) failLeftovers() {
 	deadline := time.Now().Add(5 * time.Second)
-	for p.isRecovering() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		p.retryMu.Lock()
+		settled := !p.recovering && int64(len(p.retry)) == p.inFlight.Load()
+		p.retryMu.Unlock()
+		if settled {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	p.retryMu.Lock()
 	left := p.retry
@@ -667,12 +673,6 @@ func (p *Publisher) failLeftovers() {
 	for _, pr := range left {
 		p.fail(pr, kgo.ErrClientClosed)
 	}
-}
-
-func (p *Publisher) isRecovering() bool {
-	p.retryMu.Lock()
-	defer p.retryMu.Unlock()
-	return p.recovering
 }
 
 // Reason maps a produce error to a bounded metric label: the Kafka error
