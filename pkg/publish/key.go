@@ -111,8 +111,11 @@ func (k *Keyer) String() string {
 }
 
 // Append appends m's KeySize-byte key to dst, without allocating when dst
-// has room.
+// has room. A nil Keyer (no key) appends nothing.
 func (k *Keyer) Append(dst []byte, m *flowpb.FlowMessage) []byte {
+	if k == nil {
+		return dst
+	}
 	h := newFNV64()
 	for _, f := range k.fields {
 		h = f.put(h, m)

@@ -76,17 +76,21 @@ func TestValueFormats(t *testing.T) {
 		name  string
 		in    []byte
 		value framing.Format
+		key   string
 	}{
-		{"bin-to-bin", binIn, framing.FormatBin},
-		{"json-to-bin", jsonIn.Bytes(), framing.FormatBin},
-		{"bin-to-json", binIn, framing.FormatJSON},
-		{"json-to-json", jsonIn.Bytes(), framing.FormatJSON},
+		{"bin-to-bin", binIn, framing.FormatBin, "none"},
+		{"json-to-bin", jsonIn.Bytes(), framing.FormatBin, "none"},
+		{"bin-to-json", binIn, framing.FormatJSON, "none"},
+		{"json-to-json", jsonIn.Bytes(), framing.FormatJSON, "none"},
+		{"json-to-bin-keyed", jsonIn.Bytes(), framing.FormatBin, "src_dst"},
+		{"bin-to-json-keyed", binIn, framing.FormatJSON, "src_dst,dst_port"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t)
 			cfg := DefaultConfig()
 			cfg.ValueFormat = tc.value
+			cfg.Key = keyed(t, tc.key)
 			p, _ := newPublisher(t, c.ListenAddrs(), cfg)
 			if err := p.Run(context.Background(), bytes.NewReader(tc.in)); err != nil {
 				t.Fatal(err)
@@ -112,6 +116,9 @@ func TestValueFormats(t *testing.T) {
 				i := m.TimeReceivedNs - 1_700_000_000_000_000_000
 				if !m.EqualVT(testFlow(int(i), 1)) {
 					t.Fatalf("record %d changed on the way", i)
+				}
+				if want := cfg.Key.Append(nil, m); !bytes.Equal(r.Key, want) && (cfg.Key != nil || r.Key != nil) {
+					t.Fatalf("record %d: key %x, want %x", i, r.Key, want)
 				}
 				seen[i] = true
 			}
