@@ -344,7 +344,7 @@ func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 	var (
 		m       flowpb.FlowMessage
 		scratch []byte
-		in      = inCounter{br: br}
+		in      inCounter
 	)
 	defer in.flush(p.m)
 	bin := p.cfg.ValueFormat == framing.FormatBin
@@ -357,12 +357,12 @@ func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 			return fmt.Errorf("publish: input: %w", err)
 		}
 		raw := mr.Raw()
-		in.add(p, len(raw))
+		in.add(p, len(raw), br.Buffered() == 0)
 
 		// Bin in, bin out, no key: the frames need no decoding at all.
 		if mr.Format() == framing.FormatBin && bin && p.cfg.Key == nil {
 			p.produce(nil, raw, true)
-			return p.passThrough(ctx, br, mr.Offset(), &in)
+			return p.passThrough(ctx, br, r, mr.Offset(), &in)
 		}
 
 		// body is what the value carries; bin values get a length prefix.
@@ -392,33 +392,91 @@ func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 // readBufferSize matches pkg/framing's, so its readers adopt our buffer.
 const readBufferSize = 256 << 10
 
-// passThrough produces bin frames as they are. It checks that each body is
-// well-formed protobuf (tags and lengths) rather than decoding it, which
-// costs about as much as the rest of the path together.
-func (p *Publisher) passThrough(ctx context.Context, br *bufio.Reader, base int64, in *inCounter) error {
-	frames := framing.NewReader(br, p.cfg.MaxRecordSize)
+// passThrough produces bin frames as they are, without copying them: it
+// reads the input straight into slabs and each record's value is its frame
+// (prefix and body) where it lies; a frame cut by a slab's end is moved to
+// the next slab. It checks that each body is well-formed protobuf (tags and
+// lengths) rather than decoding it, which would cost twice the rest.
+//
+// It takes over from br (whose buffered bytes come first) and then reads r.
+func (p *Publisher) passThrough(ctx context.Context, br *bufio.Reader, r io.Reader, off int64, in *inCounter) error {
+	maxSize := p.cfg.MaxRecordSize
+	if maxSize <= 0 {
+		maxSize = framing.DefaultMaxSize
+	}
+	sl := p.slabs.take(slabSize)
+	defer func() { p.slabs.release(sl) }()
+	buffered, _ := br.Peek(br.Buffered())
+	sl.buf = append(sl.buf[:0], buffered...)
+	pos := 0 // sl.buf[pos:] is not yet produced; off is its stream offset
+	var readErr error
 	for ctx.Err() == nil {
-		start := base + frames.Offset()
-		body, err := frames.Next()
-		if err != nil {
-			if err == io.EOF || ctx.Err() != nil {
+		data := sl.buf[pos:]
+		size, plen := binary.Uvarint(data)
+		switch {
+		case plen < 0 || plen == 0 && len(data) >= binary.MaxVarintLen64:
+			return p.inputError(&framing.FrameError{Offset: off, Err: framing.ErrBadPrefix})
+		case plen > 0 && size > uint64(maxSize):
+			return p.inputError(&framing.FrameError{Offset: off,
+				Err: fmt.Errorf("%w: %d bytes, limit %d", framing.ErrTooLarge, size, maxSize)})
+		case plen > 0 && uint64(len(data)-plen) >= size: // a whole frame
+			end := plen + int(size)
+			if !wellFormed(data[plen:end]) {
+				return p.inputError(&framing.FrameError{Offset: off, Err: framing.ErrBadMessage})
+			}
+			sl.refs.Add(1)
+			pos += end
+			off += int64(end)
+			in.add(p, int(size), pos == len(sl.buf))
+			p.produceValue(data[:end:end], sl)
+			continue
+		}
+		// Need more input.
+		if readErr != nil {
+			if readErr == io.EOF && len(data) == 0 || ctx.Err() != nil {
 				return nil
 			}
-			var fe *framing.FrameError
-			if errors.As(err, &fe) {
-				fe.Offset += base
+			if readErr == io.EOF || readErr == io.ErrUnexpectedEOF {
+				return p.inputError(&framing.FrameError{Offset: off,
+					Err: fmt.Errorf("%w: input ends inside a frame", framing.ErrTruncated)})
 			}
-			p.m.inputErrors.Inc()
-			return fmt.Errorf("publish: input: %w", err)
+			return fmt.Errorf("publish: input: %w", readErr)
 		}
-		if !wellFormed(body) {
-			p.m.inputErrors.Inc()
-			return fmt.Errorf("publish: input: %w", &framing.FrameError{Offset: start, Err: framing.ErrBadMessage})
+		need := binary.MaxVarintLen64
+		if plen > 0 {
+			need = plen + int(size)
 		}
-		in.add(p, len(body))
-		p.produce(nil, body, true)
+		if cap(sl.buf)-pos < need { // move the partial frame to a fresh slab
+			next := p.slabs.take(max(need, slabSize))
+			next.buf = append(next.buf[:0], data...)
+			p.slabs.release(sl)
+			sl, pos = next, 0
+		}
+		n, err := r.Read(sl.buf[len(sl.buf):cap(sl.buf)])
+		sl.buf = sl.buf[:len(sl.buf)+n]
+		if err != nil {
+			readErr = err
+		}
 	}
 	return nil
+}
+
+func (p *Publisher) inputError(err error) error {
+	p.m.inputErrors.Inc()
+	return fmt.Errorf("publish: input: %w", err)
+}
+
+// produceValue produces a value that already lies in sl, whose reference
+// the caller took for it.
+func (p *Publisher) produceValue(value []byte, sl *slab) {
+	pr := p.recs.get()
+	pr.Record = kgo.Record{Value: value}
+	pr.slab, pr.seq = sl, p.seq
+	p.seq++
+	p.inFlight.Add(1)
+	p.gate.Lock()
+	p.cl.Produce(p.produceCtx, &pr.Record, p.promiseFn)
+	p.gate.Unlock()
 }
 
 // wellFormed walks the protobuf fields of b without storing them: each
@@ -512,18 +570,15 @@ func (p *Publisher) produce(key, body []byte, bin bool) {
 }
 
 // inCounter batches the input counters, flushing every 256 records and
-// whenever the input buffer is empty (the next read may wait), so the
-// metrics are exact whenever the stream pauses.
-type inCounter struct {
-	br             *bufio.Reader
-	records, bytes int
-}
+// whenever the input read so far is drained (the next read may wait), so
+// the metrics are exact whenever the stream pauses.
+type inCounter struct{ records, bytes int }
 
-func (c *inCounter) add(p *Publisher, n int) {
+func (c *inCounter) add(p *Publisher, n int, drained bool) {
 	p.read.Add(1) // exact, for Stats and the summary
 	c.records++
 	c.bytes += n
-	if c.records == 256 || c.br.Buffered() == 0 {
+	if c.records == 256 || drained {
 		c.flush(p.m)
 	}
 }
@@ -543,6 +598,9 @@ func uvarintLen(v uint64) int {
 	return n
 }
 
+// latencySample: one record in this many has its produce latency observed.
+const latencySample = 8
+
 // promise runs on franz-go's goroutine once per record.
 func (p *Publisher) promise(r *kgo.Record, err error) {
 	pr := (*pending)(unsafe.Pointer(r))
@@ -550,7 +608,9 @@ func (p *Publisher) promise(r *kgo.Record, err error) {
 	case err == nil:
 		p.produced.Add(1)
 		p.m.produced.Inc()
-		p.m.latency.Observe(time.Since(r.Timestamp).Seconds())
+		if pr.seq%latencySample == 0 { // reading the clock costs as much as the rest here
+			p.m.latency.Observe(time.Since(r.Timestamp).Seconds())
+		}
 		p.finish(pr)
 	case topicRecreated(err):
 		p.queueRetry(pr)

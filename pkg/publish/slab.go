@@ -53,9 +53,23 @@ func (s *slabs) alloc(n int) ([]byte, *slab) {
 	return s.cur.buf[off : off : off+n], s.cur
 }
 
+// take returns an empty slab of at least n bytes holding one reference
+// for the caller; the zero-copy reader reads into it.
+func (s *slabs) take(n int) *slab {
+	if n > slabSize {
+		sl := &slab{buf: make([]byte, 0, n)} // one huge frame; not recycled
+		sl.refs.Store(1)
+		return sl
+	}
+	sl := s.get()
+	sl.buf = sl.buf[:0]
+	sl.refs.Store(1)
+	return sl
+}
+
 // release drops one reference; the last one recycles the slab.
 func (s *slabs) release(sl *slab) {
-	if sl != nil && sl.refs.Add(-1) == 0 {
+	if sl != nil && sl.refs.Add(-1) == 0 && cap(sl.buf) == slabSize {
 		s.mu.Lock()
 		s.free = append(s.free, sl)
 		s.mu.Unlock()
