@@ -112,7 +112,7 @@ func (r *MessageReader) Raw() []byte { return r.raw }
 //
 // No copy is made: a bin record's byte fields and strings, and a JSON
 // record's strings, point into the reader's buffer until the next Read.
-// Clone m (CloneVT) to keep it longer.
+// Keep it longer with Clone (not CloneVT, which shares strings).
 func (r *MessageReader) Read(m *flowpb.FlowMessage) error {
 	if r.err != nil {
 		return r.err
