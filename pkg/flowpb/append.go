@@ -3,7 +3,8 @@ package flowpb
 // A single-pass, forward encoder for FlowMessage. The generated MarshalVT
 // walks the message twice (SizeVT, then a backwards write); a flow record is
 // flat and small, so writing it forwards once and fixing up the length
-// prefix afterwards halves the encoding cost on the collector's hot path.
+// prefix afterwards is somewhat cheaper (about 10% in the best-of-12 runs
+// of BenchmarkMarshal) and lets callers append to a buffer they own.
 // The output is byte-identical to MarshalVT (fields in number order, packed
 // repeated scalars, unknown fields last); TestAppendMatchesMarshalVT holds
 // it to that for every field of the descriptor.
