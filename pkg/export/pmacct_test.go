@@ -1,18 +1,14 @@
 package export
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -130,49 +126,12 @@ kafka_refresh_time: 1
 }
 
 // runPmacctd runs pmacctd until it has read the pcap and its kafka plugin
-// has purged, then interrupts it (SIGINT flushes).
+// has purged twice (kafka_refresh_time), then interrupts it (SIGINT flushes).
 func runPmacctd(t *testing.T, bin, conf string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), interop.ToolTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-f", conf)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the plugin processes get the signal too
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
+	log, err := interop.RunPmacctd(bin, conf, 2500*time.Millisecond)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var log strings.Builder
-	finished, logged := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(logged)
-		sc := bufio.NewScanner(pr)
-		once := false
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-			if !once && strings.Contains(sc.Text(), "finished reading PCAP") {
-				once = true
-				close(finished)
-			}
-		}
-		if !once {
-			close(finished)
-		}
-	}()
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait(); pw.Close() }()
-	select {
-	case <-finished:
-	case <-ctx.Done():
-	}
-	time.Sleep(2500 * time.Millisecond) // two kafka_refresh_time purges
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
-	select {
-	case <-waited:
-	case <-ctx.Done():
-		<-waited
-	}
-	<-logged
-	t.Logf("pmacctd:\n%s", log.String())
+	t.Logf("pmacctd:\n%s", log)
 }

@@ -181,6 +181,26 @@ func Pmacctd(t testing.TB, pcap, plugin string, version int, extraConfig string)
 		t.Fatal(err)
 	}
 
+	// The core hands the last flows to the plugin through a pipe.
+	log, err := RunPmacctd(bin, conf, time.Second)
+	if err != nil {
+		t.Fatalf("interop: %v", err)
+	}
+	got := c.Wait()
+	if len(got) == 0 {
+		t.Fatalf("interop: pmacctd sent nothing\nconfig:\n%s\n%s", cfg.String(), tail(log))
+	}
+	return got
+}
+
+// RunPmacctd runs pmacctd with the configuration file conf, which reads a
+// pcap_savefile with pcap_savefile_wait: true. pmacctd keeps running after
+// the file, so once it logs the end of the file RunPmacctd lets its plugins
+// work for settle, then sends SIGINT to its process group (which makes the
+// plugins flush) and waits for it, at most ToolTimeout in all. It returns
+// pmacctd's log. It reports through its error, not a testing.TB, so that
+// tests may run several exporters in goroutines.
+func RunPmacctd(bin, conf string, settle time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), ToolTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "-f", conf)
@@ -190,7 +210,7 @@ func Pmacctd(t testing.TB, pcap, plugin string, version int, extraConfig string)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("interop: pmacctd: %v", err)
+		return "", fmt.Errorf("pmacctd: %w", err)
 	}
 	var log bytes.Buffer
 	finished := make(chan struct{})
@@ -216,20 +236,20 @@ func Pmacctd(t testing.TB, pcap, plugin string, version int, extraConfig string)
 	case <-finished:
 	case <-ctx.Done():
 	}
-	// The core hands the last flows to the plugin through a pipe.
-	time.Sleep(time.Second)
+	time.Sleep(settle)
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+	var err error
 	select {
 	case <-waited:
 	case <-ctx.Done():
 		<-waited
+		err = fmt.Errorf("pmacctd did not stop within %v", ToolTimeout)
 	}
-	got := c.Wait()
 	<-scanned
-	if len(got) == 0 {
-		t.Fatalf("interop: pmacctd sent nothing\nconfig:\n%s\n%s", cfg.String(), tail(log.String()))
+	if err != nil {
+		return log.String(), fmt.Errorf("%w\n%s", err, tail(log.String()))
 	}
-	return got
+	return log.String(), nil
 }
 
 // Nfreplay builds flows from a pcap with nfpcapd and exports them with

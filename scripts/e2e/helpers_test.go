@@ -388,47 +388,8 @@ func runPmacctd(t *testing.T, pcap, config string) error {
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), interop.ToolTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-f", conf)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	var log bytes.Buffer
-	finished := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(pr)
-		once := false
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-			if !once && strings.Contains(sc.Text(), "finished reading PCAP") {
-				once = true
-				close(finished)
-			}
-		}
-		if !once {
-			close(finished)
-		}
-	}()
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait(); pw.Close() }()
-	select {
-	case <-finished:
-	case <-ctx.Done():
-	}
-	time.Sleep(time.Second) // the core hands the last flows to the plugin through a pipe
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
-	select {
-	case <-waited:
-	case <-ctx.Done():
-		<-waited
-		return fmt.Errorf("pmacctd did not stop\n%s", tail(log.String(), 2000))
-	}
-	return nil
+	_, err = interop.RunPmacctd(bin, conf, time.Second) // the core hands the last flows to the plugin through a pipe
+	return err
 }
 
 // kcatRecords reads every record of topic with Debian's kcat (librdkafka,
