@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -67,7 +68,7 @@ func fullProfile() profile {
 	return profile{
 		Protocols:    []string{"ipfix", "netflow9", "netflow5", "sflow"},
 		CollectRate:  200000,
-		CollectDur:   5 * time.Second,
+		CollectDur:   4 * time.Second,
 		SearchRates:  []float64{100000, 200000, 400000, 800000, 1200000},
 		SearchDur:    2 * time.Second,
 		JSONProtocol: "ipfix",
@@ -334,6 +335,26 @@ func chainSearch(ctx context.Context, c chainConfig, prof profile) ([]chainRun, 
 		if r.LossFree() != stopOnLoss {
 			break
 		}
+	}
+	// One bisection step between the best loss-free rate and the lowest
+	// lossy one above it, when they are far apart.
+	lo, hi := 0.0, 0.0
+	for _, r := range runs {
+		if r.LossFree() {
+			lo = max(lo, r.Rate)
+		}
+	}
+	for _, r := range runs {
+		if !r.LossFree() && r.Rate > lo && (hi == 0 || r.Rate < hi) {
+			hi = r.Rate
+		}
+	}
+	if lo > 0 && hi > 1.2*lo && ctx.Err() == nil && !prof.Quick {
+		r, err := one(math.Round((lo+hi)/2/10000)*10000, prof.ChainStepDur)
+		if err != nil {
+			return runs, err
+		}
+		runs = append(runs, r)
 	}
 	return runs, nil
 }

@@ -184,7 +184,7 @@ func render(w io.Writer, r *report) {
 		for _, n := range chainProcs {
 			p(" %s CPU |", n)
 		}
-		p(" total CPU, cores |\n|---:|---:|---:|---:|---:|---:|")
+		p(" all, CPU s per M records |\n|---:|---:|---:|---:|---:|---:|")
 		for range chainProcs {
 			p("---:|")
 		}
@@ -196,7 +196,7 @@ func render(w io.Writer, r *report) {
 				p(" %.3f |", c.CPU[n]/max(c.Sent/1e6, 1e-9))
 				total += c.CPU[n]
 			}
-			p(" %.2f |\n", total/max(c.SendElapsed.Seconds(), 1e-9))
+			p(" %.3f |\n", total/max(c.Sent/1e6, 1e-9))
 		}
 		p("\n")
 		for _, line := range chainVerdict(r.Chain, r.Profile.ChainRate) {
