@@ -62,11 +62,10 @@ type worker struct {
 	metrics  *workerMetrics
 	emit     decode.Emit // bound once: no closure per packet
 
-	batch     *outBatch
-	lastSend  time.Time
-	recvNs    uint64
-	nRecords  int
-	encodeErr error
+	batch    *outBatch
+	lastSend time.Time
+	recvNs   uint64
+	nRecords int
 }
 
 // outBatch is encoded output on its way to the writer.

@@ -34,7 +34,6 @@ func (c *cursor) left() int   { return len(c.b) - c.off }
 func (c *cursor) u8() uint8   { return c.next(1)[0] }
 func (c *cursor) u16() uint16 { return binary.BigEndian.Uint16(c.next(2)) }
 func (c *cursor) u32() uint32 { return binary.BigEndian.Uint32(c.next(4)) }
-func (c *cursor) u64() uint64 { return binary.BigEndian.Uint64(c.next(8)) }
 
 func (c *cursor) uint(n int) uint64 {
 	var v uint64

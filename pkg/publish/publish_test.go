@@ -210,7 +210,7 @@ func TestParseKey(t *testing.T) {
 	if bytes.Equal(k.Append(nil, a), k.Append(nil, b)) {
 		t.Error("different addresses, same key")
 	}
-	if allocs := testing.AllocsPerRun(100, func() { _ = k.Append(make([]byte, 0, 0), a) }); allocs > 1 {
+	if allocs := testing.AllocsPerRun(100, func() { _ = k.Append(make([]byte, 0), a) }); allocs > 1 {
 		t.Errorf("key: %v allocs", allocs)
 	}
 }

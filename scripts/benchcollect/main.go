@@ -194,14 +194,6 @@ func measure(c collector, p flowgen.Protocol, rate float64, d time.Duration, ste
 	seed := uint64(1)
 	var elapsed time.Duration // of the last run
 	one := func(rate float64, d time.Duration) (sent, received, cpu float64, err error) {
-		before, err := scrape(metrics)
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		cpu0, err := cpuSeconds(cmd.Process.Pid)
-		if err != nil {
-			return 0, 0, 0, err
-		}
 		g, err := flowgen.New(flowgen.Config{Seed: seed, Protocol: p})
 		seed++
 		if err != nil {
@@ -217,10 +209,12 @@ func measure(c collector, p flowgen.Protocol, rate float64, d time.Duration, ste
 			conn.Write(t)
 			time.Sleep(300 * time.Millisecond)
 		}
-		if before, err = scrape(metrics); err != nil {
+		before, err := scrape(metrics)
+		if err != nil {
 			return 0, 0, 0, err
 		}
-		if cpu0, err = cpuSeconds(cmd.Process.Pid); err != nil {
+		cpu0, err := cpuSeconds(cmd.Process.Pid)
+		if err != nil {
 			return 0, 0, 0, err
 		}
 		st, err := flowgen.Send(context.Background(), conn, g, flowgen.SendOptions{Rate: rate, PerRecord: true, Duration: d})

@@ -106,15 +106,6 @@ func (p *proc) wait(t *testing.T, timeout time.Duration) int {
 	return -1
 }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 func (p *proc) signal(sig os.Signal) { _ = p.cmd.Process.Signal(sig) }
 
 func tail(s string, n int) string {

@@ -36,7 +36,7 @@ func main() {
 
 func run(args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: demoutil free-port|wait-http|traffic-pcap|top ...")
+		return errors.New("usage: demoutil free-port|wait-http|traffic-pcap|top [args]")
 	}
 	switch cmd, rest := args[0], args[1:]; {
 	case cmd == "free-port" && len(rest) == 2:
