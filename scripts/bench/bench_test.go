@@ -173,7 +173,8 @@ func TestReport(t *testing.T) {
 	out := md.String()
 	for _, want := range []string{
 		"2026-01-02 03:04 UTC", "2 CPUs, test CPU", "load average at start 0.10 0.20 0.30",
-		"| ipfix | bin | goflow2 | 99736 | 96012 | 3.73% | 6.874 | below [200000 400000] | - |",
+		"| ipfix | bin | goflow2 | 99736 | 96012 | 3.73% | 6.874 | < 200k | - |",
+		"| ipfix | bin | flowcollect --workers 0 | 99792 | 99792 | 0.00% | 1.203 | >= 384k | - |",
 		"ipfix, bin output: goflow2 needs 3.4x the CPU of flowcollect, 5.7x the CPU of flowcollect --workers 0",
 		"![received vs offered records/s](plot.png)",
 		"| 200k | - | 199.3k of 199.3k (100.0%) | 171.1k of 193.4k (88.5%) |",

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -124,7 +125,7 @@ func render(w io.Writer, r *report) {
 		p("| protocol | output | collector | sent | received | loss | CPU s per M records | highest loss-free rate, records/s | peak RSS, MiB |\n")
 		p("|---|---|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, c := range r.Collect {
-			p("| %s | %s | %s | %.0f | %.0f | %.2f%% | %.3f | %s | %s |\n", c.Protocol, c.Format, c.Collector, c.Sent, c.Received, c.LossPct, c.CPUPerM, c.LossFree, mib(c.PeakRSS))
+			p("| %s | %s | %s | %.0f | %.0f | %.2f%% | %.3f | %s | %s |\n", c.Protocol, c.Format, c.Collector, c.Sent, c.Received, c.LossPct, c.CPUPerM, lossFreeText(c.LossFree), mib(c.PeakRSS))
 		}
 		p("\n\">=\": the sender, not the collector, was the limit. ")
 		p("CPU per record, goflow2 relative to flowcollect:\n\n")
@@ -218,6 +219,27 @@ func render(w io.Writer, r *report) {
 		}
 		p("\n")
 	}
+}
+
+// lossFreeText shortens benchcollect's loss-free cell: ">= 1089024" to
+// ">= 1.09M", "below [100000 ...]" to "< 100k" (loss at every step).
+func lossFreeText(s string) string {
+	if strings.HasPrefix(s, "below") {
+		if f := strings.Fields(strings.Trim(strings.TrimPrefix(s, "below"), " []")); len(f) > 0 {
+			if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+				return "< " + humanRate(v)
+			}
+		}
+		return s
+	}
+	prefix, num := "", s
+	if rest, ok := strings.CutPrefix(s, ">= "); ok {
+		prefix, num = ">= ", rest
+	}
+	if v, err := strconv.ParseFloat(num, 64); err == nil {
+		return prefix + humanRate(v)
+	}
+	return s
 }
 
 // askedRates are the distinct asked rates of a series, ascending.
