@@ -116,15 +116,17 @@ func TestHumanRate(t *testing.T) {
 }
 
 func TestChainVerdict(t *testing.T) {
-	lossy := chainRun{Rate: 500000, Sent: 1000, SendElapsed: time.Millisecond, Collected: 900, InBroker: 850, KernelDrops: 3}
+	lossy := chainRun{Rate: 500000, Sent: 1000, SendElapsed: time.Millisecond, Collected: 900, InBroker: 850, KernelDrops: 3,
+		CPU: map[string]float64{"flowgen": 0.0002, "flowcollect": 0.001, "flowenrich": 0.001}}
 	ok := chainRun{Rate: 250000, Sent: 500, SendElapsed: 2 * time.Millisecond, Collected: 500, InBroker: 500}
-	v := strings.Join(chainVerdict([]chainRun{lossy, ok}, 500000), "\n")
-	for _, want := range []string{"missed", "150 of 1000", "100 before flowcollect", "3 by the kernel", "50 after", "**250k records/s**"} {
+	v := strings.Join(chainVerdict([]chainRun{lossy, ok}, 500000, 2), "\n")
+	for _, want := range []string{"missed", "150 of 1000", "100 before flowcollect", "3 by the kernel", "50 after", "**250k records/s**",
+		"flowgen 0.10, flowcollect 0.50, flowenrich 0.50", "1.10 in all, of 2", "alone need 1.00"} {
 		if !strings.Contains(v, want) {
 			t.Errorf("verdict lacks %q:\n%s", want, v)
 		}
 	}
-	v = strings.Join(chainVerdict([]chainRun{ok}, 250000), "\n")
+	v = strings.Join(chainVerdict([]chainRun{ok}, 250000, 2), "\n")
 	if !strings.Contains(v, "met") {
 		t.Errorf("verdict: %s", v)
 	}

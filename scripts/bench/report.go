@@ -200,7 +200,7 @@ func render(w io.Writer, r *report) {
 			p(" %.3f |\n", total/max(c.Sent/1e6, 1e-9))
 		}
 		p("\n")
-		for _, line := range chainVerdict(r.Chain, r.Profile.ChainRate) {
+		for _, line := range chainVerdict(r.Chain, r.Profile.ChainRate, r.Machine.CPUs) {
 			p("%s\n", line)
 		}
 		p("\nPeak RSS in the goal run, MiB:")
@@ -314,7 +314,7 @@ func cpuRatios(rows []collectRow) []string {
 
 // chainVerdict says whether the goal rate was met and what the highest
 // loss-free rate found was.
-func chainVerdict(runs []chainRun, goal float64) []string {
+func chainVerdict(runs []chainRun, goal float64, cpus int) []string {
 	var out []string
 	if len(runs) == 0 {
 		return nil
@@ -328,6 +328,19 @@ func chainVerdict(runs []chainRun, goal float64) []string {
 		out = append(out, fmt.Sprintf("**Goal of %s flows/s with no loss: missed**: %.0f of %.0f records lost (%.3f%%): %.0f before flowcollect decoded them (datagrams dropped: %.0f by the kernel's socket buffer, %.0f by flowcollect's queues), %.0f after (pipes, flowenrich, flowpublish, broker).",
 			humanRate(goal), g.Lost(), g.Sent, g.LossPct(), before, g.KernelDrops, g.Dropped, max(g.Lost()-before, 0)))
 	}
+	var parts []string
+	total, chain := 0.0, 0.0
+	for _, n := range chainProcs {
+		cores := g.CPU[n] / max(g.Sent, 1) * goal
+		total += cores
+		if n != "flowgen" && n != "devbroker" {
+			chain += cores
+		}
+		parts = append(parts, fmt.Sprintf("%s %.2f", n, cores))
+	}
+	out = append(out, fmt.Sprintf("At %s records/s the processes need, in CPUs (CPU s per record × rate): %s; %.2f in all, of %d. "+
+		"flowcollect | flowenrich | flowpublish alone need %.2f: on this machine the load generator and the broker share their CPUs.",
+		humanRate(goal), strings.Join(parts, ", "), total, cpus, chain))
 	best := 0.0
 	for _, r := range runs {
 		if r.LossFree() {
