@@ -182,6 +182,9 @@ func TestReport(t *testing.T) {
 		"| 200k | - | 199.3k of 199.3k (100.0%) | 171.1k of 193.4k (88.5%) |",
 		"| flowenrich | 2000000 | 1M | 1.000 | 1.00 | 100 |",
 		"**Goal of 500k flows/s with no loss: met**",
+		"- goflow2 v2.2.6 needs 3.4x the CPU per record of flowcollect with bin output (1 protocol).",
+		"- At 200k IPFIX records/s offered: flowcollect --workers 0 received 100.0%, goflow2 received 88.5%.",
+		"- Each stage alone runs at 1M records/s or more (the slowest: flowenrich).",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)

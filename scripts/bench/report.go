@@ -117,6 +117,13 @@ func render(w io.Writer, r *report) {
 		p("- **Quick mode** (BENCH_QUICK=1): short runs, fewer protocols and steps; use the full run for the README.\n")
 	}
 	p("\n")
+	if lines := summary(r); len(lines) > 0 {
+		p("## Summary\n\n")
+		for _, line := range lines {
+			p("- %s\n", line)
+		}
+		p("\n")
+	}
 
 	if len(r.Collect) > 0 {
 		p("## Collectors side by side: flowcollect and goflow2 v2.2.6\n\n")
@@ -351,6 +358,65 @@ func chainVerdict(runs []chainRun, goal float64, cpus int) []string {
 		out = append(out, fmt.Sprintf("Highest loss-free chain rate found: **%s records/s**.", humanRate(best)))
 	} else {
 		out = append(out, "No loss-free chain rate found among the rates tried.")
+	}
+	return out
+}
+
+// summary picks the headline figures of each section.
+func summary(r *report) []string {
+	var out []string
+	ratio := map[string][]float64{} // by format: goflow2 / flowcollect CPU per record
+	by := map[string]float64{}
+	for _, c := range r.Collect {
+		by[c.Protocol+"/"+c.Format+"/"+c.Collector] = c.CPUPerM
+	}
+	for _, c := range r.Collect {
+		if c.Collector != "goflow2" {
+			continue
+		}
+		if f := by[c.Protocol+"/"+c.Format+"/flowcollect"]; f > 0 {
+			ratio[c.Format] = append(ratio[c.Format], c.CPUPerM/f)
+		}
+	}
+	for _, format := range []string{"bin", "json"} {
+		v := ratio[format]
+		if len(v) == 0 {
+			continue
+		}
+		lo, hi := slices.Min(v), slices.Max(v)
+		span := fmt.Sprintf("%.1fx", lo)
+		if hi-lo >= 0.1 {
+			span = fmt.Sprintf("%.1fx to %.1fx", lo, hi)
+		}
+		protos := fmt.Sprintf("%d protocols", len(v))
+		if len(v) == 1 {
+			protos = "1 protocol"
+		}
+		out = append(out, fmt.Sprintf("goflow2 v2.2.6 needs %s the CPU per record of flowcollect with %s output (%s).", span, format, protos))
+	}
+	if len(r.SeriesNames) > 0 {
+		asked := askedRates(r.SeriesNames, r.Series)
+		top := asked[len(asked)-1]
+		var parts []string
+		for _, n := range r.SeriesNames {
+			if i := slices.IndexFunc(r.Series[n], func(s seriesPoint) bool { return s.Asked == top }); i >= 0 {
+				pt := r.Series[n][i]
+				parts = append(parts, fmt.Sprintf("%s received %.1f%%", n, 100*pt.Received/max(pt.Offered, 1)))
+			}
+		}
+		out = append(out, fmt.Sprintf("At %s IPFIX records/s offered: %s.", humanRate(top), strings.Join(parts, ", ")))
+	}
+	if len(r.Stages) > 0 {
+		slow := r.Stages[0]
+		for _, s := range r.Stages {
+			if s.Rate() < slow.Rate() {
+				slow = s
+			}
+		}
+		out = append(out, fmt.Sprintf("Each stage alone runs at %s records/s or more (the slowest: %s).", humanRate(slow.Rate()), slow.Stage))
+	}
+	if v := chainVerdict(r.Chain, r.Profile.ChainRate, r.Machine.CPUs); len(v) > 0 {
+		out = append(out, "Whole chain: "+v[0]+" "+v[len(v)-1])
 	}
 	return out
 }
