@@ -79,7 +79,8 @@ type Parser struct {
 // Parse detects the value's format and fills r. The protobuf form is tried
 // as a varint-framed message when the prefix equals the remaining length,
 // then as a bare message; a value starting with '{' is JSON, pmacct's or
-// flowpipe/goflow2's as its keys say.
+// flowpipe/goflow2's as its keys say, unless it only parses as a framed
+// message whose length prefix happens to be '{'.
 func (p *Parser) Parse(value []byte, r *Record) error {
 	*r = Record{Flows: 1}
 	i := skipSpace(value, 0)
@@ -87,7 +88,20 @@ func (p *Parser) Parse(value []byte, r *Record) error {
 		return ErrEmpty
 	}
 	if value[i] == '{' {
-		return p.parseJSON(value, r)
+		err := p.parseJSON(value, r)
+		if err == nil {
+			return nil
+		}
+		// A framed message of 123 bytes starts with its prefix 0x7b, '{':
+		// binary never parses as JSON, so it is tried as protobuf next.
+		if n, k := binary.Uvarint(value); k > 0 && n == uint64(len(value)-k) {
+			*r = Record{Flows: 1, Format: FormatBin}
+			if parseProto(value[k:], r) == nil {
+				return nil
+			}
+		}
+		*r = Record{Flows: 1}
+		return err
 	}
 	r.Format = FormatBin
 	if n, k := binary.Uvarint(value); k > 0 && n == uint64(len(value)-k) {

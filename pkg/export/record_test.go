@@ -183,3 +183,34 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestParseFramedRecordStartingWithBrace: a framed record whose body is 123
+// bytes long starts with its length prefix 0x7b, which is '{'; it must be
+// read as protobuf, not rejected as broken JSON (1 record in ~500 of a real
+// stream was).
+func TestParseFramedRecordStartingWithBrace(t *testing.T) {
+	m := &flowpb.FlowMessage{Type: flowpb.FlowMessage_IPFIX, Bytes: 1500, Packets: 3, SrcAs: 64500, DstAs: 64501,
+		SamplerAddress: []byte{192, 0, 2, 1}}
+	for m.SizeVT() < 123 {
+		m.SrcAsName += "x"
+	}
+	if m.SizeVT() != 123 {
+		t.Fatalf("could not build a 123-byte record (got %d)", m.SizeVT())
+	}
+	value := m.AppendDelimited(nil)
+	if value[0] != '{' {
+		t.Fatalf("prefix %#x, want '{'", value[0])
+	}
+	var p Parser
+	var r Record
+	if err := p.Parse(value, &r); err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if r.Format != FormatBin || r.Bytes != 1500 || r.SrcAS != 64500 || r.DstAS != 64501 || string(r.SrcASName) != m.SrcAsName {
+		t.Fatalf("Parse = %+v", r)
+	}
+	// And a JSON record is still JSON.
+	if err := p.Parse([]byte(`{"type":"IPFIX","bytes":10,"packets":1,"src_as":1,"dst_as":2}`), &r); err != nil || r.Format != FormatJSON || r.Bytes != 10 {
+		t.Fatalf("JSON: %+v, %v", r, err)
+	}
+}
