@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -61,7 +60,7 @@ func newApp() command.App {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "output `PATH` (appended, reopened on SIGHUP); - is stdout"},
 			&cli.DurationFlag{Name: "flush-interval", Value: 100 * time.Millisecond, Usage: "longest time a decoded record waits before it is written"},
 			&cli.StringSliceFlag{Name: "allow", Usage: "accept exporters in this `CIDR` only, repeatable (default: all)"},
-			&cli.IntFlag{Name: "workers", Value: runtime.GOMAXPROCS(0), Usage: "decoding goroutines, one exporter always on the same one; 0 decodes on each socket's reader (least CPU; in order per exporter source port)"},
+			&cli.IntFlag{Name: "workers", Value: 0, Usage: "0 decodes on each socket's reader (least CPU; parallel over ?count= sockets; in order per exporter source port); N spreads decoding over N goroutines, one exporter always on the same one"},
 			&cli.IntFlag{Name: "queue", Value: 256, Usage: "per-worker queue, in chunks of up to 64 KiB of datagrams"},
 			&cli.DurationFlag{Name: "queue-wait", Value: 100 * time.Millisecond, Usage: "how long a socket reader waits for room in a full worker queue before dropping (the socket buffer fills meanwhile)"},
 			&cli.IntFlag{Name: "rcvbuf", Value: 32 << 20, Usage: "socket receive buffer in bytes for listeners without ?rcvbuf= (0: system default)"},

@@ -99,7 +99,8 @@ func TestCollectorName(t *testing.T) {
 		{"/tmp/x/bin/goflow2", []string{"goflow2", "-format=json"}, "goflow2"},
 		{"/tmp/x/bin/flowcollect", []string{"flowcollect", "--format", "bin"}, "flowcollect"},
 		{"/tmp/x/bin/flowcollect", []string{"flowcollect", "--workers", "0", "--format", "json"}, "flowcollect --workers 0"},
-		{"/tmp/x/bin/flowcollect", []string{"flowcollect", "--workers", "4"}, "flowcollect"},
+		{"/tmp/x/bin/flowcollect", []string{"flowcollect", "--workers", "4"}, "flowcollect --workers 4"},
+		{"/tmp/x/bin/flowcollect", []string{"flowcollect", "--format", "json"}, "flowcollect"},
 	} {
 		if got := collectorName(c.exe, c.args); got != c.want {
 			t.Errorf("collectorName(%q, %q) = %q, want %q", c.exe, c.args, got, c.want)

@@ -300,9 +300,11 @@ func collectorName(exe string, cmdline []string) string {
 		return "goflow2"
 	}
 	for i, a := range cmdline {
-		if (a == "--workers" || a == "-workers") && i+1 < len(cmdline) && cmdline[i+1] == "0" ||
-			a == "--workers=0" {
-			return base + " --workers 0"
+		if (a == "--workers" || a == "-workers") && i+1 < len(cmdline) {
+			return base + " --workers " + cmdline[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, "--workers="); ok {
+			return base + " --workers " + v
 		}
 	}
 	return base

@@ -69,9 +69,9 @@ func run() error {
 			records: func(s string) float64 { return sumMetric(s, "flowcollect_records_total", "") },
 		}
 	}
-	// The default (workers hashed by exporter) and --workers 0 (decoding on
-	// the socket reader, no hand-off).
-	cols := []collector{flowcollect("flowcollect"), flowcollect("flowcollect --workers 0", "--workers", "0")}
+	// The default (--workers 0: decoding on the socket reader, no hand-off)
+	// and --workers 2 (decoding goroutines, exporters hashed to them).
+	cols := []collector{flowcollect("flowcollect"), flowcollect("flowcollect --workers 2", "--workers", "2")}
 	if *goflow2Bin != "" {
 		cols = append(cols, collector{
 			name: "goflow2",
