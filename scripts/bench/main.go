@@ -173,6 +173,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	t0 := time.Now()
 	fmt.Fprintf(stderr, "bench: %d CPUs, load average %s; scratch in %s\n", rep.Machine.CPUs, rep.Machine.LoadStart, *work)
 
+	rep.Machine.noteLoad(want, "collect")
 	if want["collect"] {
 		for _, proto := range prof.Protocols {
 			rows, err := collectSide(ctx, b, prof, proto, "bin", prof.SearchRates, *work, stderr)
@@ -183,6 +184,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			rep.Collect = append(rep.Collect, rows...)
 		}
 	}
+	rep.Machine.noteLoad(want, "json")
 	if want["json"] && ctx.Err() == nil {
 		rows, err := collectSide(ctx, b, prof, prof.JSONProtocol, "json", prof.JSONSearch, *work, stderr)
 		if err != nil {
@@ -190,6 +192,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		rep.Collect = append(rep.Collect, rows...)
 	}
+	rep.Machine.noteLoad(want, "series")
 	if want["series"] && ctx.Err() == nil {
 		var steps []sendStep
 		for _, rate := range prof.SeriesRates {
@@ -211,6 +214,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
+	rep.Machine.noteLoad(want, "stages")
 	if want["stages"] && ctx.Err() == nil {
 		st, err := runStages(ctx, stagesConfig{Bins: b, Work: filepath.Join(*work, "stages"), Records: prof.StageRecords,
 			EnrichArgs: enrichArgs, EnrichNote: enrichNote, Log: stderr})
@@ -219,6 +223,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			rep.problem("stages", err)
 		}
 	}
+	rep.Machine.noteLoad(want, "chain")
 	if want["chain"] && ctx.Err() == nil {
 		runs, err := chainSearch(ctx, chainConfig{Bins: b, Work: filepath.Join(*work, "chain"), EnrichArgs: enrichArgs, CollectArgs: prof.ChainCollect, Log: stderr}, prof)
 		rep.Chain = runs

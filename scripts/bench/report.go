@@ -19,6 +19,16 @@ type machine struct {
 	Kernel    string
 	LoadStart string // /proc/loadavg's first three fields
 	LoadEnd   string
+	// LoadBySection is the 1-minute load average as each section starts:
+	// other work on the machine shows here.
+	LoadBySection []string
+}
+
+// noteLoad records the load average as a section starts, if it runs.
+func (m *machine) noteLoad(want map[string]bool, section string) {
+	if want[section] {
+		m.LoadBySection = append(m.LoadBySection, section+" "+strings.Fields(loadAvg())[0])
+	}
 }
 
 func readMachine() machine {
@@ -110,6 +120,9 @@ func render(w io.Writer, r *report) {
 	p("- Machine: %d CPUs, %s, Linux %s; load average at start %s, at end %s", r.Machine.CPUs, r.Machine.Model, r.Machine.Kernel, r.Machine.LoadStart, r.Machine.LoadEnd)
 	if busy(r.Machine.LoadStart, r.Machine.CPUs) {
 		p(" (**the machine was busy with other work at the start: figures are pessimistic**)")
+	}
+	if len(r.Machine.LoadBySection) > 0 {
+		p("; 1-minute load average as each section started: %s (bench itself adds up to about 2)", strings.Join(r.Machine.LoadBySection, ", "))
 	}
 	p(".\n- Versions: flowpipe %s, %s, goflow2 %s.\n", r.Versions.Flowpipe, r.Versions.Go, r.Versions.Goflow2)
 	p("- Everything runs on this one machine over loopback; the load generator (flowgen) shares its CPUs.\n")
