@@ -195,3 +195,19 @@ func TestReport(t *testing.T) {
 		t.Error("an idle machine reported busy")
 	}
 }
+
+func TestRunUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"--only", "collect,nope"},
+		{"--bin", t.TempDir()}, // no binaries there
+		{"extra"},
+	} {
+		var out, errs bytes.Buffer
+		if err := run(t.Context(), args, &out, &errs); err == nil {
+			t.Errorf("run(%q): no error", args)
+		}
+		if out.Len() > 0 {
+			t.Errorf("run(%q) wrote a report: %s", args, out.String())
+		}
+	}
+}

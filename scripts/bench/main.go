@@ -205,7 +205,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		rep.SeriesNames, rep.Series = series(steps)
 		if len(steps) > 0 {
-			path := filepath.Join(*outDir, "plot.png")
+			path := filepath.Join(*work, "plot.png") // copied to --out at the end
 			title := fmt.Sprintf("IPFIX over loopback UDP, %d CPUs: received vs offered records/s", rep.Machine.CPUs)
 			if err := writePlot(path, title, rep.SeriesNames, rep.Series); err != nil {
 				rep.problem("plot", err)
@@ -239,14 +239,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	var md bytes.Buffer
 	render(&md, rep)
-	if err := os.WriteFile(filepath.Join(*outDir, "results.md"), md.Bytes(), 0o644); err != nil {
-		return err
-	}
 	stdout.Write(md.Bytes())
+	// A partial run (--only, Ctrl-C) does not replace the committed
+	// results unless --out says where it goes.
+	outSet := false
+	fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
+	if (len(want) == len(sections) && ctx.Err() == nil) || outSet {
+		if err := writeOutputs(*outDir, md.Bytes(), rep.Plot != "", *work); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench: wrote %s\n", filepath.Join(*outDir, "results.md"))
+	} else {
+		fmt.Fprintf(stderr, "bench: partial run: %s left as it was (give --out to write)\n", filepath.Join(*outDir, "results.md"))
+	}
 	if len(rep.Problems) > 0 {
 		return fmt.Errorf("%d sections had problems (see the report)", len(rep.Problems))
 	}
 	return nil
+}
+
+// writeOutputs writes results.md and copies the plot drawn in work.
+func writeOutputs(dir string, md []byte, plot bool, work string) error {
+	if plot {
+		b, err := os.ReadFile(filepath.Join(work, "plot.png"))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "plot.png"), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(filepath.Join(dir, "results.md"), md, 0o644)
 }
 
 // enrichFlags picks flowenrich's data: the real free databases when
