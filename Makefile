@@ -9,7 +9,7 @@ PROTOC_GEN_VTPROTO_VERSION := v0.6.0
 STATICCHECK_VERSION        := v0.8.2
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: help build test test-short bench fuzz fuzz-ci proto proto-tools lint demo clean
+.PHONY: help build test test-short bench bench-compare fuzz fuzz-ci proto proto-tools lint demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -27,6 +27,9 @@ test-short: ## unit tests only, skipping those that start external programs
 
 bench: ## all Go benchmarks (decoders, framing, stages)
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./pkg/...
+
+bench-compare: ## side by side with goflow2 v2.2.6, each stage, the whole chain: scripts/bench/results.md + plot.png (~8 min)
+	scripts/bench.sh
 
 fuzz: ## fuzz every Fuzz target for FUZZTIME each
 	@scripts/fuzz-all.sh $(FUZZTIME)
