@@ -10,7 +10,7 @@ for pkg in $(go list ./...); do
   targets=$(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u || true)
   for t in $targets; do
     echo "fuzz $pkg $t ($fuzztime)"
-    if ! go test -run='^$' -fuzz="^$t\$" -fuzztime="$fuzztime" "$pkg" >/tmp/fuzz-$t.log 2>&1; then
+    if ! go test -run='^$' -fuzz="^$t\$" -fuzztime="$fuzztime" -timeout=5m "$pkg" >/tmp/fuzz-$t.log 2>&1; then
       cat /tmp/fuzz-$t.log; status=1
     fi
   done
