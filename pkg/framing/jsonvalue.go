@@ -125,10 +125,37 @@ func (p *jsonParser) named(dst *uint32, lookup func([]byte) (uint32, bool), max 
 	return err
 }
 
+// enum reads an enum name or number. Enums are open int32s: a value with no
+// name is written as its decimal number, which may be negative.
 func (p *jsonParser) enum(dst *int32, lookup func([]byte) (uint32, bool)) error {
-	v, err := p.namedValue(lookup, math.MaxInt32)
-	*dst = int32(v)
-	return err
+	quoted := p.peek() == '"'
+	if !(p.i+1 < len(p.b) && (p.b[p.i] == '-' || quoted && p.b[p.i+1] == '-')) {
+		v, err := p.namedValue(lookup, math.MaxInt32)
+		*dst = int32(v)
+		return err
+	}
+	start := p.i
+	var v uint64
+	if quoted {
+		raw, err := p.plainStr()
+		if err != nil {
+			return err
+		}
+		n, ok := parseDecimal(raw[1:], -math.MinInt32)
+		if !ok {
+			return p.fail(start, "unknown name")
+		}
+		v = n
+	} else {
+		p.i++ // the minus sign
+		n, err := p.uint(-math.MinInt32)
+		if err != nil {
+			return err
+		}
+		v = n
+	}
+	*dst = int32(-int64(v))
+	return nil
 }
 
 func (p *jsonParser) namedValue(lookup func([]byte) (uint32, bool), max uint64) (uint64, error) {
@@ -334,7 +361,8 @@ func (p *jsonParser) uints(dst *[]uint32) error {
 func (p *jsonParser) layers(dst *[]flowpb.FlowMessage_LayerStack) error {
 	*dst = (*dst)[:0]
 	return p.list(func() error {
-		v, err := p.namedValue(layerNumber, math.MaxInt32)
+		var v int32
+		err := p.enum(&v, layerNumber)
 		*dst = append(*dst, flowpb.FlowMessage_LayerStack(v))
 		return err
 	})
