@@ -58,12 +58,12 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 	out := sp.out[:0]
 	run := 0 // start of the bytes still to copy
 	for i := 0; i < len(frame); {
-		num, typ, n := protowire.ConsumeTag(frame[i:])
+		num, typ, n := consumeTag(frame[i:])
 		if n < 0 {
 			return nil, fmt.Errorf("field at byte %d: %w", i, protowire.ParseError(n))
 		}
 		val := frame[i+n:]
-		m := protowire.ConsumeFieldValue(num, typ, val)
+		m := skipValue(num, typ, val)
 		if m < 0 {
 			return nil, fmt.Errorf("field %d at byte %d: %w", num, i, protowire.ParseError(m))
 		}
@@ -149,3 +149,48 @@ func aliasString(b []byte) string {
 	}
 	return unsafe.String(&b[0], len(b))
 }
+
+// consumeTag is protowire.ConsumeTag with the one-byte tags of fields 1-15
+// decoded inline: scanning tags is most of the splicer's own work.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	if len(b) > 0 && b[0] < 0x80 && b[0]>>3 != 0 {
+		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1
+	}
+	return protowire.ConsumeTag(b)
+}
+
+// skipValue is protowire.ConsumeFieldValue for the wire types a flow
+// record holds, without decoding varints; groups go the long way.
+func skipValue(num protowire.Number, typ protowire.Type, b []byte) int {
+	switch typ {
+	case protowire.VarintType:
+		for i := 0; i < len(b) && i < binaryMaxVarintLen; i++ {
+			if b[i] < 0x80 {
+				if i == binaryMaxVarintLen-1 && b[i] > 1 {
+					break // overflows 64 bits
+				}
+				return i + 1
+			}
+		}
+	case protowire.BytesType:
+		if len(b) > 0 && b[0] < 0x80 {
+			if int(b[0]) <= len(b)-1 {
+				return 1 + int(b[0])
+			}
+			return -1 // truncated: protowire's errCodeTruncated
+		}
+	case protowire.Fixed32Type:
+		if len(b) >= 4 {
+			return 4
+		}
+		return -1
+	case protowire.Fixed64Type:
+		if len(b) >= 8 {
+			return 8
+		}
+		return -1
+	}
+	return protowire.ConsumeFieldValue(num, typ, b)
+}
+
+const binaryMaxVarintLen = 10
