@@ -60,6 +60,7 @@ type Collector struct {
 	got  [][]byte
 	last time.Time
 	done chan struct{}
+	fwd  *net.UDPConn // Relay: where each datagram is sent on
 }
 
 // Listen starts a Collector on 127.0.0.1 and an ephemeral port; it is
@@ -77,6 +78,29 @@ func Listen(t testing.TB) *Collector {
 	return c
 }
 
+// Relay is a Collector that also sends every datagram on, unchanged, from
+// the loopback address source (127.0.0.0/8 holds many) to 127.0.0.1:port.
+// Several exporters on one host thus reach a collector as distinct
+// exporters, and the test keeps what each one sent.
+func Relay(t testing.TB, source netip.Addr, port int) *Collector {
+	t.Helper()
+	fwd, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(source, 0)),
+		&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatalf("interop: relay: %v", err)
+	}
+	t.Cleanup(func() { fwd.Close() }) // runs after the listener's cleanup has stopped loop
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatalf("interop: listen: %v", err)
+	}
+	_ = conn.SetReadBuffer(8 << 20)
+	c := &Collector{conn: conn, done: make(chan struct{}), last: time.Now(), fwd: fwd}
+	go c.loop()
+	t.Cleanup(func() { c.conn.Close(); <-c.done })
+	return c
+}
+
 func (c *Collector) loop() {
 	defer close(c.done)
 	buf := make([]byte, 65535)
@@ -89,6 +113,9 @@ func (c *Collector) loop() {
 		c.got = append(c.got, bytes.Clone(buf[:n]))
 		c.last = time.Now()
 		c.mu.Unlock()
+		if c.fwd != nil {
+			_, _ = c.fwd.Write(buf[:n])
+		}
 	}
 }
 

@@ -174,7 +174,7 @@ func TestPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	relays := make([]*relay, len(exporters))
+	relays := make([]*interop.Collector, len(exporters))
 	errs := make([]error, len(exporters))
 	var wg sync.WaitGroup
 	for i, e := range exporters {
@@ -182,9 +182,9 @@ func TestPipeline(t *testing.T) {
 		if e.sflow {
 			port = sfPort
 		}
-		relays[i] = startRelay(t, e.source, port)
+		relays[i] = interop.Relay(t, e.source, port)
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = e.run(t, pcap, relays[i].addr()) }()
+		go func() { defer wg.Done(); errs[i] = e.run(t, pcap, relays[i].Addr()) }()
 	}
 	wg.Wait()
 	sent := make([][][]byte, len(exporters))
@@ -192,7 +192,7 @@ func TestPipeline(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("%s: %v", e.name, errs[i])
 		}
-		sent[i] = relays[i].datagrams(300 * time.Millisecond)
+		sent[i] = relays[i].Wait()
 		if len(sent[i]) == 0 {
 			t.Fatalf("%s sent nothing", e.name)
 		}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -283,68 +282,6 @@ func promVector(addr, query string, by ...string) (map[string]float64, error) {
 		out[strings.Join(k, ",")] = v
 	}
 	return out, nil
-}
-
-// relay receives an exporter's datagrams on a loopback port, keeps a copy
-// of each and forwards it unchanged to the collector from its own loopback
-// source address, so that every exporter is told apart by the collector
-// (templates, sampler_address) even though all run on one host.
-type relay struct {
-	in, out *net.UDPConn
-	mu      sync.Mutex
-	got     [][]byte
-	last    time.Time
-	done    chan struct{}
-}
-
-func startRelay(t *testing.T, source netip.Addr, collector int) *relay {
-	t.Helper()
-	in, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = in.SetReadBuffer(8 << 20)
-	out, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(source, 0)),
-		&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: collector})
-	if err != nil {
-		in.Close()
-		t.Fatal(err)
-	}
-	r := &relay{in: in, out: out, last: time.Now(), done: make(chan struct{})}
-	go r.loop()
-	t.Cleanup(func() { r.in.Close(); <-r.done; r.out.Close() })
-	return r
-}
-
-func (r *relay) loop() {
-	defer close(r.done)
-	buf := make([]byte, 65535)
-	for {
-		n, _, err := r.in.ReadFromUDP(buf)
-		if err != nil {
-			return
-		}
-		r.mu.Lock()
-		r.got = append(r.got, bytes.Clone(buf[:n]))
-		r.last = time.Now()
-		r.mu.Unlock()
-		_, _ = r.out.Write(buf[:n])
-	}
-}
-
-func (r *relay) addr() string { return r.in.LocalAddr().String() }
-
-// datagrams waits until the relay was idle for quiet, then returns what it
-// forwarded.
-func (r *relay) datagrams(quiet time.Duration) [][]byte {
-	waitFor(interop.ToolTimeout, func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return time.Since(r.last) >= quiet
-	})
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([][]byte(nil), r.got...)
 }
 
 // runSoftflowd has softflowd export a pcap (with its timestamps, -a) as
