@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,15 +26,12 @@ const (
 
 // socket is one bound UDP socket of a listener.
 type socket struct {
-	listen  Listen
-	conn    *net.UDPConn
-	inode   uint64
-	rcvBuf  int // effective SO_RCVBUF as the kernel reports it
-	local   netip.AddrPort
-	inline  *worker // Workers == 0: this socket's reader decodes
-	batcher interface {
-		ReadBatch([]ipv4.Message, int) (int, error)
-	}
+	listen Listen
+	conn   *net.UDPConn
+	inode  uint64
+	rcvBuf int // effective SO_RCVBUF as the kernel reports it
+	local  netip.AddrPort
+	inline *worker // Workers == 0: this socket's reader decodes
 }
 
 // openSockets binds l.Count sockets to one address, with SO_REUSEPORT when
@@ -84,11 +79,6 @@ func openSockets(ctx context.Context, l Listen) ([]*socket, error) {
 		conn := pc.(*net.UDPConn)
 		s := &socket{listen: l, conn: conn}
 		s.local = conn.LocalAddr().(*net.UDPAddr).AddrPort()
-		if s.local.Addr().Is4() || s.local.Addr().Is4In6() {
-			s.batcher = ipv4.NewPacketConn(conn)
-		} else {
-			s.batcher = ipv6.NewPacketConn(conn)
-		}
 		if err := s.sockInfo(); err != nil {
 			conn.Close()
 			closeAll()
@@ -129,89 +119,39 @@ func (s *socket) sockInfo() error {
 // read deadline also wakes the loop to hand over a partial output batch
 // within the flush interval.
 func (s *socket) readLoop(ctx context.Context, r *router, w *worker) error {
-	ms := make([]ipv4.Message, readBatch)
-	backing := make([]byte, readBatch*MaxDatagram)
-	for i := range ms {
-		ms[i].Buffers = [][]byte{backing[i*MaxDatagram : (i+1)*MaxDatagram : (i+1)*MaxDatagram]}
-	}
-	var c *Collector
+	l := &readLoop{s: s, ctx: ctx, r: r, w: w}
 	if w != nil {
-		c = w.c
+		l.c = w.c
 		defer w.send()
 	} else {
-		c = r.c
+		l.c = r.c
 	}
-	draining := false
-	drained := 0
-	flags := 0
-	flushArmed := false
+	var err error
+	if l.rd, err = newMmsgReader(s.conn, readBatch, MaxDatagram, l.batch); err != nil {
+		return fmt.Errorf("collect: read %s: %w", s.listen.URI, err)
+	}
 	for {
-		if w != nil && !draining {
-			changed := true
-			switch {
-			case w.batch != nil && !flushArmed:
-				_ = s.conn.SetReadDeadline(w.lastSend.Add(c.cfg.FlushInterval))
-				flushArmed = true
-			case w.batch == nil && flushArmed:
-				_ = s.conn.SetReadDeadline(time.Time{})
-				flushArmed = false
-			default:
-				changed = false
-			}
-			if changed && ctx.Err() != nil {
-				// Shutdown may have set its deadline before ours.
-				_ = s.conn.SetReadDeadline(time.Now())
-			}
-		}
-		n, err := s.batcher.ReadBatch(ms, flags)
-		if n > 0 {
-			now := uint64(time.Now().UnixNano())
-			var t tally
-			for i := 0; i < n; i++ {
-				m := &ms[i]
-				ua, _ := m.Addr.(*net.UDPAddr)
-				if ua == nil {
-					continue
-				}
-				from := ua.AddrPort()
-				from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-				data, trunc := m.Buffers[0][:m.N], m.Flags&unix.MSG_TRUNC != 0
-				if w == nil {
-					r.route(data, from, now, s.listen.Family, trunc)
-				} else if c.accept(from, trunc) {
-					w.decode(data, from, now, s.listen.Family, &t)
-				}
-			}
-			if w == nil {
-				r.flush()
-			} else {
-				c.stats.add(t)
-				if w.batch != nil && time.Since(w.lastSend) >= c.cfg.FlushInterval {
-					w.send()
-				}
-			}
-			drained += n
-		}
+		l.armFlush()
+		err := l.rd.Read(l.draining)
 		if err == nil {
-			if draining && drained >= drainLimit {
+			if l.draining && l.drained >= drainLimit {
 				return nil
 			}
 			continue
 		}
 		switch {
-		case draining:
-			// EAGAIN: the queue is empty.
+		case l.draining:
+			// errQueueEmpty, or the socket failed while draining.
 			return nil
 		case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
-			draining = true
-			flags = unix.MSG_DONTWAIT
-			drained = 0
+			l.draining = true
+			l.drained = 0
 			if err := s.conn.SetReadDeadline(time.Time{}); err != nil {
 				return nil
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded) && w != nil:
 			w.send() // the flush deadline
-			flushArmed = false
+			l.flushArmed = false
 			_ = s.conn.SetReadDeadline(time.Time{})
 			if ctx.Err() != nil {
 				_ = s.conn.SetReadDeadline(time.Now())
@@ -221,11 +161,72 @@ func (s *socket) readLoop(ctx context.Context, r *router, w *worker) error {
 		case ctx.Err() != nil:
 			return nil
 		default:
-			var se *os.SyscallError
-			if errors.As(err, &se) && (errors.Is(se.Err, unix.EINTR) || errors.Is(se.Err, unix.ECONNREFUSED)) {
-				continue
-			}
 			return fmt.Errorf("collect: read %s: %w", s.listen.URI, err)
 		}
+	}
+}
+
+// readLoop is one socket reader's state; batch runs inside the poller's
+// read callback, once per recvmmsg that returned datagrams.
+type readLoop struct {
+	s   *socket
+	ctx context.Context
+	c   *Collector
+	r   *router // Workers > 0
+	w   *worker // Workers == 0
+	rd  *mmsgReader
+
+	draining   bool
+	drained    int
+	flushArmed bool
+}
+
+func (l *readLoop) batch(n int) {
+	nowNs := uint64(time.Now().UnixNano())
+	family := l.s.listen.Family
+	if l.w == nil {
+		for i := 0; i < n; i++ {
+			if data, from, trunc, ok := l.rd.datagram(i); ok {
+				l.r.route(data, from, nowNs, family, trunc)
+			}
+		}
+		l.r.flush()
+	} else {
+		w, c := l.w, l.c
+		var t tally
+		for i := 0; i < n; i++ {
+			if data, from, trunc, ok := l.rd.datagram(i); ok && c.accept(from, trunc) {
+				w.decode(data, from, nowNs, family, &t)
+			}
+		}
+		c.stats.add(t)
+		if w.batch != nil && time.Since(w.lastSend) >= c.cfg.FlushInterval {
+			w.send()
+		}
+		// The reader may wait next: the deadline must cover this batch.
+		l.armFlush()
+	}
+	l.drained += n
+}
+
+// armFlush sets the read deadline to the flush time of a pending output
+// batch of the inline worker, and clears it once there is none.
+func (l *readLoop) armFlush() {
+	if l.w == nil || l.draining {
+		return
+	}
+	switch {
+	case l.w.batch != nil && !l.flushArmed:
+		_ = l.s.conn.SetReadDeadline(l.w.lastSend.Add(l.c.cfg.FlushInterval))
+		l.flushArmed = true
+	case l.w.batch == nil && l.flushArmed:
+		_ = l.s.conn.SetReadDeadline(time.Time{})
+		l.flushArmed = false
+	default:
+		return
+	}
+	if l.ctx.Err() != nil {
+		// Shutdown may have set its deadline before ours.
+		_ = l.s.conn.SetReadDeadline(time.Now())
 	}
 }
