@@ -46,27 +46,27 @@ func (g *Generator) randomFlow(f *Flow, v6 bool, now time.Time) {
 		icmp6Codes = [...]uint16{128 << 8, 129 << 8}
 		tosValues  = [...]uint8{0, 0, 0, 0x20, 0x28, 0x48, 0xb8}
 	)
-	r := g.rng
+	r := &g.rng
 	*f = Flow{}
 	inside, outside := g.randomAddr(v6, true), g.randomAddr(v6, false)
-	if r.IntN(2) == 0 {
+	if r.intN(2) == 0 {
 		f.SrcAddr, f.DstAddr = inside, outside
 	} else {
 		f.SrcAddr, f.DstAddr = outside, inside
 	}
 	if v6 {
-		f.NextHop = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 15: byte(1 + r.IntN(254))})
-		f.SrcMask, f.DstMask = uint8(32+r.IntN(97)), uint8(32+r.IntN(97))
-		f.FlowLabel = r.Uint32N(1 << 20)
+		f.NextHop = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 15: byte(1 + r.intN(254))})
+		f.SrcMask, f.DstMask = uint8(32+r.intN(97)), uint8(32+r.intN(97))
+		f.FlowLabel = r.uint32N(1 << 20)
 	} else {
-		f.NextHop = netip.AddrFrom4([4]byte{10, 255, 0, byte(1 + r.IntN(254))})
-		f.SrcMask, f.DstMask = uint8(8+r.IntN(25)), uint8(8+r.IntN(25))
+		f.NextHop = netip.AddrFrom4([4]byte{10, 255, 0, byte(1 + r.intN(254))})
+		f.SrcMask, f.DstMask = uint8(8+r.intN(25)), uint8(8+r.intN(25))
 	}
 
-	switch n := r.IntN(20); {
+	switch n := r.intN(20); {
 	case n < 14:
 		f.Proto = 6
-		f.TCPFlags = 0x10 | uint8(r.IntN(16)) // ACK plus any of FIN, SYN, RST, PSH
+		f.TCPFlags = 0x10 | uint8(r.intN(16)) // ACK plus any of FIN, SYN, RST, PSH
 	case n < 19:
 		f.Proto = 17
 	case v6:
@@ -76,41 +76,41 @@ func (g *Generator) randomFlow(f *Flow, v6 bool, now time.Time) {
 	}
 	switch f.Proto {
 	case 1:
-		f.DstPort = icmp4Codes[r.IntN(len(icmp4Codes))]
+		f.DstPort = icmp4Codes[r.intN(len(icmp4Codes))]
 	case 58:
-		f.DstPort = icmp6Codes[r.IntN(len(icmp6Codes))]
+		f.DstPort = icmp6Codes[r.intN(len(icmp6Codes))]
 	default:
-		server, client := serverPorts[r.IntN(len(serverPorts))], uint16(32768+r.IntN(28232))
-		if r.IntN(2) == 0 {
+		server, client := serverPorts[r.intN(len(serverPorts))], uint16(32768+r.intN(28232))
+		if r.intN(2) == 0 {
 			f.SrcPort, f.DstPort = client, server
 		} else {
 			f.SrcPort, f.DstPort = server, client
 		}
 	}
 
-	f.Packets = uint64(1 + r.IntN(1+r.IntN(1000)))
-	f.Bytes = f.Packets * uint64(40+r.IntN(1461))
-	endMs := now.Unix()*1000 - int64(r.IntN(2000)) // ended before the export second
+	f.Packets = uint64(1 + r.intN(1+r.intN(1000)))
+	f.Bytes = f.Packets * uint64(40+r.intN(1461))
+	endMs := now.Unix()*1000 - int64(r.intN(2000)) // ended before the export second
 	f.End = time.UnixMilli(endMs).UTC()
-	f.Start = time.UnixMilli(endMs - int64(r.IntN(60000))).UTC()
+	f.Start = time.UnixMilli(endMs - int64(r.intN(60000))).UTC()
 
-	f.InIf = uint32(1 + r.IntN(48))
-	f.OutIf = uint32(1 + (int(f.InIf)+r.IntN(47))%48) // never InIf
+	f.InIf = uint32(1 + r.intN(48))
+	f.OutIf = uint32(1 + (int(f.InIf)+r.intN(47))%48) // never InIf
 	f.SrcAS, f.DstAS = g.randomAS(), g.randomAS()
 	f.SrcMAC, f.DstMAC = g.randomMAC(), g.randomMAC()
-	if r.IntN(10) < 7 {
-		f.VLAN = uint16(1 + r.IntN(4094))
+	if r.intN(10) < 7 {
+		f.VLAN = uint16(1 + r.intN(4094))
 	}
-	f.TOS = tosValues[r.IntN(len(tosValues))]
+	f.TOS = tosValues[r.intN(len(tosValues))]
 	f.SamplingRate = g.cfg.SamplingRate
 }
 
 // randomAddr returns an address inside the network (10.0.0.0/8 or
 // 2001:db8::/32) or a global unicast one outside.
 func (g *Generator) randomAddr(v6, inside bool) netip.Addr {
-	r := g.rng
+	r := &g.rng
 	if !v6 {
-		u := r.Uint32()
+		u := r.uint32()
 		if inside {
 			u = 10<<24 | u&0xffffff
 		} else {
@@ -119,7 +119,7 @@ func (g *Generator) randomAddr(v6, inside bool) netip.Addr {
 		return netip.AddrFrom4([4]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)})
 	}
 	var a [16]byte
-	hi, lo := r.Uint64(), r.Uint64()
+	hi, lo := r.uint64(), r.uint64()
 	for i := range 8 {
 		a[i], a[8+i] = byte(hi>>(56-8*i)), byte(lo>>(56-8*i))
 	}
@@ -134,15 +134,15 @@ func (g *Generator) randomAddr(v6, inside bool) netip.Addr {
 // randomAS returns a public AS number, 2-byte for v5 which has no room for
 // more and mostly 2-byte otherwise.
 func (g *Generator) randomAS() uint32 {
-	if g.cfg.Protocol == NetFlowV5 || g.rng.IntN(5) != 0 {
-		return 1 + g.rng.Uint32N(64495)
+	if g.cfg.Protocol == NetFlowV5 || g.rng.intN(5) != 0 {
+		return 1 + g.rng.uint32N(64495)
 	}
-	return 131072 + g.rng.Uint32N(4199999999-131072)
+	return 131072 + g.rng.uint32N(4199999999-131072)
 }
 
 // randomMAC returns a locally administered unicast MAC address.
 func (g *Generator) randomMAC() [6]byte {
-	u := g.rng.Uint64()
+	u := g.rng.uint64()
 	return [6]byte{byte(u>>40)&^1 | 2, byte(u >> 32), byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)}
 }
 
@@ -152,7 +152,7 @@ func (g *Generator) fillFlows(now time.Time) (flows []Flow, n4 int) {
 	n, n6 := g.cfg.RecordsPerPacket, 0
 	if g.cfg.IPv6Ratio > 0 {
 		for range n {
-			if g.rng.Float64() < g.cfg.IPv6Ratio {
+			if g.rng.float64() < g.cfg.IPv6Ratio {
 				n6++
 			}
 		}

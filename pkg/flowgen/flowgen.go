@@ -7,7 +7,6 @@ package flowgen
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"time"
@@ -199,7 +198,7 @@ func (c Config) maxPacketSize() int {
 // Generator produces export packets. It is not safe for concurrent use.
 type Generator struct {
 	cfg    Config
-	rng    *rand.Rand
+	rng    rng
 	bootMs int64 // exporter boot time, unix milliseconds
 
 	packets        uint64 // packets returned so far, templates included
@@ -228,9 +227,8 @@ func New(cfg Config) (*Generator, error) {
 	}
 	cfg = cfg.withDefaults()
 	g := &Generator{
-		cfg: cfg,
-		// The second PCG word is fixed so that one Seed names one stream.
-		rng:          rand.New(rand.NewPCG(cfg.Seed, 0x666c6f7767656e)),
+		cfg:          cfg,
+		rng:          newRNG(cfg.Seed),
 		bootMs:       cfg.BaseTime.Truncate(time.Second).UnixMilli() - time.Hour.Milliseconds(),
 		templatesDue: cfg.TemplateInterval > 0,
 		flows:        make([]Flow, 0, cfg.RecordsPerPacket),
@@ -260,17 +258,23 @@ func (g *Generator) Config() Config { return g.cfg }
 // communities, share buffers that the next call to Next overwrites: copy
 // what must outlive it.
 func (g *Generator) Next() (pkt []byte, flows []Flow) {
+	g.buf, flows = g.appendNext(g.buf[:0])
+	return g.buf, flows
+}
+
+// appendNext appends the next packet to b: Next, for a buffer of the
+// caller's, so that Send encodes straight into the datagram it sends.
+func (g *Generator) appendNext(b []byte) ([]byte, []Flow) {
 	now := g.exportTime()
 	g.packets++
-	b := g.buf[:0]
+	var flows []Flow
 	switch g.cfg.Protocol {
 	case NetFlowV5:
 		b, flows = g.appendV5(b, now)
 	case NetFlowV9, IPFIX:
 		if g.templatesDue {
 			g.templatesDue, g.sinceTemplates = false, 0
-			g.buf = g.appendTemplates(b, now)
-			return g.buf, nil
+			return g.appendTemplates(b, now), nil
 		}
 		if g.cfg.Protocol == NetFlowV9 {
 			b, flows = g.appendV9Data(b, now)
@@ -283,7 +287,6 @@ func (g *Generator) Next() (pkt []byte, flows []Flow) {
 	case SFlow:
 		b, flows = g.appendSFlow(b, now)
 	}
-	g.buf = b
 	return b, flows
 }
 

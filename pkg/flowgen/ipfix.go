@@ -64,8 +64,42 @@ func (g *Generator) appendIPFIXData(b []byte, now time.Time) ([]byte, []Flow) {
 	flows, n4 := g.fillFlows(now)
 	start := len(b)
 	b = g.appendIPFIXHeader(b, now)
-	b = g.appendDataSet(b, TemplateIPv4, g.v4Fields, flows[:n4])
-	b = g.appendDataSet(b, TemplateIPv6, g.v6Fields, flows[n4:])
+	b = g.appendDataSet(b, TemplateIPv4, flows[:n4])
+	b = g.appendDataSet(b, TemplateIPv6, flows[n4:])
 	g.seq += uint32(len(flows))
 	return finishIPFIX(b, start), flows
+}
+
+// appendIPFIXRecord appends the data record of f (number i in its set),
+// field by field in the order of ipfixFields, as appendV9Record does.
+func (g *Generator) appendIPFIXRecord(b []byte, f *Flow, i int) []byte {
+	b = appendAddr(b, f.SrcAddr)
+	b = appendAddr(b, f.DstAddr)
+	b = binary.BigEndian.AppendUint64(b, f.Bytes)
+	b = binary.BigEndian.AppendUint32(b, uint32(f.Packets))
+	b = append(b, f.Proto)
+	b = binary.BigEndian.AppendUint16(b, f.SrcPort)
+	b = binary.BigEndian.AppendUint16(b, f.DstPort)
+	b = binary.BigEndian.AppendUint32(b, f.InIf)
+	b = binary.BigEndian.AppendUint32(b, f.OutIf)
+	b = append(b, 0, f.TCPFlags, f.TOS)
+	b = binary.BigEndian.AppendUint32(b, f.SrcAS)
+	b = binary.BigEndian.AppendUint32(b, f.DstAS)
+	b = append(b, f.SrcMask, f.DstMask)
+	b = appendAddr(b, f.NextHop)
+	if f.SrcAddr.Is6() {
+		b = binary.BigEndian.AppendUint32(b, f.FlowLabel)
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(f.Start.UnixMilli()))
+	b = binary.BigEndian.AppendUint64(b, uint64(f.End.UnixMilli()))
+	b = append(b, f.SrcMAC[:]...)
+	b = append(b, f.DstMAC[:]...)
+	b = binary.BigEndian.AppendUint16(b, f.VLAN)
+	if g.cfg.VariableLengthIE {
+		b = appendInterfaceName(b, f.InIf, i%2 == 1)
+	}
+	if g.cfg.EnterpriseIE {
+		b = binary.BigEndian.AppendUint32(b, f.InIf<<16|f.OutIf)
+	}
+	return b
 }

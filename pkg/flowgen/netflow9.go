@@ -60,14 +60,14 @@ func (g *Generator) appendV9Templates(b []byte, now time.Time) []byte {
 func (g *Generator) appendV9Data(b []byte, now time.Time) ([]byte, []Flow) {
 	flows, n4 := g.fillFlows(now)
 	b = g.appendV9Header(b, len(flows), now)
-	b = g.appendDataSet(b, TemplateIPv4, g.v4Fields, flows[:n4])
-	b = g.appendDataSet(b, TemplateIPv6, g.v6Fields, flows[n4:])
+	b = g.appendDataSet(b, TemplateIPv4, flows[:n4])
+	b = g.appendDataSet(b, TemplateIPv6, flows[n4:])
 	return b, flows
 }
 
 // appendDataSet appends a v9 data flowset or IPFIX data set, padded to 4
 // bytes; nothing when there are no flows.
-func (g *Generator) appendDataSet(b []byte, id uint16, fs []field, flows []Flow) []byte {
+func (g *Generator) appendDataSet(b []byte, id uint16, flows []Flow) []byte {
 	if len(flows) == 0 {
 		return b
 	}
@@ -75,9 +75,41 @@ func (g *Generator) appendDataSet(b []byte, id uint16, fs []field, flows []Flow)
 	b = binary.BigEndian.AppendUint16(b, id)
 	b = append(b, 0, 0)
 	for i := range flows {
-		b = g.appendRecord(b, fs, &flows[i], i)
+		if g.cfg.Protocol == NetFlowV9 {
+			b = g.appendV9Record(b, &flows[i])
+		} else {
+			b = g.appendIPFIXRecord(b, &flows[i], i)
+		}
 	}
 	b = pad4(b, set)
 	putUint16(b, set+2, len(b)-set)
 	return b
+}
+
+// appendV9Record appends the data record of f, field by field in the order
+// of v9Fields: a straight run of appends, as a decoder test would write it
+// by hand, costs a fraction of a loop over the template.
+func (g *Generator) appendV9Record(b []byte, f *Flow) []byte {
+	b = appendAddr(b, f.SrcAddr)
+	b = appendAddr(b, f.DstAddr)
+	b = binary.BigEndian.AppendUint32(b, uint32(f.Bytes))
+	b = binary.BigEndian.AppendUint32(b, uint32(f.Packets))
+	b = append(b, f.Proto)
+	b = binary.BigEndian.AppendUint16(b, f.SrcPort)
+	b = binary.BigEndian.AppendUint16(b, f.DstPort)
+	b = binary.BigEndian.AppendUint16(b, uint16(f.InIf))
+	b = binary.BigEndian.AppendUint16(b, uint16(f.OutIf))
+	b = append(b, f.TCPFlags, f.TOS)
+	b = appendAddr(b, f.NextHop)
+	b = binary.BigEndian.AppendUint32(b, f.SrcAS)
+	b = binary.BigEndian.AppendUint32(b, f.DstAS)
+	b = append(b, f.SrcMask, f.DstMask)
+	if f.SrcAddr.Is6() {
+		b = append(b, byte(f.FlowLabel>>16), byte(f.FlowLabel>>8), byte(f.FlowLabel))
+	}
+	b = binary.BigEndian.AppendUint32(b, g.uptime(f.End.UnixMilli()))
+	b = binary.BigEndian.AppendUint32(b, g.uptime(f.Start.UnixMilli()))
+	b = append(b, f.SrcMAC[:]...)
+	b = append(b, f.DstMAC[:]...)
+	return binary.BigEndian.AppendUint16(b, f.VLAN)
 }

@@ -56,7 +56,7 @@ func (g *Generator) appendSFlow(b []byte, now time.Time) ([]byte, []Flow) {
 
 	for i := range flows {
 		f := &flows[i]
-		g.randomFlow(f, g.cfg.IPv6Ratio > 0 && g.rng.Float64() < g.cfg.IPv6Ratio, now)
+		g.randomFlow(f, g.cfg.IPv6Ratio > 0 && g.rng.float64() < g.cfg.IPv6Ratio, now)
 		b = g.appendFlowSample(b, f, now, i%2 == 1)
 	}
 	b = g.appendCounterSample(b)
@@ -65,7 +65,7 @@ func (g *Generator) appendSFlow(b []byte, now time.Time) ([]byte, []Flow) {
 
 // appendFlowSample turns f into one sampled packet and appends its sample.
 func (g *Generator) appendFlowSample(b []byte, f *Flow, now time.Time, expanded bool) []byte {
-	r := g.rng
+	r := &g.rng
 	l2 := 14
 	if f.VLAN != 0 {
 		l2 += 4
@@ -78,21 +78,21 @@ func (g *Generator) appendFlowSample(b []byte, f *Flow, now time.Time, expanded 
 		l4Hdr = 20
 	}
 	minIP := max(ipHdr+l4Hdr, 64-fcsLen-l2) // at least a minimum-size Ethernet frame
-	ipLen := minIP + r.IntN(1500-minIP+1)
+	ipLen := minIP + r.intN(1500-minIP+1)
 	frameLen := l2 + ipLen + fcsLen
 	f.Packets, f.Bytes = 1, uint64(frameLen)
 	f.Start = now.Truncate(time.Millisecond)
 	f.End = f.Start
 
 	start := len(g.lists)
-	for range r.IntN(maxASPath) {
+	for range r.intN(maxASPath) {
 		g.lists = append(g.lists, g.randomAS())
 	}
 	g.lists = append(g.lists, f.DstAS)
 	f.ASPath = g.lists[start:len(g.lists):len(g.lists)]
 	start = len(g.lists)
-	for range r.IntN(maxCommunities + 1) {
-		g.lists = append(g.lists, uint32(64512+r.IntN(1000))<<16|uint32(r.IntN(1000)))
+	for range r.intN(maxCommunities + 1) {
+		g.lists = append(g.lists, uint32(64512+r.intN(1000))<<16|uint32(r.intN(1000)))
 	}
 	f.Communities = g.lists[start:len(g.lists):len(g.lists)]
 

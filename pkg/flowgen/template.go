@@ -136,71 +136,6 @@ func appendFieldSpecs(b []byte, fs []field) []byte {
 	return b
 }
 
-// appendRecord appends the data record of flow f (number i in its set)
-// following template fs.
-func (g *Generator) appendRecord(b []byte, fs []field, f *Flow, i int) []byte {
-	for _, fd := range fs {
-		n := int(fd.length)
-		switch fd.id {
-		case ieOctets:
-			b = appendUint(b, f.Bytes, n)
-		case iePackets:
-			b = appendUint(b, f.Packets, n)
-		case ieProto:
-			b = append(b, f.Proto)
-		case ieTOS:
-			b = append(b, f.TOS)
-		case ieTCPFlags:
-			b = appendUint(b, uint64(f.TCPFlags), n)
-		case ieSrcPort:
-			b = binary.BigEndian.AppendUint16(b, f.SrcPort)
-		case ieDstPort:
-			b = binary.BigEndian.AppendUint16(b, f.DstPort)
-		case ieSrcAddr4, ieSrcAddr6:
-			b = appendAddr(b, f.SrcAddr)
-		case ieDstAddr4, ieDstAddr6:
-			b = appendAddr(b, f.DstAddr)
-		case ieNextHop4, ieNextHop6:
-			b = appendAddr(b, f.NextHop)
-		case ieSrcMask, ieSrcMask6:
-			b = append(b, f.SrcMask)
-		case ieDstMask, ieDstMask6:
-			b = append(b, f.DstMask)
-		case ieInIf:
-			b = appendUint(b, uint64(f.InIf), n)
-		case ieOutIf:
-			b = appendUint(b, uint64(f.OutIf), n)
-		case ieSrcAS:
-			b = appendUint(b, uint64(f.SrcAS), n)
-		case ieDstAS:
-			b = appendUint(b, uint64(f.DstAS), n)
-		case ieFlowLabel6:
-			b = appendUint(b, uint64(f.FlowLabel), n)
-		case ieFirstSwitched:
-			b = binary.BigEndian.AppendUint32(b, g.uptime(f.Start.UnixMilli()))
-		case ieLastSwitched:
-			b = binary.BigEndian.AppendUint32(b, g.uptime(f.End.UnixMilli()))
-		case ieFlowStartMilliseconds:
-			b = binary.BigEndian.AppendUint64(b, uint64(f.Start.UnixMilli()))
-		case ieFlowEndMilliseconds:
-			b = binary.BigEndian.AppendUint64(b, uint64(f.End.UnixMilli()))
-		case ieSrcMAC:
-			b = append(b, f.SrcMAC[:]...)
-		case ieDstMAC:
-			b = append(b, f.DstMAC[:]...)
-		case ieVLAN:
-			b = binary.BigEndian.AppendUint16(b, f.VLAN)
-		case ieInterfaceName:
-			b = appendInterfaceName(b, f.InIf, i%2 == 1)
-		case ieEnterprise:
-			b = binary.BigEndian.AppendUint32(b, f.InIf<<16|f.OutIf)
-		default:
-			b = append(b, make([]byte, n)...) // not reached: templates only hold the cases above
-		}
-	}
-	return b
-}
-
 // appendInterfaceName appends the variable-length interfaceName of ifIndex,
 // with the 3-byte length prefix (0xFF, then 16 bits) when long is set and the
 // 1-byte one otherwise: RFC 7011 allows both for short values.
@@ -214,14 +149,6 @@ func appendInterfaceName(b []byte, ifIndex uint32, long bool) []byte {
 		b = append(b, byte(len(s)))
 	}
 	return append(b, s...)
-}
-
-// appendUint appends the low n bytes of v, big-endian.
-func appendUint(b []byte, v uint64, n int) []byte {
-	for i := n - 1; i >= 0; i-- {
-		b = append(b, byte(v>>(8*i)))
-	}
-	return b
 }
 
 // appendAddr appends the 4 or 16 bytes of a.
