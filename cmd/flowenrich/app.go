@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -102,6 +103,10 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 		return err
 	}
 	logLoaded(log, e, time.Since(start))
+	// Loading leaves scratch worth as much as the tables (file bytes,
+	// per-database tries): return it to the system now rather than let
+	// the process sit at its load-time peak.
+	debug.FreeOSMemory()
 
 	reg := telemetry.NewRegistry()
 	m := newMetrics(reg)
@@ -192,6 +197,7 @@ func watch(ctx context.Context, e *enrich.Enricher, interval time.Duration, log 
 			m.reloads.WithLabelValues("success").Inc()
 			m.loaded(e)
 			log.Info("reloaded", "files", files, "seconds", time.Since(start).Seconds())
+			debug.FreeOSMemory() // the replaced tables and the scratch, as after loading
 		}
 	}
 	for {

@@ -99,3 +99,57 @@ func BenchmarkLookup(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkGeoLookup compares what one address costs with the full-size
+// databases: a lookup in each database's own table against one in the
+// merged table (geoTable), over a million random public addresses.
+func BenchmarkGeoLookup(b *testing.B) {
+	asnPath, countryPath := realDatabases(b)
+	in := interner{}
+	asn, err := openGeoDB(asnPath, KindASN, ModeTable, &in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	country, err := openGeoDB(countryPath, KindCountry, ModeTable, &in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	addrs := benchAddrs(1 << 20)
+	b.Run("separate", func(b *testing.B) {
+		i, hits := 0, 0
+		for b.Loop() {
+			a := addrs[i&(len(addrs)-1)]
+			if asn.lookup(a) != nil {
+				hits++
+			}
+			if country.lookup(a) != nil {
+				hits++
+			}
+			i++
+		}
+		b.ReportMetric(float64(hits)/float64(2*i), "hit-ratio")
+	})
+	b.Run("merged", func(b *testing.B) {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		g := newGeoTable(asn, country, false)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		i, hits := 0, 0
+		for b.Loop() {
+			if p := g.lookup(addrs[i&(len(addrs)-1)]); p != nil {
+				if p.inASN {
+					hits++
+				}
+				if p.inCC {
+					hits++
+				}
+			}
+			i++
+		}
+		b.ReportMetric(float64(hits)/float64(2*i), "hit-ratio")
+		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/(1<<20), "heap-MB")
+		runtime.KeepAlive(g)
+	})
+}

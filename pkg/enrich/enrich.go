@@ -66,6 +66,7 @@ func (s *Stats) Reset() { *s = Stats{} }
 // state is one loaded set of databases, never modified once published.
 type state struct {
 	asn, country *geoDB
+	geo          *geoTable // table mode: both databases in one table
 	nets         *Networks
 	netsStamp    fileStamp
 }
@@ -179,9 +180,19 @@ func (e *Enricher) load(old *state, force bool) (*state, []string, error) {
 		st, err := statFile(path)
 		return err == nil && st == loaded
 	}
+	// In table mode the databases live on only in the merged table (see
+	// geoTable), so a change to either file reloads both.
+	table := e.cfg.Mode == ModeTable
+	keepGeo := old != nil
+	if p := e.cfg.ASNPath; p != "" && keepGeo {
+		keepGeo = unchanged(p, old.asn.stamp)
+	}
+	if p := e.cfg.CountryPath; p != "" && keepGeo {
+		keepGeo = unchanged(p, old.country.stamp)
+	}
 	var err error
 	if p := e.cfg.ASNPath; p != "" {
-		if old != nil && unchanged(p, old.asn.stamp) {
+		if old != nil && unchanged(p, old.asn.stamp) && (!table || keepGeo) {
 			s.asn = old.asn
 		} else if s.asn, err = openGeoDB(p, KindASN, e.cfg.Mode, &in); err != nil {
 			return nil, nil, err
@@ -190,12 +201,26 @@ func (e *Enricher) load(old *state, force bool) (*state, []string, error) {
 		}
 	}
 	if p := e.cfg.CountryPath; p != "" {
-		if old != nil && unchanged(p, old.country.stamp) {
+		if old != nil && unchanged(p, old.country.stamp) && (!table || keepGeo) {
 			s.country = old.country
 		} else if s.country, err = openGeoDB(p, KindCountry, e.cfg.Mode, &in); err != nil {
 			return nil, nil, err
 		} else {
 			reloaded = append(reloaded, p)
+		}
+	}
+	if table && (s.asn != nil || s.country != nil) {
+		if keepGeo {
+			s.geo = old.geo
+		} else {
+			s.geo = newGeoTable(s.asn, s.country, false)
+			// Each database's own trie was only needed to build the
+			// merged table.
+			for _, d := range []*geoDB{s.asn, s.country} {
+				if d != nil {
+					d.table = nil
+				}
+			}
 		}
 	}
 	if p := e.cfg.NetworksPath; p != "" {
@@ -226,12 +251,12 @@ func (e *Enricher) Enrich(m *flowpb.FlowMessage, st *Stats) {
 }
 
 // enrichWith enriches m from one snapshot of the loaded data, so that a
-// caller which looked at the snapshot first sees what enrichment used.
-func (e *Enricher) enrichWith(s *state, m *flowpb.FlowMessage, st *Stats) {
+// caller which looked at the snapshot first sees what enrichment used. It
+// returns the CIDR context found for each side.
+func (e *Enricher) enrichWith(s *state, m *flowpb.FlowMessage, st *Stats) (sn, dn *netEntry) {
 	st.Records++
 	src, srcOK := addrFrom(m.SrcAddr)
 	dst, dstOK := addrFrom(m.DstAddr)
-	var sn, dn *netEntry
 	if s.nets != nil {
 		sn = s.netLookup(src, srcOK, st)
 		dn = s.netLookup(dst, dstOK, st)
@@ -241,6 +266,7 @@ func (e *Enricher) enrichWith(s *state, m *flowpb.FlowMessage, st *Stats) {
 	}
 	s.side(src, srcOK, sn, &m.SrcAs, &m.SrcAsName, &m.SrcCountry, e.cfg.ASNOverride, st)
 	s.side(dst, dstOK, dn, &m.DstAs, &m.DstAsName, &m.DstCountry, e.cfg.ASNOverride, st)
+	return sn, dn
 }
 
 func (s *state) netLookup(a netip.Addr, ok bool, st *Stats) *netEntry {
@@ -292,11 +318,37 @@ func (s *state) side(a netip.Addr, ok bool, ne *netEntry, as *uint32, asName, co
 		asn, name, cc = ne.net.ASN, ne.net.ASName, ne.net.Country
 	}
 	reserved := ok && IsReserved(a)
-	if asn == 0 && s.asn != nil {
-		switch {
-		case !ok || reserved:
+	wantASN := asn == 0 && s.asn != nil
+	wantCC := cc == "" && s.country != nil
+	if !wantASN && !wantCC {
+		// The networks file answered both, or no database is loaded.
+	} else if !ok || reserved {
+		if wantASN {
 			st.Lookups[DatabaseASN][ResultSkipped]++
-		default:
+		}
+		if wantCC {
+			st.Lookups[DatabaseCountry][ResultSkipped]++
+		}
+	} else if s.geo != nil {
+		p := s.geo.lookup(a)
+		if wantASN {
+			if p != nil && p.inASN {
+				asn, name = p.asn, p.asName
+				st.Lookups[DatabaseASN][ResultHit]++
+			} else {
+				st.Lookups[DatabaseASN][ResultMiss]++
+			}
+		}
+		if wantCC {
+			if p != nil && p.inCC {
+				cc = p.country
+				st.Lookups[DatabaseCountry][ResultHit]++
+			} else {
+				st.Lookups[DatabaseCountry][ResultMiss]++
+			}
+		}
+	} else {
+		if wantASN {
 			if v := s.asn.lookup(a); v != nil {
 				asn, name = v.asn, v.asName
 				st.Lookups[DatabaseASN][ResultHit]++
@@ -304,12 +356,7 @@ func (s *state) side(a netip.Addr, ok bool, ne *netEntry, as *uint32, asName, co
 				st.Lookups[DatabaseASN][ResultMiss]++
 			}
 		}
-	}
-	if cc == "" && s.country != nil {
-		switch {
-		case !ok || reserved:
-			st.Lookups[DatabaseCountry][ResultSkipped]++
-		default:
+		if wantCC {
 			if v := s.country.lookup(a); v != nil {
 				cc = v.country
 				st.Lookups[DatabaseCountry][ResultHit]++

@@ -216,7 +216,13 @@ func TestEnrichNoAllocs(t *testing.T) {
 }
 
 func TestReload(t *testing.T) {
-	e, dir := standard(t, ModeTable, testNets)
+	for _, mode := range []LookupMode{ModeTable, ModeMMDB} {
+		t.Run(mode.String(), func(t *testing.T) { testReload(t, mode) })
+	}
+}
+
+func testReload(t *testing.T, mode LookupMode) {
+	e, dir := standard(t, mode, testNets)
 	if e.Changed() {
 		t.Fatal("changed right after load")
 	}
@@ -228,6 +234,8 @@ func TestReload(t *testing.T) {
 	stop := make(chan struct{})
 	var records atomic.Int64
 	var wg sync.WaitGroup
+	stopOnce := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopOnce) // a failed check must not leave them running
 	for range 2 {
 		wg.Add(1)
 		go func() {
@@ -252,7 +260,7 @@ func TestReload(t *testing.T) {
 		}()
 	}
 
-	// A new ASN database: picked up by polling, others reused.
+	// A new ASN database: picked up by polling, the networks file reused.
 	time.Sleep(10 * time.Millisecond) // a distinct mtime even on coarse clocks
 	enrichtest.WriteMMDB(t, dir, "asn.mmdb", "GeoLite2-ASN", []enrichtest.Entry{{Prefix: "192.0.2.0/24", Record: enrichtest.ASN(64999, "NEW")}})
 	if e.Changed() {
@@ -262,8 +270,10 @@ func TestReload(t *testing.T) {
 		t.Fatal("change not noticed")
 	}
 	got, err := e.Reload(false)
-	if err != nil || len(got) != 1 || !strings.HasSuffix(got[0], "asn.mmdb") {
-		t.Fatalf("reload: %v %v", got, err)
+	// In table mode both databases feed one merged table: both are read.
+	want := map[LookupMode]int{ModeTable: 2, ModeMMDB: 1}[mode]
+	if err != nil || len(got) != want || !strings.HasSuffix(got[0], "asn.mmdb") {
+		t.Fatalf("reload: %v %v, want %d files", got, err, want)
 	}
 	m := &flowpb.FlowMessage{SrcAddr: addr(enrichtest.AddrAS64500)}
 	e.Enrich(m, &Stats{})
@@ -291,8 +301,7 @@ func TestReload(t *testing.T) {
 	if got, err := e.Reload(true); err != nil || len(got) != 3 {
 		t.Fatalf("forced reload: %v %v", got, err)
 	}
-	close(stop)
-	wg.Wait()
+	stopOnce()
 	if records.Load() == 0 {
 		t.Fatal("no records enriched during reloads")
 	}

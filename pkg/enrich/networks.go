@@ -2,13 +2,16 @@ package enrich
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/gaissmai/bart"
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // Network is one named network of the CIDR context file.
@@ -26,10 +29,43 @@ type Network struct {
 }
 
 // netEntry is what the prefix table holds: the network and the matched
-// prefix's text, built once so that records share it.
+// prefix's text, built once so that records share it, and the CIDR-context
+// fields already encoded for either side, so that the splicer copies them
+// instead of encoding a label map per record.
 type netEntry struct {
-	net    *Network
-	prefix string
+	net            *Network
+	prefix         string
+	encSrc, encDst []byte
+}
+
+func newNetEntry(nw *Network, p netip.Prefix) *netEntry {
+	e := &netEntry{net: nw, prefix: p.String()}
+	e.encSrc = appendNetFields(nil, fieldSrcNetName, fieldSrcNetLabels, fieldSrcNetPrefix, nw, e.prefix)
+	e.encDst = appendNetFields(nil, fieldDstNetName, fieldDstNetLabels, fieldDstNetPrefix, nw, e.prefix)
+	return e
+}
+
+// appendNetFields encodes one side's name, labels (in key order, so that
+// output is stable) and prefix as FlowMessage fields.
+func appendNetFields(b []byte, nameField, labelsField, prefixField protowire.Number, nw *Network, prefix string) []byte {
+	if nw.Name != "" {
+		b = protowire.AppendTag(b, nameField, protowire.BytesType)
+		b = protowire.AppendString(b, nw.Name)
+	}
+	for _, k := range slices.Sorted(maps.Keys(nw.Labels)) {
+		var entry []byte
+		entry = protowire.AppendTag(entry, 1, protowire.BytesType)
+		entry = protowire.AppendString(entry, k)
+		entry = protowire.AppendTag(entry, 2, protowire.BytesType)
+		entry = protowire.AppendString(entry, nw.Labels[k])
+		b = protowire.AppendTag(b, labelsField, protowire.BytesType)
+		b = protowire.AppendBytes(b, entry)
+	}
+	if prefix != "" {
+		b = protowire.AppendTag(b, prefixField, protowire.BytesType)
+		b = protowire.AppendString(b, prefix)
+	}
+	return b
 }
 
 // Networks is a CIDR context: named networks in a longest-prefix-match
@@ -180,7 +216,7 @@ func ParseNetworks(name string, data []byte) (*Networks, error) {
 				return nil, errorf(c, "network %q: prefix %s already declared at line %d", nw.Name, p, line)
 			}
 			seen[p] = c.Line
-			n.table.Insert(p, &netEntry{net: nw, prefix: p.String()})
+			n.table.Insert(p, newNetEntry(nw, p))
 			n.prefixes++
 		}
 		n.networks = append(n.networks, nw)

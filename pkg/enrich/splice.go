@@ -35,6 +35,14 @@ const (
 	fieldDstAsName  = 1101
 	fieldNetFirst   = 1102 // src_net_name ... flow_direction
 	fieldNetLast    = 1108
+
+	fieldSrcNetName    = 1102
+	fieldDstNetName    = 1103
+	fieldSrcNetLabels  = 1104
+	fieldDstNetLabels  = 1105
+	fieldSrcNetPrefix  = 1106
+	fieldDstNetPrefix  = 1107
+	fieldFlowDirection = 1108
 )
 
 // owns says whether the enrichment writes field num, so that its old
@@ -89,11 +97,44 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 		i = end
 	}
 	out = append(out, frame[run:]...)
-	e.enrichWith(snap, p, st)
-	p.SrcAddr, p.DstAddr = nil, nil // copied with the other fields
-	out = p.AppendMarshal(out)
+	sn, dn := e.enrichWith(snap, p, st)
+	out = appendOwned(out, p, sn, dn)
 	sp.out = out
 	return out, nil
+}
+
+// appendOwned encodes the fields enrichment owns, as p and the CIDR
+// context found hold them. Only these few fields can be set in p, so this
+// replaces a full AppendMarshal, which would test every field of the
+// message; the CIDR context is copied pre-encoded (see netEntry).
+func appendOwned(b []byte, p *flowpb.FlowMessage, sn, dn *netEntry) []byte {
+	b = appendVarintField(b, fieldSrcAs, uint64(p.SrcAs))
+	b = appendVarintField(b, fieldDstAs, uint64(p.DstAs))
+	b = appendStringField(b, fieldSrcCountry, p.SrcCountry)
+	b = appendStringField(b, fieldDstCountry, p.DstCountry)
+	b = appendStringField(b, fieldSrcAsName, p.SrcAsName)
+	b = appendStringField(b, fieldDstAsName, p.DstAsName)
+	if sn != nil {
+		b = append(b, sn.encSrc...)
+	}
+	if dn != nil {
+		b = append(b, dn.encDst...)
+	}
+	return appendVarintField(b, fieldFlowDirection, uint64(p.FlowDirection))
+}
+
+func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	return protowire.AppendVarint(protowire.AppendTag(b, num, protowire.VarintType), v)
+}
+
+func appendStringField(b []byte, num protowire.Number, v string) []byte {
+	if v == "" {
+		return b
+	}
+	return protowire.AppendString(protowire.AppendTag(b, num, protowire.BytesType), v)
 }
 
 // read keeps the old value of an owned field that enrichment may keep
