@@ -1,15 +1,17 @@
 package publish
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // metrics are flowpublish's own; franz-go's client metrics (connections,
 // bytes on the wire, request latency) come from kafkaopt.WithMetrics.
 type metrics struct {
-	recordsIn   prometheus.Counter
+	recordsIn   prometheus.CounterFunc
 	bytesIn     prometheus.Counter
-	produced    prometheus.Counter
+	produced    prometheus.CounterFunc
 	failed      *prometheus.CounterVec
 	retried     prometheus.Counter
 	inputErrors prometheus.Counter
@@ -17,14 +19,18 @@ type metrics struct {
 	batch       prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer, buffered func() float64) *metrics {
+// newMetrics reads the record counts from the Publisher's own atomics at
+// scrape time rather than keeping a second counter per record.
+func newMetrics(reg prometheus.Registerer, read, produced *atomic.Uint64, buffered *atomic.Int64) *metrics {
 	m := &metrics{
-		recordsIn: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "flowpublish_records_in_total", Help: "Flow records read from the input."}),
+		recordsIn: prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "flowpublish_records_in_total", Help: "Flow records read from the input."},
+			func() float64 { return float64(read.Load()) }),
 		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowpublish_bytes_in_total", Help: "Bytes of flow records read (frame bodies or JSON lines)."}),
-		produced: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "flowpublish_records_produced_total", Help: "Records acknowledged by Kafka."}),
+		produced: prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "flowpublish_records_produced_total", Help: "Records acknowledged by Kafka."},
+			func() float64 { return float64(produced.Load()) }),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowpublish_records_failed_total", Help: "Records that finally failed to be produced, by reason (Kafka error code or client condition)."},
 			[]string{"reason"}),
@@ -34,7 +40,7 @@ func newMetrics(reg prometheus.Registerer, buffered func() float64) *metrics {
 			Name: "flowpublish_input_errors_total", Help: "Bad frames or lines that stopped the input."}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "flowpublish_produce_latency_seconds",
-			Help:    "Time from handing a record to the producer to its acknowledgement (one record in 8, in read order).",
+			Help:    "Time from reading a record to its acknowledgement (one record in 8, in read order).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 14), // 0.5 ms .. ~75 s
 		}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -45,6 +51,7 @@ func newMetrics(reg prometheus.Registerer, buffered func() float64) *metrics {
 	}
 	reg.MustRegister(m.recordsIn, m.bytesIn, m.produced, m.failed, m.retried, m.inputErrors, m.latency, m.batch,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "flowpublish_records_buffered", Help: "Records read but not yet acknowledged or failed."}, buffered))
+			Name: "flowpublish_records_buffered", Help: "Records read but not yet acknowledged or failed."},
+			func() float64 { return float64(buffered.Load()) }))
 	return m
 }

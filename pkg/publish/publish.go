@@ -170,12 +170,13 @@ type Stats struct {
 	Reproduced uint64 // produced again after a topic re-creation
 }
 
-// pending is one record in the producer's hands. The kgo.Record comes
-// first so that the promise, which gets &pending.Record, can convert back
-// without a per-record closure.
+// pending is one record in the producer's hands, taken from the slab its
+// value lies in (see slab.next). The kgo.Record comes first so that the
+// promise, which gets &pending.Record, can convert back without a
+// per-record closure.
 type pending struct {
 	kgo.Record
-	slab *slab
+	slab *slab // nil for a value too large for slabs
 	seq  uint64
 }
 
@@ -186,7 +187,6 @@ type Publisher struct {
 	log   *slog.Logger
 	m     *metrics
 	slabs *slabs
-	recs  freeList
 	seq   uint64 // read order, for re-producing in order
 
 	produceCtx context.Context
@@ -214,7 +214,7 @@ func New(cfg Config, conn []kgo.Opt, reg prometheus.Registerer, log *slog.Logger
 	p := &Publisher{cfg: cfg, log: log, slabs: newSlabs(), produceCtx: context.Background()}
 	p.failLog.log = log
 	p.promiseFn = p.promise
-	p.m = newMetrics(reg, func() float64 { return float64(p.inFlight.Load()) })
+	p.m = newMetrics(reg, &p.read, &p.produced, &p.inFlight)
 	opts := slices.Concat(conn, popts, []kgo.Opt{
 		kgo.WithHooks(batchHook{p.m.batch}),
 		kgo.ProducerOnDataLossDetected(func(topic string, partition int32) {
@@ -344,9 +344,9 @@ func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 	var (
 		m       flowpb.FlowMessage
 		scratch []byte
-		in      inCounter
+		inBytes int // batched: a float counter's Add is a CAS loop
 	)
-	defer in.flush(p.m)
+	defer func() { p.m.bytesIn.Add(float64(inBytes)) }()
 	bin := p.cfg.ValueFormat == framing.FormatBin
 	for ctx.Err() == nil {
 		if err := mr.Read(&m); err != nil {
@@ -357,12 +357,18 @@ func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 			return fmt.Errorf("publish: input: %w", err)
 		}
 		raw := mr.Raw()
-		in.add(p, len(raw), br.Buffered() == 0)
+		// Flush the byte count every 256 records and whenever the input
+		// read so far is drained (the next read may wait), so the metric
+		// is exact whenever the stream pauses.
+		if inBytes += len(raw); br.Buffered() == 0 || p.seq%256 == 255 {
+			p.m.bytesIn.Add(float64(inBytes))
+			inBytes = 0
+		}
 
 		// Bin in, bin out, no key: the frames need no decoding at all.
 		if mr.Format() == framing.FormatBin && bin && p.cfg.Key == nil {
 			p.produce(nil, raw, true)
-			return p.passThrough(ctx, br, r, mr.Offset(), &in)
+			return p.passThrough(ctx, br, r, mr.Offset())
 		}
 
 		// body is what the value carries; bin values get a length prefix.
@@ -372,7 +378,7 @@ func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 			n := m.SizeVT()
 			scratch = slices.Grow(scratch[:0], n)[:n]
 			if _, err := m.MarshalToSizedBufferVT(scratch); err != nil {
-				return fmt.Errorf("publish: re-encoding record %d: %w", p.read.Load(), err)
+				return fmt.Errorf("publish: re-encoding record %d: %w", p.read.Load()+1, err)
 			}
 			body = scratch
 		case !bin && mr.Format() != framing.FormatJSON:
@@ -398,8 +404,12 @@ const readBufferSize = 256 << 10
 // the next slab. It checks that each body is well-formed protobuf (tags and
 // lengths) rather than decoding it, which would cost twice the rest.
 //
+// After each read it produces every whole frame read so far, together (see
+// produceFrames), including after ctx's cancellation: they have left the
+// pipe, so they would be lost otherwise.
+//
 // It takes over from br (whose buffered bytes come first) and then reads r.
-func (p *Publisher) passThrough(ctx context.Context, br *bufio.Reader, r io.Reader, off int64, in *inCounter) error {
+func (p *Publisher) passThrough(ctx context.Context, br *bufio.Reader, r io.Reader, off int64) error {
 	maxSize := p.cfg.MaxRecordSize
 	if maxSize <= 0 {
 		maxSize = framing.DefaultMaxSize
@@ -410,28 +420,18 @@ func (p *Publisher) passThrough(ctx context.Context, br *bufio.Reader, r io.Read
 	sl.buf = append(sl.buf[:0], buffered...)
 	pos := 0 // sl.buf[pos:] is not yet produced; off is its stream offset
 	var readErr error
-	for ctx.Err() == nil {
-		data := sl.buf[pos:]
-		size, plen := binary.Uvarint(data)
-		switch {
-		case plen < 0 || plen == 0 && len(data) >= binary.MaxVarintLen64:
-			return p.inputError(&framing.FrameError{Offset: off, Err: framing.ErrBadPrefix})
-		case plen > 0 && size > uint64(maxSize):
-			return p.inputError(&framing.FrameError{Offset: off,
-				Err: fmt.Errorf("%w: %d bytes, limit %d", framing.ErrTooLarge, size, maxSize)})
-		case plen > 0 && uint64(len(data)-plen) >= size: // a whole frame
-			end := plen + int(size)
-			if !wellFormed(data[plen:end]) {
-				return p.inputError(&framing.FrameError{Offset: off, Err: framing.ErrBadMessage})
-			}
-			sl.refs.Add(1)
-			pos += end
-			off += int64(end)
-			in.add(p, int(size), pos == len(sl.buf))
-			p.produceValue(data[:end:end], sl)
-			continue
+	for {
+		n, records, bodies, need, err := scanFrames(sl.buf[pos:], maxSize)
+		if records > 0 {
+			p.produceFrames(sl, sl.buf[pos:pos+n], records, bodies)
+			pos += n
+			off += int64(n)
+		}
+		if err != nil {
+			return p.inputError(&framing.FrameError{Offset: off, Err: err})
 		}
 		// Need more input.
+		data := sl.buf[pos:]
 		if readErr != nil {
 			if readErr == io.EOF && len(data) == 0 || ctx.Err() != nil {
 				return nil
@@ -442,9 +442,8 @@ func (p *Publisher) passThrough(ctx context.Context, br *bufio.Reader, r io.Read
 			}
 			return fmt.Errorf("publish: input: %w", readErr)
 		}
-		need := binary.MaxVarintLen64
-		if plen > 0 {
-			need = plen + int(size)
+		if ctx.Err() != nil {
+			return nil
 		}
 		if cap(sl.buf)-pos < need { // move the partial frame to a fresh slab
 			next := p.slabs.take(max(need, slabSize))
@@ -452,13 +451,38 @@ func (p *Publisher) passThrough(ctx context.Context, br *bufio.Reader, r io.Read
 			p.slabs.release(sl)
 			sl, pos = next, 0
 		}
-		n, err := r.Read(sl.buf[len(sl.buf):cap(sl.buf)])
+		n, err = r.Read(sl.buf[len(sl.buf):cap(sl.buf)])
 		sl.buf = sl.buf[:len(sl.buf)+n]
 		if err != nil {
 			readErr = err
 		}
 	}
-	return nil
+}
+
+// scanFrames walks the whole frames at the start of data: n bytes holding
+// records frames whose bodies (checked well-formed) total bodies bytes.
+// need is the size of the next, incomplete frame (a bound while its
+// prefix is cut); err is set when that next frame is bad.
+func scanFrames(data []byte, maxSize int) (n, records, bodies, need int, err error) {
+	for {
+		size, plen := binary.Uvarint(data[n:])
+		switch {
+		case plen < 0 || plen == 0 && len(data)-n >= binary.MaxVarintLen64:
+			return n, records, bodies, 0, framing.ErrBadPrefix
+		case plen > 0 && size > uint64(maxSize):
+			return n, records, bodies, 0, fmt.Errorf("%w: %d bytes, limit %d", framing.ErrTooLarge, size, maxSize)
+		case plen == 0:
+			return n, records, bodies, binary.MaxVarintLen64, nil
+		case uint64(len(data)-n-plen) < size:
+			return n, records, bodies, plen + int(size), nil
+		}
+		if !wellFormed(data[n+plen : n+plen+int(size)]) {
+			return n, records, bodies, 0, framing.ErrBadMessage
+		}
+		n += plen + int(size)
+		records++
+		bodies += int(size)
+	}
 }
 
 func (p *Publisher) inputError(err error) error {
@@ -466,16 +490,29 @@ func (p *Publisher) inputError(err error) error {
 	return fmt.Errorf("publish: input: %w", err)
 }
 
-// produceValue produces a value that already lies in sl, whose reference
-// the caller took for it.
-func (p *Publisher) produceValue(value []byte, sl *slab) {
-	pr := p.recs.get()
-	pr.Record = kgo.Record{Value: value}
-	pr.slab, pr.seq = sl, p.seq
-	p.seq++
-	p.inFlight.Add(1)
+// produceFrames produces the records frames that fill frames (checked by
+// scanFrames) in sl. Per-record costs are kept out of the loop: one clock
+// read (franz-go truncates timestamps to milliseconds anyway), one lock
+// and one update of each counter for all of them.
+func (p *Publisher) produceFrames(sl *slab, frames []byte, records, bodies int) {
+	ts := time.Now()
+	sl.refs.Add(int32(records))
+	p.m.bytesIn.Add(float64(bodies))
 	p.gate.Lock()
-	p.cl.Produce(p.produceCtx, &pr.Record, p.promiseFn)
+	// Counted under the gate, so that recover never waits for records
+	// that are counted but not yet produced.
+	p.read.Add(uint64(records))
+	p.inFlight.Add(int64(records))
+	for len(frames) > 0 {
+		size, plen := binary.Uvarint(frames)
+		end := plen + int(size)
+		pr := sl.next()
+		pr.Record = kgo.Record{Value: frames[:end:end], Timestamp: ts}
+		pr.slab, pr.seq = sl, p.seq
+		p.seq++
+		p.cl.Produce(p.produceCtx, &pr.Record, p.promiseFn)
+		frames = frames[end:]
+	}
 	p.gate.Unlock()
 }
 
@@ -556,37 +593,23 @@ func (p *Publisher) produce(key, body []byte, bin bool) {
 	}
 	buf = append(buf, body...)
 
-	pr := p.recs.get()
+	var pr *pending
+	if sl != nil {
+		pr = sl.next()
+	} else {
+		pr = new(pending)
+	}
 	pr.Record = kgo.Record{Value: buf[len(key):]}
 	if len(key) > 0 {
 		pr.Key = buf[:len(key):len(key)]
 	}
 	pr.slab, pr.seq = sl, p.seq
 	p.seq++
-	p.inFlight.Add(1)
 	p.gate.Lock()
+	p.read.Add(1)
+	p.inFlight.Add(1)
 	p.cl.Produce(p.produceCtx, &pr.Record, p.promiseFn)
 	p.gate.Unlock()
-}
-
-// inCounter batches the input counters, flushing every 256 records and
-// whenever the input read so far is drained (the next read may wait), so
-// the metrics are exact whenever the stream pauses.
-type inCounter struct{ records, bytes int }
-
-func (c *inCounter) add(p *Publisher, n int, drained bool) {
-	p.read.Add(1) // exact, for Stats and the summary
-	c.records++
-	c.bytes += n
-	if c.records == 256 || drained {
-		c.flush(p.m)
-	}
-}
-
-func (c *inCounter) flush(m *metrics) {
-	m.recordsIn.Add(float64(c.records))
-	m.bytesIn.Add(float64(c.bytes))
-	c.records, c.bytes = 0, 0
 }
 
 func uvarintLen(v uint64) int {
@@ -607,7 +630,6 @@ func (p *Publisher) promise(r *kgo.Record, err error) {
 	switch {
 	case err == nil:
 		p.produced.Add(1)
-		p.m.produced.Inc()
 		if pr.seq%latencySample == 0 { // reading the clock costs as much as the rest here
 			p.m.latency.Observe(time.Since(r.Timestamp).Seconds())
 		}
@@ -627,11 +649,11 @@ func (p *Publisher) fail(pr *pending, err error) {
 	p.finish(pr)
 }
 
+// finish is the last use of pr: releasing its slab may hand pr to the
+// reader again.
 func (p *Publisher) finish(pr *pending) {
-	p.slabs.release(pr.slab)
-	*pr = pending{}
-	p.recs.put(pr)
 	p.inFlight.Add(-1)
+	p.slabs.release(pr.slab)
 }
 
 // errPurged is franz-go's unexported error for records purged while

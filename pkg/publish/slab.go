@@ -6,10 +6,13 @@ import (
 )
 
 // Record values are copied out of the reader's buffer (valid only until
-// the next Read) into slabs: large byte blocks carved front to back, each
-// holding many records. A slab counts the records still in Kafka's hands
-// and returns to the pool when the last one is acknowledged, so a
-// steady stream copies without allocating.
+// the next Read) into slabs, or read straight into them: large byte blocks
+// carved front to back, each holding many records. A slab also holds the
+// pending records (kgo.Record and our bookkeeping) of its values, taken in
+// order, so a record costs neither an allocation nor a free-list lock. A
+// slab counts the records still in Kafka's hands and returns to the pool,
+// with its pending records, when the last one is acknowledged, so a steady
+// stream runs without allocating.
 
 const (
 	slabSize = 256 << 10
@@ -21,6 +24,36 @@ const (
 type slab struct {
 	buf  []byte
 	refs atomic.Int32 // records in flight, plus one while it is the current slab
+
+	// Pending records of the values in buf, in blocks so that growing
+	// never moves one that franz-go holds; kept when the slab is reused.
+	blocks []*recBlock
+	nrec   int // taken since the slab was (re)started
+}
+
+// recBlockLen pending records are allocated at once: about one block per
+// 40 KiB of 150-byte values.
+const recBlockLen = 256
+
+type recBlock [recBlockLen]pending
+
+// next returns the slab's next unused pending record. Only the reading
+// goroutine calls it, on a slab it holds a reference to.
+func (sl *slab) next() *pending {
+	b, i := sl.nrec/recBlockLen, sl.nrec%recBlockLen
+	if b == len(sl.blocks) {
+		sl.blocks = append(sl.blocks, new(recBlock))
+	}
+	sl.nrec++
+	return &sl.blocks[b][i]
+}
+
+// restart empties a slab taken from the pool, with one reference for the
+// taker.
+func (sl *slab) restart() {
+	sl.buf = sl.buf[:0]
+	sl.nrec = 0
+	sl.refs.Store(1)
 }
 
 // slabs hands out space for record values. alloc is called from the one
@@ -44,8 +77,7 @@ func (s *slabs) alloc(n int) ([]byte, *slab) {
 			s.release(s.cur)
 		}
 		s.cur = s.get()
-		s.cur.buf = s.cur.buf[:0]
-		s.cur.refs.Store(1)
+		s.cur.restart()
 	}
 	off := len(s.cur.buf)
 	s.cur.buf = s.cur.buf[:off+n]
@@ -62,12 +94,12 @@ func (s *slabs) take(n int) *slab {
 		return sl
 	}
 	sl := s.get()
-	sl.buf = sl.buf[:0]
-	sl.refs.Store(1)
+	sl.restart()
 	return sl
 }
 
-// release drops one reference; the last one recycles the slab.
+// release drops one reference; the last one recycles the slab, and with
+// it the pending records taken from it.
 func (s *slabs) release(sl *slab) {
 	if sl != nil && sl.refs.Add(-1) == 0 && cap(sl.buf) == slabSize {
 		s.mu.Lock()
@@ -85,47 +117,6 @@ func (s *slabs) get() *slab {
 		return sl
 	}
 	return &slab{buf: make([]byte, 0, slabSize)}
-}
-
-// freeList recycles pending records first in, first out: promises return
-// them roughly in production order, so the reader walks them in order, as
-// an array, instead of touching a random one of up to the buffer's worth
-// (tens of MB) for each record.
-type freeList struct {
-	mu         sync.Mutex
-	ring       []*pending // len is a power of two
-	head, tail uint64     // tail-head items, at ring[i&(len-1)]
-}
-
-func (f *freeList) get() *pending {
-	f.mu.Lock()
-	if f.head != f.tail {
-		pr := f.ring[f.head&uint64(len(f.ring)-1)]
-		f.head++
-		f.mu.Unlock()
-		return pr
-	}
-	f.mu.Unlock()
-	return new(pending)
-}
-
-func (f *freeList) put(pr *pending) {
-	f.mu.Lock()
-	if f.tail-f.head == uint64(len(f.ring)) {
-		f.grow()
-	}
-	f.ring[f.tail&uint64(len(f.ring)-1)] = pr
-	f.tail++
-	f.mu.Unlock()
-}
-
-func (f *freeList) grow() {
-	ring := make([]*pending, max(1024, 2*len(f.ring)))
-	n := f.tail - f.head
-	for i := uint64(0); i < n; i++ {
-		ring[i] = f.ring[(f.head+i)&uint64(len(f.ring)-1)]
-	}
-	f.ring, f.head, f.tail = ring, 0, n
 }
 
 // close drops the current slab's own reference.
