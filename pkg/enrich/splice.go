@@ -191,11 +191,16 @@ func aliasString(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// consumeTag is protowire.ConsumeTag with the one-byte tags of fields 1-15
-// decoded inline: scanning tags is most of the splicer's own work.
+// consumeTag is protowire.ConsumeTag with the one- and two-byte tags of
+// fields 1-2047 (every field of a flow record) decoded inline: scanning
+// tags is most of the splicer's own work.
 func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
 	if len(b) > 0 && b[0] < 0x80 && b[0]>>3 != 0 {
 		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1
+	}
+	if len(b) > 1 && b[0] >= 0x80 && b[1] < 0x80 && b[1] != 0 {
+		v := uint32(b[0]&0x7f) | uint32(b[1])<<7
+		return protowire.Number(v >> 3), protowire.Type(v & 7), 2
 	}
 	return protowire.ConsumeTag(b)
 }

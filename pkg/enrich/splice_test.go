@@ -173,3 +173,18 @@ func canonicalInput(b []byte) bool {
 	}
 	return true
 }
+
+// TestConsumeTagMatchesProtowire checks the inline tag decoding against
+// protowire on every one- and two-byte input, each also followed by a
+// byte that continues or ends the varint.
+func TestConsumeTagMatchesProtowire(t *testing.T) {
+	for x := range 1 << 16 {
+		for _, b := range [][]byte{{byte(x)}, {byte(x), byte(x >> 8)}, {byte(x), byte(x >> 8), 0x01}, {byte(x), byte(x >> 8), 0x81}} {
+			num, typ, n := consumeTag(b)
+			wnum, wtyp, wn := protowire.ConsumeTag(b)
+			if n != wn || (n > 0 && (num != wnum || typ != wtyp)) {
+				t.Fatalf("% x: got %d %d %d, protowire %d %d %d", b, num, typ, n, wnum, wtyp, wn)
+			}
+		}
+	}
+}
