@@ -101,8 +101,9 @@ func BenchmarkLookup(b *testing.B) {
 }
 
 // BenchmarkGeoLookup compares what one address costs with the full-size
-// databases: a lookup in each database's own table against one in the
-// merged table (geoTable), over a million random public addresses.
+// databases, ASN and country: a walk of each mmdb file, a lookup in each
+// database's own trie, and one lookup in the merged table (geoTable, what
+// table mode uses), over a million random public addresses.
 func BenchmarkGeoLookup(b *testing.B) {
 	asnPath, countryPath := realDatabases(b)
 	in := interner{}
@@ -115,7 +116,29 @@ func BenchmarkGeoLookup(b *testing.B) {
 		b.Fatal(err)
 	}
 	addrs := benchAddrs(1 << 20)
-	b.Run("separate", func(b *testing.B) {
+	b.Run("mmdb", func(b *testing.B) {
+		asn, err := openGeoDB(asnPath, KindASN, ModeMMDB, &in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		country, err := openGeoDB(countryPath, KindCountry, ModeMMDB, &in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		i, hits := 0, 0
+		for b.Loop() {
+			a := addrs[i&(len(addrs)-1)]
+			if asn.lookup(a) != nil {
+				hits++
+			}
+			if country.lookup(a) != nil {
+				hits++
+			}
+			i++
+		}
+		b.ReportMetric(float64(hits)/float64(2*i), "hit-ratio")
+	})
+	b.Run("separate-tries", func(b *testing.B) {
 		i, hits := 0, 0
 		for b.Loop() {
 			a := addrs[i&(len(addrs)-1)]
@@ -138,13 +161,12 @@ func BenchmarkGeoLookup(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		i, hits := 0, 0
 		for b.Loop() {
-			if p := g.lookup(addrs[i&(len(addrs)-1)]); p != nil {
-				if p.inASN {
-					hits++
-				}
-				if p.inCC {
-					hits++
-				}
+			p := g.lookup(addrs[i&(len(addrs)-1)])
+			if p.inASN {
+				hits++
+			}
+			if p.inCC {
+				hits++
 			}
 			i++
 		}

@@ -332,7 +332,7 @@ func (s *state) side(a netip.Addr, ok bool, ne *netEntry, as *uint32, asName, co
 	} else if s.geo != nil {
 		p := s.geo.lookup(a)
 		if wantASN {
-			if p != nil && p.inASN {
+			if p.inASN {
 				asn, name = p.asn, p.asName
 				st.Lookups[DatabaseASN][ResultHit]++
 			} else {
@@ -340,7 +340,7 @@ func (s *state) side(a netip.Addr, ok bool, ne *netEntry, as *uint32, asName, co
 			}
 		}
 		if wantCC {
-			if p != nil && p.inCC {
+			if p.inCC {
 				cc = p.country
 				st.Lookups[DatabaseCountry][ResultHit]++
 			} else {

@@ -119,6 +119,10 @@ type geoDB struct {
 	info   DatabaseInfo
 	values []geoValue
 	stamp  fileStamp
+	// aliases says, for 6to4 and Teredo (see aliasRanges), whether the
+	// file sends their lookups to its IPv4 data, as MaxMind's writers do
+	// by default: its networks then leave those ranges out.
+	aliases [len(aliasRanges)]bool
 
 	// ModeTable
 	table *bart.Table[uint32]
@@ -220,6 +224,9 @@ func openGeoDB(path string, kind Kind, mode LookupMode, in *interner) (*geoDB, e
 	if d.info.Networks == 0 && bad != nil {
 		return nil, fmt.Errorf("enrich: %s database %s: %w", kind, path, bad)
 	}
+	for i, r := range aliasRanges {
+		d.aliases[i] = aliased(reader, r)
+	}
 	if mode == ModeTable {
 		d.byOffset = nil
 		_ = reader.Close()
@@ -235,6 +242,25 @@ func openGeoDB(path string, kind Kind, mode LookupMode, in *interner) (*geoDB, e
 }
 
 const noValue = ^uint32(0)
+
+// aliasRanges are the IPv6 ranges that embed an IPv4 address and that
+// MaxMind DB files may alias to their IPv4 data.
+var aliasRanges = [...]netip.Prefix{
+	netip.MustParsePrefix("2002::/16"), // 6to4: IPv4 in bits 16-47
+	netip.MustParsePrefix("2001::/32"), // Teredo: server IPv4 in bits 32-63
+}
+
+// aliased reports whether the file aliases range r to its IPv4 data: its
+// networks within r then appear only when aliases are asked for.
+func aliased(r *maxminddb.Reader, within netip.Prefix) bool {
+	for range r.NetworksWithin(within) {
+		return false // data of its own
+	}
+	for range r.NetworksWithin(within, maxminddb.IncludeAliasedNetworks()) {
+		return true
+	}
+	return false
+}
 
 func valueFrom(rec *mmdbRecord, shape Shape, in *interner) (geoValue, bool) {
 	switch shape {

@@ -36,6 +36,8 @@ type geoTable struct {
 	v4long []uint32
 	trie   bart.Table[uint32] // pair index; IPv6, and IPv4 without v4
 	pairs  []geoPair
+	// asnAliases and ccAliases are the databases' aliases (geoDB.aliases).
+	asnAliases, ccAliases [len(aliasRanges)]bool
 }
 
 const v4Block = 1 << 31
@@ -57,6 +59,12 @@ type geoPair struct {
 // nil, not both. flatV4 asks for the flat IPv4 array whatever the size.
 func newGeoTable(asn, country *geoDB, flatV4 bool) *geoTable {
 	t := &geoTable{}
+	if asn != nil {
+		t.asnAliases = asn.aliases
+	}
+	if country != nil {
+		t.ccAliases = country.aliases
+	}
 	// IPv4 prefixes wait here, compact, until the array is filled.
 	type entry struct {
 		addr uint32
@@ -158,9 +166,44 @@ func fill(s []uint32, v uint32) {
 	}
 }
 
-// lookup returns what the databases say about a, or nil when neither
-// knows it.
-func (t *geoTable) lookup(a netip.Addr) *geoPair {
+// lookup returns what the databases say about a; the zero pair when
+// neither knows it.
+func (t *geoTable) lookup(a netip.Addr) geoPair {
+	if a.Is6() {
+		if r, v4 := embeddedIPv4(a); r >= 0 && (t.asnAliases[r] || t.ccAliases[r]) {
+			return t.lookupAliased(a, v4, r)
+		}
+	}
+	if p := t.find(a); p != nil {
+		return *p
+	}
+	return geoPair{}
+}
+
+// lookupAliased answers an address of alias range r from the IPv4 data
+// of the databases that alias r and from the IPv6 data of the others.
+func (t *geoTable) lookupAliased(a, v4 netip.Addr, r int) geoPair {
+	var p6, p4, out geoPair
+	if p := t.find(a); p != nil {
+		p6 = *p
+	}
+	if p := t.find(v4); p != nil {
+		p4 = *p
+	}
+	from := &p6
+	if t.asnAliases[r] {
+		from = &p4
+	}
+	out.asn, out.asName, out.inASN = from.asn, from.asName, from.inASN
+	from = &p6
+	if t.ccAliases[r] {
+		from = &p4
+	}
+	out.country, out.inCC = from.country, from.inCC
+	return out
+}
+
+func (t *geoTable) find(a netip.Addr) *geoPair {
 	if a.Is4() && t.v4 != nil {
 		b := a.As4()
 		x := binary.BigEndian.Uint32(b[:])
@@ -178,4 +221,17 @@ func (t *geoTable) lookup(a netip.Addr) *geoPair {
 		return nil
 	}
 	return &t.pairs[i]
+}
+
+// embeddedIPv4 returns the index in aliasRanges of the range holding a and
+// the IPv4 address embedded there, or -1.
+func embeddedIPv4(a netip.Addr) (int, netip.Addr) {
+	b := a.As16()
+	switch {
+	case b[0] == 0x20 && b[1] == 0x02:
+		return 0, netip.AddrFrom4([4]byte(b[2:6]))
+	case b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0:
+		return 1, netip.AddrFrom4([4]byte(b[4:8]))
+	}
+	return -1, netip.Addr{}
 }

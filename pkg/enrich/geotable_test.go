@@ -3,10 +3,17 @@ package enrich
 import (
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/gaissmai/bart"
+	"github.com/maxmind/mmdbwriter"
+
+	"github.com/flowpipe/flowpipe/pkg/enrich/enrichtest"
+	"github.com/flowpipe/flowpipe/pkg/flowpb"
 )
 
 // randomGeoDB builds a table-mode database of n random prefixes around a
@@ -88,10 +95,7 @@ func TestGeoTableMatchesEachDatabase(t *testing.T) {
 						want.country, want.inCC = v.country, true
 					}
 				}
-				var got geoPair
-				if p := g.lookup(a); p != nil {
-					got = *p
-				}
+				got := g.lookup(a)
 				if got != want {
 					t.Fatalf("%s: merged table says %+v, the databases %+v", a, got, want)
 				}
@@ -114,8 +118,9 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return a
 }
 
-// TestGeoTableRealDatabases compares the merged table with each full-size
-// free database on its own at a million random addresses (skipped without
+// TestGeoTableRealDatabases compares the merged table with walks of the
+// full-size free database files themselves (mmdb mode) at a million random
+// public addresses, 6to4 and Teredo ones among them (skipped without
 // scripts/fetch-geo-db.sh's files).
 func TestGeoTableRealDatabases(t *testing.T) {
 	if testing.Short() {
@@ -123,20 +128,32 @@ func TestGeoTableRealDatabases(t *testing.T) {
 	}
 	asnPath, countryPath := realDatabases(t)
 	in := interner{}
-	asn, err := openGeoDB(asnPath, KindASN, ModeTable, &in)
-	if err != nil {
-		t.Fatal(err)
+	open := func(path string, kind Kind, mode LookupMode) *geoDB {
+		d, err := openGeoDB(path, kind, mode, &in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
 	}
-	country, err := openGeoDB(countryPath, KindCountry, ModeTable, &in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := newGeoTable(asn, country, false)
+	g := newGeoTable(open(asnPath, KindASN, ModeTable), open(countryPath, KindCountry, ModeTable), false)
 	if g.v4 == nil {
 		t.Fatal("no flat IPv4 array for full-size databases")
 	}
+	asn, country := open(asnPath, KindASN, ModeMMDB), open(countryPath, KindCountry, ModeMMDB)
+	addrs := benchAddrs(1 << 20)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 1000 {
+		var b [16]byte
+		b[0], b[1] = 0x20, 0x02
+		for i := 2; i < 16; i++ {
+			b[i] = byte(rng.Uint32())
+		}
+		addrs = append(addrs, netip.AddrFrom16(b))
+		b[1], b[2], b[3] = 0x01, 0, 0
+		addrs = append(addrs, netip.AddrFrom16(b))
+	}
 	hits := 0
-	for _, a := range benchAddrs(1 << 20) {
+	for _, a := range addrs {
 		var want geoPair
 		if v := asn.lookup(a); v != nil {
 			want.asn, want.asName, want.inASN = v.asn, v.asName, true
@@ -144,15 +161,69 @@ func TestGeoTableRealDatabases(t *testing.T) {
 		if v := country.lookup(a); v != nil {
 			want.country, want.inCC = v.country, true
 		}
-		var got geoPair
-		if p := g.lookup(a); p != nil {
-			got = *p
+		got := g.lookup(a)
+		if got.inASN || got.inCC {
 			hits++
 		}
 		if got != want {
-			t.Fatalf("%s: merged table says %+v, the databases %+v", a, got, want)
+			t.Fatalf("%s: merged table says %+v, the files %+v", a, got, want)
 		}
 	}
-	t.Logf("%d prefixes merged into %d IPv6 ones and %d /24 blocks (%d value pairs); %d of 1M addresses known",
-		asn.info.Networks+country.info.Networks, g.trie.Size(), len(g.v4long)/256, len(g.pairs), hits)
+	t.Logf("%d IPv6 prefixes and %d /24 blocks (%d value pairs); %d of %d addresses known",
+		g.trie.Size(), len(g.v4long)/256, len(g.pairs), hits, len(addrs))
+}
+
+// TestGeoTableAliases: 6to4 and Teredo addresses get the IPv4 data of a
+// file that aliases them (MaxMind's default) and the IPv6 data of a file
+// that does not, in both lookup modes, as the files themselves answer.
+func TestGeoTableAliases(t *testing.T) {
+	dir := t.TempDir()
+	asnPath := enrichtest.StandardASN(t, dir) // aliased
+	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "country ipvAll", IncludeReservedNetworks: true, DisableIPv4Aliasing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []struct{ prefix, cc string }{{"192.0.2.0/24", "NL"}, {"2002::/16", "JP"}} {
+		_, n, err := net.ParseCIDR(e.prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tree.Insert(n, enrichtest.CountryCode(e.cc)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	countryPath := filepath.Join(dir, "unaliased.mmdb")
+	f, err := os.Create(countryPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tree.WriteTo(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []LookupMode{ModeTable, ModeMMDB} {
+		e, err := New(Config{ASNPath: asnPath, CountryPath: countryPath, Mode: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			addr string
+			asn  uint32
+			cc   string
+		}{
+			{"2002:c000:20a::1", 64500, "JP"},     // 6to4 of 192.0.2.10: AS from IPv4, country from 2002::/16
+			{"2001:0:c000:20a::1", 64500, ""},     // Teredo, server 192.0.2.10: the country file has nothing there
+			{"2002:cb00:7105::1", 0, "JP"},        // 6to4 of 203.0.113.5, in no ASN network
+			{"2001:db8::1", 64502, ""},            // plain IPv6
+			{enrichtest.AddrAS64500, 64500, "NL"}, // plain IPv4
+		} {
+			m := &flowpb.FlowMessage{SrcAddr: netip.MustParseAddr(tc.addr).AsSlice()}
+			e.Enrich(m, &Stats{})
+			if m.SrcAs != tc.asn || m.SrcCountry != tc.cc {
+				t.Errorf("%v: %s: AS %d country %q, want %d %q", mode, tc.addr, m.SrcAs, m.SrcCountry, tc.asn, tc.cc)
+			}
+		}
+	}
 }
