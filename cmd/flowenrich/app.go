@@ -129,6 +129,7 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	// on SIGTERM (as goflow2's enricher does); Run then flushes and ends.
 	done := make(chan struct{})
 	defer close(done)
+	command.GrowPipe(s.In) // fewer, larger reads from flowcollect
 	in := s.In
 	if f, ok := in.(*os.File); ok {
 		pollable, restore := pollableFile(f)

@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 )
 
 func testApp(action func(ctx context.Context, c *cli.Context, s Streams) error) App {
@@ -139,5 +141,42 @@ func TestBrokenPipeEndsQuietly(t *testing.T) {
 	}
 	if strings.TrimSpace(string(out)) != "rc=0" {
 		t.Fatalf("want exit 0 and no stderr, got %q", out)
+	}
+}
+
+// TestGrowPipe: a pipe is enlarged (unless this user's pipe limits forbid
+// it, when it keeps its size); a regular file is left alone.
+func TestGrowPipe(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	before, err := unix.FcntlInt(r.Fd(), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := GrowPipe(r)
+	after, err := unix.FcntlInt(r.Fd(), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != after || after < before {
+		t.Fatalf("GrowPipe = %d; size %d before, %d after", got, before, after)
+	}
+	if os.Geteuid() == 0 && after < PipeSize {
+		t.Fatalf("as root the pipe should reach %d, got %d", PipeSize, after)
+	}
+	f, err := os.CreateTemp(t.TempDir(), "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if n := GrowPipe(f); n != 0 {
+		t.Fatalf("GrowPipe(file) = %d, want 0", n)
+	}
+	if n := GrowPipe(strings.NewReader("x")); n != 0 {
+		t.Fatalf("GrowPipe(reader) = %d, want 0", n)
 	}
 }
