@@ -101,7 +101,11 @@ func (r *mmsgReader) read(fd uintptr) bool {
 			r.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 			r.hdrs[i].Hdr.Flags = 0
 		}
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)), uintptr(flags), 0, 0)
+		// Raw: the socket is non-blocking, so the call cannot block, and
+		// Syscall6's entersyscall would wake the sleeping sysmon (a futex
+		// wake, then 20µs polls) on each wake-up of an idle collector, and
+		// under CPU contention let sysmon hand our P to another thread.
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)), uintptr(flags), 0, 0)
 		switch e {
 		case 0:
 		case unix.EINTR, unix.ECONNREFUSED:
