@@ -34,14 +34,19 @@ type SendStats struct {
 }
 
 const (
-	sendBatch = 64 // datagrams per sendmmsg
-	// sendSlice is the longest sleep between batches; shorter ones would be
-	// rounded up by the timer anyway.
-	sendSlice = time.Millisecond
+	sendBatch = 64 // datagrams per wake-up, and per sendmmsg
+	// sendSlice is the longest sleep between batches. Send sleeps until a
+	// whole batch is due, since a wake-up costs more CPU than the datagrams
+	// it sends, but no longer than this, to keep low rates smooth.
+	sendSlice = 5 * time.Millisecond
 	// sendBurst is how much rate the token bucket stores: enough to make up
 	// for late wake-ups on a busy machine, not enough to turn a long stall
 	// into a flood.
 	sendBurst = 20 * time.Millisecond
+	// A UDP GSO message carries at most 64 datagrams (UDP_MAX_SEGMENTS in
+	// older kernels) and 64 KiB, like one unsegmented datagram.
+	gsoMaxSegments = 64
+	gsoMaxBytes    = maxDatagram
 )
 
 // batchWriter is the WriteBatch of x/net's ipv4 and ipv6 packet conns.
@@ -51,7 +56,12 @@ type batchWriter interface {
 
 // Send sends packets from g on conn, which must be connected (net.DialUDP),
 // paced by a token bucket refilled from the clock, in batches of up to 64
-// datagrams and sleeps of up to 1ms, so that rates of 100k+ packets/s hold.
+// datagrams and sleeps of up to 5ms, so that rates of 100k+ packets/s hold.
+// It sends exactly what Next would return, in order. On Linux a run of
+// datagrams of one size (the last may be shorter) goes as one UDP GSO
+// message, which the kernel splits into the same datagrams for a fraction
+// of the CPU; where the kernel or the route refuses GSO, Send falls back to
+// one message per datagram.
 // It stops at opt.Count, opt.Duration or ctx's end, whichever comes first,
 // and returns a nil error then. "Connection refused" errors, which only say
 // that nothing listens yet, are ignored.
@@ -76,18 +86,12 @@ func Send(ctx context.Context, conn *net.UDPConn, g *Generator, opt SendOptions)
 	burst := max(opt.Rate*sendBurst.Seconds(), maxCost)
 	batchTokens := min(burst, sendBatch*maxCost) // worth waking up for
 
+	b := newBatch(g.cfg.maxPacketSize(), gsoSupported(conn))
 	var (
-		msgs    = make([]ipv4.Message, sendBatch)
-		bufs    = make([][]byte, sendBatch+1) // one more for the packet waiting for tokens
-		costs   [sendBatch + 1]float64
-		records [sendBatch + 1]int
-		staged  bool // bufs[n] holds a packet made but not yet paid for
-		made    int
-		tokens  float64
+		staged bool // b.pkts[n] holds a packet made but not yet paid for
+		made   int
+		tokens float64
 	)
-	for i := range msgs {
-		msgs[i].Buffers = make([][]byte, 1)
-	}
 	start := time.Now()
 	last := start
 	for ctx.Err() == nil {
@@ -108,41 +112,38 @@ func Send(ctx context.Context, conn *net.UDPConn, g *Generator, opt SendOptions)
 				if opt.Count > 0 && made >= opt.Count {
 					break
 				}
-				pkt, flows := g.Next()
-				bufs[n] = append(bufs[n][:0], pkt...) // Next reuses its buffer
-				records[n], costs[n] = len(flows), 1
+				var flows []Flow
+				b.pkts[n], flows = g.appendNext(b.pkts[n][:0])
+				b.records[n], b.costs[n] = len(flows), 1
 				if opt.PerRecord && len(flows) > 0 {
-					costs[n] = float64(len(flows))
+					b.costs[n] = float64(len(flows))
 				}
 				made++
 				staged = true
 			}
 			if opt.Rate > 0 {
-				if tokens < costs[n] {
+				if tokens < b.costs[n] {
 					break
 				}
-				tokens -= costs[n]
+				tokens -= b.costs[n]
 			}
 			staged = false
 			n++
 		}
 		if n > 0 {
-			for i := range n {
-				msgs[i].Buffers[0] = bufs[i]
-			}
-			sent, err := writeBatch(ctx, w, msgs[:n])
+			sent, err := b.write(ctx, w, n)
 			for i := range sent {
 				st.Packets++
-				st.Records += uint64(records[i])
-				st.Bytes += uint64(len(bufs[i]))
+				st.Records += uint64(b.records[i])
+				st.Bytes += uint64(len(b.pkts[i]))
 			}
 			if err != nil {
 				st.Elapsed = time.Since(start)
 				return st, fmt.Errorf("flowgen: send to %s: %w", raddr, err)
 			}
 			if staged { // keep the waiting packet first
-				bufs[0], bufs[n] = bufs[n], bufs[0]
-				costs[0], records[0] = costs[n], records[n]
+				b.pkts[0], b.pkts[n] = b.pkts[n], b.pkts[0]
+				b.costs[0], b.records[0] = b.costs[n], b.records[n]
 			}
 		}
 		if opt.Rate > 0 && staged {
@@ -150,11 +151,92 @@ func Send(ctx context.Context, conn *net.UDPConn, g *Generator, opt SendOptions)
 			if opt.Duration > 0 {
 				wait = min(wait, opt.Duration-time.Since(start))
 			}
-			time.Sleep(max(0, min(wait, sendSlice)))
+			sleep(max(0, min(wait, sendSlice)))
 		}
 	}
 	st.Elapsed = time.Since(start)
 	return st, nil
+}
+
+// batch holds the datagrams of one wake-up and the messages that carry
+// them.
+type batch struct {
+	pkts    [][]byte // sendBatch+1: one more for the packet waiting for tokens
+	records []int
+	costs   []float64
+	msgs    []ipv4.Message
+	segs    []int    // datagrams carried by each message
+	oob     [][]byte // each message's UDP_SEGMENT control message
+	gso     bool
+}
+
+func newBatch(pktSize int, gso bool) *batch {
+	b := &batch{
+		pkts:    make([][]byte, sendBatch+1),
+		records: make([]int, sendBatch+1),
+		costs:   make([]float64, sendBatch+1),
+		msgs:    make([]ipv4.Message, sendBatch),
+		segs:    make([]int, sendBatch),
+		oob:     make([][]byte, sendBatch),
+		gso:     gso,
+	}
+	for i := range b.pkts {
+		b.pkts[i] = make([]byte, 0, pktSize)
+	}
+	for i := range b.oob {
+		b.oob[i] = make([]byte, 0, gsoControlLen)
+	}
+	return b
+}
+
+// write sends pkts[:n] and returns how many were sent. When a GSO message
+// is refused, it turns GSO off for good and sends the rest one datagram
+// per message.
+func (b *batch) write(ctx context.Context, w batchWriter, n int) (int, error) {
+	sent := 0
+	for sent < n {
+		nm := b.pack(sent, n)
+		m, err := writeBatch(ctx, w, b.msgs[:nm])
+		for i := range m {
+			sent += b.segs[i]
+		}
+		switch {
+		case err == nil && m == nm:
+		case err == nil: // ctx is done while the socket buffer is full
+			return sent, nil
+		case b.segs[m] > 1 && gsoRefused(err):
+			b.gso = false
+		default:
+			return sent, err
+		}
+	}
+	return sent, nil
+}
+
+// pack fills msgs with pkts[from:to] and returns the message count: one
+// datagram per message, or with GSO, runs of datagrams of the first's size
+// (a shorter one ends a run, as the kernel splits at that size).
+func (b *batch) pack(from, to int) int {
+	nm := 0
+	for i := from; i < to; {
+		j, size, total := i+1, len(b.pkts[i]), len(b.pkts[i])
+		for b.gso && j < to && j-i < gsoMaxSegments && len(b.pkts[j]) <= size && total+len(b.pkts[j]) <= gsoMaxBytes {
+			total += len(b.pkts[j])
+			j++
+			if len(b.pkts[j-1]) < size {
+				break
+			}
+		}
+		m := &b.msgs[nm]
+		m.Buffers, m.OOB = b.pkts[i:j], nil
+		if j-i > 1 {
+			m.OOB = appendGSOControl(b.oob[nm][:0], size)
+		}
+		b.segs[nm] = j - i
+		nm++
+		i = j
+	}
+	return nm
 }
 
 // writeBatch writes all of msgs, retrying after "connection refused" (an
@@ -171,7 +253,7 @@ func writeBatch(ctx context.Context, w batchWriter, msgs []ipv4.Message) (int, e
 			if ctx.Err() != nil {
 				return sent, nil
 			}
-			time.Sleep(50 * time.Microsecond)
+			sleep(50 * time.Microsecond)
 		default:
 			return sent, err
 		}
