@@ -97,9 +97,8 @@ func (r *mmsgReader) read(fd uintptr) bool {
 	}
 	for {
 		for i := range r.hdrs {
-			// The kernel writes back the address length and the flags.
+			// The kernel writes back the address length it used.
 			r.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
-			r.hdrs[i].Hdr.Flags = 0
 		}
 		// Raw: the socket is non-blocking, so the call cannot block, and
 		// Syscall6's entersyscall would wake the sleeping sysmon (a futex
