@@ -465,24 +465,40 @@ func (p *Publisher) passThrough(ctx context.Context, br *bufio.Reader, r io.Read
 // prefix is cut); err is set when that next frame is bad.
 func scanFrames(data []byte, maxSize int) (n, records, bodies, need int, err error) {
 	for {
-		size, plen := binary.Uvarint(data[n:])
-		switch {
-		case plen < 0 || plen == 0 && len(data)-n >= binary.MaxVarintLen64:
-			return n, records, bodies, 0, framing.ErrBadPrefix
-		case plen > 0 && size > uint64(maxSize):
-			return n, records, bodies, 0, fmt.Errorf("%w: %d bytes, limit %d", framing.ErrTooLarge, size, maxSize)
-		case plen == 0:
-			return n, records, bodies, binary.MaxVarintLen64, nil
-		case uint64(len(data)-n-plen) < size:
-			return n, records, bodies, plen + int(size), nil
+		body, end, need, err := nextFrame(data, n, maxSize)
+		if end == 0 {
+			return n, records, bodies, need, err
 		}
-		if !wellFormed(data[n+plen : n+plen+int(size)]) {
+		// Bodies are checked two at a time (see wellFormed2), alone when
+		// the next frame is not whole or one of the two is bad.
+		if body2, end2, _, _ := nextFrame(data, end, maxSize); end2 > 0 && wellFormed2(body, body2) {
+			n, records, bodies = end2, records+2, bodies+len(body)+len(body2)
+			continue
+		}
+		if !wellFormed(body) {
 			return n, records, bodies, 0, framing.ErrBadMessage
 		}
-		n += plen + int(size)
-		records++
-		bodies += int(size)
+		n, records, bodies = end, records+1, bodies+len(body)
 	}
+}
+
+// nextFrame returns the body of the whole frame at data[n:] and the offset
+// after it; or end 0 and either how many bytes the frame needs from n or,
+// for a bad prefix, an error.
+func nextFrame(data []byte, n, maxSize int) (body []byte, end, need int, err error) {
+	size, plen := binary.Uvarint(data[n:])
+	switch {
+	case plen < 0 || plen == 0 && len(data)-n >= binary.MaxVarintLen64:
+		return nil, 0, 0, framing.ErrBadPrefix
+	case plen > 0 && size > uint64(maxSize):
+		return nil, 0, 0, fmt.Errorf("%w: %d bytes, limit %d", framing.ErrTooLarge, size, maxSize)
+	case plen == 0:
+		return nil, 0, binary.MaxVarintLen64, nil
+	case uint64(len(data)-n-plen) < size:
+		return nil, 0, plen + int(size), nil
+	}
+	end = n + plen + int(size)
+	return data[n+plen : end : end], end, 0, nil
 }
 
 func (p *Publisher) inputError(err error) error {
@@ -515,69 +531,6 @@ func (p *Publisher) produceFrames(sl *slab, frames []byte, records, bodies int) 
 	}
 	p.gate.Unlock()
 }
-
-// wellFormed walks the protobuf fields of b without storing them: each
-// tag, varint, fixed-size value and length must fit. Groups (which
-// FlowMessage has none of) and field number 0 are rejected. It accepts
-// what protowire.ConsumeField does (FuzzWellFormed checks), several times
-// faster: varint values are skipped, not decoded.
-func wellFormed(b []byte) bool {
-	i := 0
-	for i < len(b) {
-		var tag uint64
-		if c := b[i]; c < 0x80 { // fields 1-15
-			tag, i = uint64(c), i+1
-		} else if i+1 < len(b) && b[i+1] < 0x80 { // fields 16-2047
-			tag, i = uint64(c&0x7f)|uint64(b[i+1])<<7, i+2
-		} else {
-			v, n := binary.Uvarint(b[i:])
-			if n <= 0 {
-				return false
-			}
-			tag, i = v, i+n
-		}
-		if tag>>3 == 0 || tag>>3 > maxFieldNumber {
-			return false
-		}
-		switch tag & 7 {
-		case 0: // varint
-			j := i
-			for j < len(b) && b[j] >= 0x80 {
-				j++
-			}
-			if j >= len(b) || j-i > 9 || j-i == 9 && b[j] > 1 {
-				return false
-			}
-			i = j + 1
-		case 1: // fixed64
-			i += 8
-		case 5: // fixed32
-			i += 4
-		case 2: // length-delimited
-			var size uint64
-			if c := b[min(i, len(b)-1)]; i < len(b) && c < 0x80 {
-				size, i = uint64(c), i+1
-			} else {
-				v, n := binary.Uvarint(b[i:])
-				if n <= 0 {
-					return false
-				}
-				size, i = v, i+n
-			}
-			if size > uint64(len(b)-i) {
-				return false
-			}
-			i += int(size)
-		default:
-			return false
-		}
-	}
-	return i == len(b)
-}
-
-// maxFieldNumber is the largest field number decoders (protowire,
-// vtprotobuf) accept from the wire.
-const maxFieldNumber = 1<<31 - 1
 
 // produce copies key and body (behind a varint length when bin) into a
 // slab and hands the record to the producer.

@@ -131,32 +131,38 @@ func TestValueFormats(t *testing.T) {
 
 // TestBadInput: the records before a bad frame are all produced, then Run
 // reports the frame's offset; on the pass-through path (no key) and the
-// decoding one (keyed).
+// decoding one (keyed). With 100 and 101 good records before it, the bad
+// frame is second and first of a pair the pass-through path checks
+// together.
 func TestBadInput(t *testing.T) {
-	good := binStream(t, 100, 1)
+	next := binStream(t, 1, 1)
 	for _, tc := range []struct{ name, tail, want string }{
 		{"truncated", "\x05\x01\x02", "truncated frame"},
 		{"not-protobuf", "\x03\xff\xff\xff", "invalid protobuf message"},
+		{"not-protobuf-then-good", "\x03\xff\xff\xff" + string(next), "invalid protobuf message"},
 	} {
-		for _, key := range []string{"none", "src_addr"} {
-			t.Run(tc.name+"/key="+key, func(t *testing.T) {
-				c := newCluster(t)
-				cfg := DefaultConfig()
-				cfg.Key = keyed(t, key)
-				p, _ := newPublisher(t, c.ListenAddrs(), cfg)
-				in := append(append([]byte{}, good...), tc.tail...)
-				err := p.Run(context.Background(), bytes.NewReader(in))
-				want := fmt.Sprintf("offset %d: %s", len(good), tc.want)
-				if err == nil || !strings.Contains(err.Error(), want) {
-					t.Fatalf("want an error with %q, got %v", want, err)
-				}
-				if st := p.Stats(); st.Read != 100 || st.Produced != 100 {
-					t.Fatalf("stats %+v", st)
-				}
-				if got := testutil.ToFloat64(p.m.inputErrors); got != 1 {
-					t.Errorf("input errors %v", got)
-				}
-			})
+		for _, n := range []int{100, 101} {
+			good := binStream(t, n, 1)
+			for _, key := range []string{"none", "src_addr"} {
+				t.Run(fmt.Sprintf("%s/good=%d/key=%s", tc.name, n, key), func(t *testing.T) {
+					c := newCluster(t)
+					cfg := DefaultConfig()
+					cfg.Key = keyed(t, key)
+					p, _ := newPublisher(t, c.ListenAddrs(), cfg)
+					in := append(append([]byte{}, good...), tc.tail...)
+					err := p.Run(context.Background(), bytes.NewReader(in))
+					want := fmt.Sprintf("offset %d: %s", len(good), tc.want)
+					if err == nil || !strings.Contains(err.Error(), want) {
+						t.Fatalf("want an error with %q, got %v", want, err)
+					}
+					if st := p.Stats(); st.Read != uint64(n) || st.Produced != uint64(n) {
+						t.Fatalf("stats %+v", st)
+					}
+					if got := testutil.ToFloat64(p.m.inputErrors); got != 1 {
+						t.Errorf("input errors %v", got)
+					}
+				})
+			}
 		}
 	}
 }
