@@ -21,6 +21,10 @@ func TestStreamDigest(t *testing.T) {
 		"ipfix-benchmark":         "ec7837d079972aa7627be5554d69a916cf30339ecbf4ff34ed16883d68baa8cd",
 		"sflow":                   "3bb752ab33511590246db70a45fea785103ef2b672026e92c05847d964ccdfa8",
 		"sflow-ipv6-agent":        "e3556191446a0bf1d088081d83f64c526ba7c462245c9c0bf4de223b4a3cb335",
+		"netflow5-pool":           "09fe1fd9f604aaed9e0d0d402071ccf69a6ac14a280871b63f9fc9d1eec80549",
+		"netflow9-pool":           "d14b40b286fad60240ee1763692d89bc595885fd014bac8d3d4f9597ab8db340",
+		"ipfix-pool":              "b1bee0a359d2b0b79f320f520037526dbc9b0a49d6361eb04f7f0e361bad5c55",
+		"sflow-pool":              "5f98d63f6e290de972a0bc06a2c95e50edbf6244f8c37006f4648e4023f1eab7",
 	}
 	for _, tc := range testCases() {
 		t.Run(tc.name, func(t *testing.T) {

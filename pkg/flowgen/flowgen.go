@@ -106,6 +106,15 @@ type Config struct {
 	// HeaderSize is the most bytes of each sampled frame an sFlow raw packet
 	// header record carries, Ethernet header included; default 128, 64-1518.
 	HeaderSize int
+	// FlowPool, when above 0, is how many data packets (sFlow datagrams)
+	// get freshly drawn flows. Later ones reuse those flows in turn, with
+	// fresh random bits after the first 8 (IPv4) or 32 (IPv6) of the source
+	// and destination addresses, so that the distribution of addresses stays
+	// the same, and flow times moved with the export time; sequence numbers,
+	// export times and sFlow samples go on as usual. A drawn flow takes some
+	// 30 random numbers, a reused one 2 to 4: load generators set it to put
+	// their CPU into sending. 0 draws every flow.
+	FlowPool int
 }
 
 const maxDatagram = 65507 // largest UDP payload over IPv4
@@ -168,6 +177,10 @@ func (c Config) Validate() error {
 	if c.PacketInterval < 0 {
 		errs = append(errs, fmt.Errorf("flowgen: packet interval must be >= 0, got %v", c.PacketInterval))
 	}
+	if c.FlowPool < 0 || c.FlowPool > maxPooledFlows/max(1, c.RecordsPerPacket) {
+		errs = append(errs, fmt.Errorf("flowgen: flow pool must be in [0, %d] packets of %d records, got %d",
+			maxPooledFlows/max(1, c.RecordsPerPacket), c.RecordsPerPacket, c.FlowPool))
+	}
 	if c.HeaderSize < 64 || c.HeaderSize > 1518 {
 		errs = append(errs, fmt.Errorf("flowgen: sFlow header size must be in [64, 1518], got %d", c.HeaderSize))
 	}
@@ -213,6 +226,7 @@ type Generator struct {
 	samplePool uint32 // sFlow packets seen by the sampler
 
 	v4Fields, v6Fields []field // v9 or IPFIX data templates
+	pool               flowPool
 
 	buf   []byte
 	flows []Flow
@@ -233,6 +247,7 @@ func New(cfg Config) (*Generator, error) {
 		templatesDue: cfg.TemplateInterval > 0,
 		flows:        make([]Flow, 0, cfg.RecordsPerPacket),
 		buf:          make([]byte, 0, cfg.maxPacketSize()),
+		pool:         newFlowPool(cfg.FlowPool, cfg.RecordsPerPacket, cfg.Protocol == SFlow),
 	}
 	switch cfg.Protocol {
 	case NetFlowV9:

@@ -35,6 +35,14 @@ func testCases() []testCase {
 		{"sflow", Config{Protocol: SFlow, Seed: 4, IPv6Ratio: 0.3, SamplingRate: 2048, ObservationDomain: 3}},
 		{"sflow-ipv6-agent", Config{Protocol: SFlow, Seed: 6, IPv6Ratio: 0.5, RecordsPerPacket: 3,
 			Exporter: netip.MustParseAddr("2001:db8::1"), HeaderSize: 256}},
+		// Flows reused from a pool of 3 packets; export times 0.7s apart move
+		// them by whole seconds.
+		{"netflow5-pool", Config{Protocol: NetFlowV5, Seed: 11, FlowPool: 3, PacketInterval: 700 * time.Millisecond}},
+		{"netflow9-pool", Config{Protocol: NetFlowV9, Seed: 12, IPv6Ratio: 0.3, SamplingRate: 100, TemplateInterval: 5,
+			FlowPool: 3, PacketInterval: 700 * time.Millisecond}},
+		{"ipfix-pool", Config{Protocol: IPFIX, Seed: 13, IPv6Ratio: 0.3, VariableLengthIE: true, EnterpriseIE: true,
+			FlowPool: 3, PacketInterval: 700 * time.Millisecond}},
+		{"sflow-pool", Config{Protocol: SFlow, Seed: 14, IPv6Ratio: 0.3, SamplingRate: 64, FlowPool: 3}},
 	}
 }
 
@@ -298,6 +306,8 @@ func TestValidate(t *testing.T) {
 		{Config{Protocol: IPFIX, RecordsPerPacket: 1000}, "UDP datagram"},
 		{Config{Protocol: SFlow, HeaderSize: 32}, "header size"},
 		{Config{Protocol: NetFlowV9, PacketInterval: -time.Second}, "packet interval"},
+		{Config{Protocol: IPFIX, FlowPool: -1}, "flow pool"},
+		{Config{Protocol: IPFIX, FlowPool: maxPooledFlows}, "flow pool"},
 	} {
 		err := tc.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "flowgen: ") {

@@ -88,6 +88,7 @@ func Send(ctx context.Context, conn *net.UDPConn, g *Generator, opt SendOptions)
 
 	b := newBatch(g.cfg.maxPacketSize(), gsoSupported(conn))
 	var (
+		sl     sleeper
 		staged bool // b.pkts[n] holds a packet made but not yet paid for
 		made   int
 		tokens float64
@@ -151,7 +152,7 @@ func Send(ctx context.Context, conn *net.UDPConn, g *Generator, opt SendOptions)
 			if opt.Duration > 0 {
 				wait = min(wait, opt.Duration-time.Since(start))
 			}
-			sleep(max(0, min(wait, sendSlice)))
+			sl.sleep(max(0, min(wait, sendSlice)))
 		}
 	}
 	st.Elapsed = time.Since(start)
@@ -253,7 +254,7 @@ func writeBatch(ctx context.Context, w batchWriter, msgs []ipv4.Message) (int, e
 			if ctx.Err() != nil {
 				return sent, nil
 			}
-			sleep(50 * time.Microsecond)
+			time.Sleep(50 * time.Microsecond)
 		default:
 			return sent, err
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"runtime"
 	"syscall"
 	"time"
 	"unsafe"
@@ -51,10 +52,20 @@ func gsoRefused(err error) bool {
 	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EOPNOTSUPP)
 }
 
-// sleep blocks the thread in nanosleep. time.Sleep parks the goroutine and
-// has the scheduler poll and wake threads around each of the hundreds of
-// sleeps a second Send makes, which costs more CPU than the sleep itself.
-func sleep(d time.Duration) {
+// sleeper blocks the thread in nanosleep: time.Sleep parks the goroutine
+// and has the scheduler poll and wake threads around each of the hundreds
+// of sleeps a second Send makes, which costs more CPU than the sleep
+// itself. A goroutine that never parks looks to the scheduler like one
+// that runs for ever, and every 10ms sysmon would take its P away in the
+// middle of a sleep and spin; yielding every few milliseconds prevents that
+// for less.
+type sleeper struct{ yielded time.Time }
+
+func (s *sleeper) sleep(d time.Duration) {
 	ts := syscall.NsecToTimespec(int64(d))
 	_ = syscall.Nanosleep(&ts, nil)
+	if now := time.Now(); now.Sub(s.yielded) >= 5*time.Millisecond {
+		runtime.Gosched()
+		s.yielded = now
+	}
 }

@@ -16,4 +16,7 @@ func appendGSOControl(b []byte, _ int) []byte { return b }
 
 func gsoRefused(error) bool { return false }
 
-func sleep(d time.Duration) { time.Sleep(d) }
+// sleeper is time.Sleep elsewhere.
+type sleeper struct{}
+
+func (*sleeper) sleep(d time.Duration) { time.Sleep(d) }

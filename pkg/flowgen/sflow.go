@@ -54,22 +54,39 @@ func (g *Generator) appendSFlow(b []byte, now time.Time) ([]byte, []Flow) {
 	b = binary.BigEndian.AppendUint32(b, uint32(n+1))
 	g.seq++
 
+	var pooled []Flow
+	if g.pool.full() {
+		pooled, _, _ = g.pool.take()
+	}
 	for i := range flows {
 		f := &flows[i]
-		g.randomFlow(f, g.cfg.IPv6Ratio > 0 && g.rng.float64() < g.cfg.IPv6Ratio, now)
+		if pooled != nil {
+			g.reuseFlow(f, &pooled[i], 0)
+		} else {
+			g.randomFlow(f, g.cfg.IPv6Ratio > 0 && g.rng.float64() < g.cfg.IPv6Ratio, now)
+			g.drawSample(f)
+		}
 		b = g.appendFlowSample(b, f, now, i%2 == 1)
+	}
+	if pooled == nil {
+		g.pool.keep(flows, 0, now) // no IPv4-first order in sFlow datagrams
 	}
 	b = g.appendCounterSample(b)
 	return b, flows
 }
 
-// appendFlowSample turns f into one sampled packet and appends its sample.
-func (g *Generator) appendFlowSample(b []byte, f *Flow, now time.Time, expanded bool) []byte {
-	r := &g.rng
-	l2 := 14
+// l2Len is the length of the Ethernet header of f's sampled frame.
+func l2Len(f *Flow) int {
 	if f.VLAN != 0 {
-		l2 += 4
+		return 14 + 4
 	}
+	return 14
+}
+
+// drawSample completes a random flow into a sampled packet: its frame
+// length, AS path and communities.
+func (g *Generator) drawSample(f *Flow) {
+	r := &g.rng
 	ipHdr, l4Hdr := 20, 8
 	if f.SrcAddr.Is6() {
 		ipHdr = 40
@@ -77,12 +94,10 @@ func (g *Generator) appendFlowSample(b []byte, f *Flow, now time.Time, expanded 
 	if f.Proto == 6 {
 		l4Hdr = 20
 	}
+	l2 := l2Len(f)
 	minIP := max(ipHdr+l4Hdr, 64-fcsLen-l2) // at least a minimum-size Ethernet frame
 	ipLen := minIP + r.intN(1500-minIP+1)
-	frameLen := l2 + ipLen + fcsLen
-	f.Packets, f.Bytes = 1, uint64(frameLen)
-	f.Start = now.Truncate(time.Millisecond)
-	f.End = f.Start
+	f.Packets, f.Bytes = 1, uint64(l2+ipLen+fcsLen)
 
 	start := len(g.lists)
 	for range r.intN(maxASPath) {
@@ -95,6 +110,15 @@ func (g *Generator) appendFlowSample(b []byte, f *Flow, now time.Time, expanded 
 		g.lists = append(g.lists, uint32(64512+r.intN(1000))<<16|uint32(r.intN(1000)))
 	}
 	f.Communities = g.lists[start:len(g.lists):len(g.lists)]
+}
+
+// appendFlowSample appends the sample of f, a sampled packet made by
+// drawSample.
+func (g *Generator) appendFlowSample(b []byte, f *Flow, now time.Time, expanded bool) []byte {
+	frameLen := int(f.Bytes)
+	ipLen := frameLen - l2Len(f) - fcsLen
+	f.Start = now.Truncate(time.Millisecond)
+	f.End = f.Start
 
 	g.samplePool += f.SamplingRate
 	sample := len(b)

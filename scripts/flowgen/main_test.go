@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/flowpipe/flowpipe/pkg/flowgen"
 )
 
 func TestRunPcap(t *testing.T) {
@@ -67,6 +69,34 @@ func TestRunSend(t *testing.T) {
 	}
 }
 
+// TestRunFlowPool checks that --flow-pool reaches the generator: the pcap
+// holds what a generator with the same pool makes, not an unpooled one's.
+func TestRunFlowPool(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"flowgen", "--protocol", "netflow5", "--flow-pool", "2", "--count", "6", "--pcap", "-"}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	pr, err := pcapgo.NewReader(&stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pooled, _ := flowgen.New(flowgen.Config{Seed: 1, Protocol: flowgen.NetFlowV5, FlowPool: 2})
+	plain, _ := flowgen.New(flowgen.Config{Seed: 1, Protocol: flowgen.NetFlowV5})
+	for i := range 6 {
+		frame, _, err := pr.ReadPacketData()
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		payload := frame[14+20+8:] // Ethernet, IPv4, UDP
+		want, _ := pooled.Next()
+		other, _ := plain.Next()
+		if !bytes.Equal(payload, want) || (i >= 2) == bytes.Equal(payload, other) {
+			t.Fatalf("packet %d is not the pooled generator's (or is the unpooled one's too)", i)
+		}
+	}
+}
+
 func TestRunUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"--pcap", "x.pcap", "--send", "127.0.0.1:2055"},
@@ -75,6 +105,7 @@ func TestRunUsage(t *testing.T) {
 		{"--protocol", "netflow5", "--ipv6-ratio", "0.5", "--pcap", "-"},
 		{"--no-such-flag"},
 		{"--pcap", "-", "extra"},
+		{"--flow-pool", "-1", "--pcap", "-"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(append([]string{"flowgen"}, args...), &stdout, &stderr); code != 2 || stdout.Len() != 0 {
