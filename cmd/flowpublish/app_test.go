@@ -332,29 +332,35 @@ func TestMetrics(t *testing.T) {
 	if _, err := pw.Write(stream(t, 0, 100)); err != nil {
 		t.Fatal(err)
 	}
+	// A scrape is not atomic (the last promise may be between counting
+	// its record and releasing it), so scrape until every value is there.
+	wants := []string{"flowpublish_records_in_total 100", "flowpublish_records_produced_total 100",
+		"flowpublish_records_buffered 0", "flowpublish_produce_latency_seconds_count 13",
+		"flowpublish_batch_records_count", "flowpublish_produce_records_total", "flowpublish_bytes_in_total"}
 	var body []byte
+	missing := wants
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	for len(missing) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
-		if err == nil {
-			body, _ = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if bytes.Contains(body, []byte("flowpublish_records_produced_total 100")) {
-				break
+		if err != nil {
+			continue
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = nil
+		for _, want := range wants {
+			if !bytes.Contains(body, []byte(want)) {
+				missing = append(missing, want)
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	pw.Close()
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	for _, want := range []string{"flowpublish_records_in_total 100", "flowpublish_records_produced_total 100",
-		"flowpublish_records_buffered 0", "flowpublish_produce_latency_seconds_count 13",
-		"flowpublish_batch_records_count", "flowpublish_produce_records_total", "flowpublish_bytes_in_total"} {
-		if !bytes.Contains(body, []byte(want)) {
-			t.Errorf("metrics lack %q", want)
-		}
+	for _, want := range missing {
+		t.Errorf("metrics lack %q", want)
 	}
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(body)
