@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"fmt"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,7 +41,7 @@ func newMetrics(reg prometheus.Registerer, read, produced *atomic.Uint64, buffer
 			Name: "flowpublish_input_errors_total", Help: "Bad frames or lines that stopped the input."}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "flowpublish_produce_latency_seconds",
-			Help:    "Time from reading a record to its acknowledgement (one record in 8, in read order).",
+			Help:    fmt.Sprintf("Time from reading a record to its acknowledgement (one record in %d, in read order).", latencySample),
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 14), // 0.5 ms .. ~75 s
 		}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
