@@ -11,6 +11,15 @@
 # compression). Runs alternate; each prints records/s and client CPU-seconds
 # per million records; the last line gives medians and the ratio.
 # FP_ARGS adds flowpublish flags, e.g. FP_ARGS="--key sampler_address".
+#
+#   RATE=500000 scripts/bench-publish.sh [RECORDS [RUNS]]
+#
+# instead feeds flowpublish at that fixed rate (benchpublish feed, 256 KiB
+# writes as flowenrich's) into a fresh dev broker per run, and prints the
+# CPU-seconds per million records of flowpublish and of the broker, then the
+# best and median of each. INPUT=file.bin feeds that bin stream instead of
+# generated records (e.g. flowgen --pcap | flowcollect -r | flowenrich);
+# BASE=path/to/flowpublish alternates runs with another build of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000000}
@@ -27,13 +36,61 @@ go build -o "$work/devbroker" ./scripts/devbroker
 go build -o "$work/benchpublish" ./scripts/benchpublish
 go build -o "$work/flowpublish" ./cmd/flowpublish
 
+# start_broker DIR TOPICS: a dev broker in the background; sets broker_pid and addr.
+start_broker() {
+	: >"$work/broker.out" # not the previous broker's line
+	"$work/devbroker" --listen 127.0.0.1:0 --data-dir "$1" --topic "$2" --partitions 4 \
+		>"$work/broker.out" 2>"$work/broker.err" &
+	broker_pid=$!
+	addr=
+	for _ in $(seq 100); do grep -q listening "$work/broker.out" 2>/dev/null && break; sleep 0.1; done
+	addr=$(awk '/listening/ {print $4}' "$work/broker.out")
+	[[ -n $addr ]] || { cat "$work/broker.err"; exit 1; }
+}
+stop_broker() { kill "$broker_pid"; wait "$broker_pid" || true; broker_pid=; }
+# cpu_ticks PID: user+system CPU time of a process, in clock ticks.
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+
+if [[ ${RATE:-0} != 0 ]]; then
+	input=${INPUT:-$work/flows.bin}
+	[[ -n ${INPUT:-} ]] || "$work/benchpublish" gen -n "$N" -o "$input"
+	builds=("flowpublish=$work/flowpublish")
+	[[ -z ${BASE:-} ]] || builds+=("base=$BASE")
+	hz=$(getconf CLK_TCK)
+	echo "$input at $RATE records/s into a fresh dev broker (kfake, data dir) per run, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
+	TIMEFORMAT='%R %U %S'
+	: >"$work/rate.txt"
+	for i in $(seq "$RUNS"); do
+		for build in "${builds[@]}"; do
+			name=${build%%=*} bin=${build#*=}
+			start_broker "$work/kafka-$i-$name" flows
+			b0=$(cpu_ticks "$broker_pid")
+			"$work/benchpublish" feed -rate "$RATE" -i "$input" |
+				{ time "$bin" --brokers "$addr" --topic flows --log-level info ${FP_ARGS:-} \
+					>/dev/null 2>"$work/fp.err"; } 2>"$work/fp.time" || { cat "$work/fp.err"; exit 1; }
+			b1=$(cpu_ticks "$broker_pid")
+			stop_broker
+			rm -rf "$work/kafka-$i-$name"
+			read -r real user sys <"$work/fp.time"
+			n=$(sed -n 's/.*msg=done read=\([0-9]*\).*/\1/p' "$work/fp.err")
+			awk -v name="$name" -v n="$n" -v w="$real" -v c="$(awk -v u="$user" -v s="$sys" 'BEGIN { print u+s }')" \
+				-v b="$(((b1 - b0)))" -v hz="$hz" 'BEGIN {
+				printf "%-12s %9.0f records/s  flowpublish %5.3f  devbroker %5.3f CPU-s per million records\n", name, n/w, c/(n/1e6), b/hz/(n/1e6) }' |
+				tee -a "$work/rate.txt"
+		done
+	done
+	for build in "${builds[@]}"; do
+		name=${build%%=*}
+		awk -v name="$name" '$1 == name { fp[++n] = $5; br[n] = $7 }
+			function sort(a, n,   i, j, t) { for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t } }
+			END { sort(fp, n); sort(br, n); m = int((n + 1) / 2)
+				printf "%-12s flowpublish best %.3f median %.3f, devbroker best %.3f median %.3f CPU-s per million records (%d runs)\n", name, fp[1], fp[m], br[1], br[m], n }' "$work/rate.txt"
+	done
+	exit 0
+fi
+
 topics=$(for i in $(seq "$RUNS"); do printf 'bare%d,fp%d,' "$i" "$i"; done)
-"$work/devbroker" --listen 127.0.0.1:0 --data-dir "$work/kafka" --topic "$topics" --partitions 4 \
-	>"$work/broker.out" 2>"$work/broker.err" &
-broker_pid=$!
-for _ in $(seq 100); do grep -q listening "$work/broker.out" 2>/dev/null && break; sleep 0.1; done
-addr=$(awk '/listening/ {print $4}' "$work/broker.out")
-[[ -n $addr ]] || { cat "$work/broker.err"; exit 1; }
+start_broker "$work/kafka" "$topics"
 
 "$work/benchpublish" gen -n "$N" -o "$work/flows.bin"
 echo "broker $addr (kfake, data dir), $N records of 200 bytes, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"

@@ -2,14 +2,17 @@
 //
 //	benchpublish gen -n 2000000 -o flows.bin           # 200-byte framed records
 //	benchpublish produce -brokers 127.0.0.1:9092 -i flows.bin
+//	benchpublish feed -rate 500000 -i flows.bin | flowpublish ...
 //
 // gen writes a bin stream of synthetic flows, each frame exactly 200 bytes
-// with its prefix. produce is a bare franz-go producer: it loads the frames
-// of -i into memory before the clock starts (without -i it builds -n of
-// them) and produces each as one record value, with flowpublish's default
-// producer settings (acks=all, idempotent, no compression, same linger and
-// buffer), then prints "records wall-seconds cpu-seconds" for the
-// production alone (loading excluded).
+// with its prefix. feed writes a bin stream file to stdout at a fixed rate
+// of records per second (paced by bytes at the file's mean record size), in
+// 256 KiB writes as flowenrich makes them. produce is a bare franz-go
+// producer: it loads the frames of -i into memory before the clock starts
+// (without -i it builds -n of them) and produces each as one record value,
+// with flowpublish's default producer settings (acks=all, idempotent, no
+// compression, same linger and buffer), then prints "records wall-seconds
+// cpu-seconds" for the production alone (loading excluded).
 package main
 
 import (
@@ -49,13 +52,16 @@ func run(args []string) error {
 	out := fs.String("o", "-", "gen: output file")
 	brokers := fs.String("brokers", "127.0.0.1:9092", "produce: seed brokers")
 	topic := fs.String("topic", "flows", "produce: topic")
-	in := fs.String("i", "", "produce: bin stream whose frames to produce (default: build -n)")
+	in := fs.String("i", "", "produce, feed: bin stream whose frames to produce or write (default: build -n)")
+	rate := fs.Float64("rate", 500_000, "feed: records per second")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	switch args[0] {
 	case "gen":
 		return gen(*out, *n)
+	case "feed":
+		return feed(*in, *rate)
 	case "produce":
 		values, err := load(*in, *n)
 		if err != nil {
@@ -128,6 +134,38 @@ func gen(path string, n int) error {
 		return err
 	}
 	return bw.Flush()
+}
+
+// feed writes the bin stream file at path to stdout at rate records per
+// second.
+func feed(path string, rate float64) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	records := 0
+	for rest := data; len(rest) > 0; records++ {
+		size, k := binary.Uvarint(rest)
+		if k <= 0 || uint64(len(rest)-k) < size {
+			return errors.New("bad frame in input")
+		}
+		rest = rest[k+int(size):]
+	}
+	if records == 0 || rate <= 0 {
+		return errors.New("feed: need records and a positive rate")
+	}
+	nsPerByte := 1e9 * float64(records) / rate / float64(len(data))
+	const chunk = 256 << 10 // flowenrich's write size
+	start := time.Now()
+	for off := 0; off < len(data); {
+		end := min(off+chunk, len(data))
+		if _, err := os.Stdout.Write(data[off:end]); err != nil {
+			return err
+		}
+		off = end
+		time.Sleep(time.Until(start.Add(time.Duration(float64(off) * nsPerByte))))
+	}
+	return nil
 }
 
 // load returns the frames (prefix included) of a bin stream file, or n
