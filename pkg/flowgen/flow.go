@@ -146,12 +146,9 @@ func (g *Generator) randomMAC() [6]byte {
 	return [6]byte{byte(u>>40)&^1 | 2, byte(u >> 32), byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)}
 }
 
-// fillFlows fills the reused flow slice with RecordsPerPacket random (or,
-// once the pool is full, reused) flows, the n4 IPv4 ones first.
+// fillFlows fills the reused flow slice with RecordsPerPacket random flows,
+// the n4 IPv4 ones first.
 func (g *Generator) fillFlows(now time.Time) (flows []Flow, n4 int) {
-	if g.pool.full() {
-		return g.reuseFlows(now)
-	}
 	n, n6 := g.cfg.RecordsPerPacket, 0
 	if g.cfg.IPv6Ratio > 0 {
 		for range n {
@@ -164,6 +161,5 @@ func (g *Generator) fillFlows(now time.Time) (flows []Flow, n4 int) {
 	for i := range flows {
 		g.randomFlow(&flows[i], i >= n-n6, now)
 	}
-	g.pool.keep(flows, n-n6, now)
 	return flows, n - n6
 }

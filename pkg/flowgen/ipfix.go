@@ -5,6 +5,8 @@ import (
 	"time"
 )
 
+const ipfixHeaderLen = 16
+
 // appendIPFIXHeader appends a message header; its length is set by
 // finishIPFIX. The sequence number counts the data records sent before this
 // message (RFC 7011, section 3.1).

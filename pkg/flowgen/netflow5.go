@@ -17,23 +17,10 @@ func (g *Generator) appendV5(b []byte, now time.Time) ([]byte, []Flow) {
 		f := &flows[i]
 		f.SrcMAC, f.DstMAC, f.VLAN = [6]byte{}, [6]byte{}, 0 // v5 has no room for them
 	}
-	secs := now.Unix()
-	b = binary.BigEndian.AppendUint16(b, 5)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(flows)))
-	// unix_secs without nsecs, and sysUptime at that very second, so that
-	// First and Last map to the same times whichever a collector uses.
-	b = binary.BigEndian.AppendUint32(b, g.uptime(secs*1000))
-	b = binary.BigEndian.AppendUint32(b, uint32(secs))
-	b = binary.BigEndian.AppendUint32(b, 0)
-	b = binary.BigEndian.AppendUint32(b, g.seq)
-	b = append(b, byte(g.cfg.ObservationDomain>>8), byte(g.cfg.ObservationDomain))
-	var sampling uint16
-	if r := g.cfg.SamplingRate; r > 0 {
-		sampling = 1<<14 | uint16(r) // mode 01: deterministic 1-in-N packet interval
-	}
-	b = binary.BigEndian.AppendUint16(b, sampling)
+	b = g.appendV5Header(b, len(flows), now)
 	for i := range flows {
 		f := &flows[i]
+		g.pool.mark(len(b))
 		b = appendAddr(b, f.SrcAddr)
 		b = appendAddr(b, f.DstAddr)
 		b = appendAddr(b, f.NextHop)
@@ -52,4 +39,23 @@ func (g *Generator) appendV5(b []byte, now time.Time) ([]byte, []Flow) {
 	}
 	g.seq += uint32(len(flows)) // flow_sequence counts flows, not packets
 	return b, flows
+}
+
+// appendV5Header appends the header of a packet of count flows.
+func (g *Generator) appendV5Header(b []byte, count int, now time.Time) []byte {
+	secs := now.Unix()
+	b = binary.BigEndian.AppendUint16(b, 5)
+	b = binary.BigEndian.AppendUint16(b, uint16(count))
+	// unix_secs without nsecs, and sysUptime at that very second, so that
+	// First and Last map to the same times whichever a collector uses.
+	b = binary.BigEndian.AppendUint32(b, g.uptime(secs*1000))
+	b = binary.BigEndian.AppendUint32(b, uint32(secs))
+	b = binary.BigEndian.AppendUint32(b, 0)
+	b = binary.BigEndian.AppendUint32(b, g.seq)
+	b = append(b, byte(g.cfg.ObservationDomain>>8), byte(g.cfg.ObservationDomain))
+	var sampling uint16
+	if r := g.cfg.SamplingRate; r > 0 {
+		sampling = 1<<14 | uint16(r) // mode 01: deterministic 1-in-N packet interval
+	}
+	return binary.BigEndian.AppendUint16(b, sampling)
 }

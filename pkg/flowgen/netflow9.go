@@ -5,6 +5,8 @@ import (
 	"time"
 )
 
+const v9HeaderLen = 20
+
 // appendV9Header appends a v9 packet header; each packet takes the next
 // sequence number (RFC 3954 counts export packets).
 func (g *Generator) appendV9Header(b []byte, count int, now time.Time) []byte {
@@ -75,6 +77,7 @@ func (g *Generator) appendDataSet(b []byte, id uint16, flows []Flow) []byte {
 	b = binary.BigEndian.AppendUint16(b, id)
 	b = append(b, 0, 0)
 	for i := range flows {
+		g.pool.mark(len(b))
 		if g.cfg.Protocol == NetFlowV9 {
 			b = g.appendV9Record(b, &flows[i])
 		} else {

@@ -113,11 +113,11 @@ func Send(ctx context.Context, conn *net.UDPConn, g *Generator, opt SendOptions)
 				if opt.Count > 0 && made >= opt.Count {
 					break
 				}
-				var flows []Flow
-				b.pkts[n], flows = g.appendNext(b.pkts[n][:0])
-				b.records[n], b.costs[n] = len(flows), 1
-				if opt.PerRecord && len(flows) > 0 {
-					b.costs[n] = float64(len(flows))
+				var records int
+				b.pkts[n], _, records = g.appendNext(b.pkts[n][:0], false)
+				b.records[n], b.costs[n] = records, 1
+				if opt.PerRecord && records > 0 {
+					b.costs[n] = float64(records)
 				}
 				made++
 				staged = true

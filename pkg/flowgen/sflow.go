@@ -56,20 +56,17 @@ func (g *Generator) appendSFlow(b []byte, now time.Time) ([]byte, []Flow) {
 
 	var pooled []Flow
 	if g.pool.full() {
-		pooled, _, _ = g.pool.take()
+		pooled = g.pool.packet(g.pool.take(), n)
 	}
 	for i := range flows {
 		f := &flows[i]
 		if pooled != nil {
-			g.reuseFlow(f, &pooled[i], 0)
+			g.reuseFlow(f, &pooled[i])
 		} else {
 			g.randomFlow(f, g.cfg.IPv6Ratio > 0 && g.rng.float64() < g.cfg.IPv6Ratio, now)
 			g.drawSample(f)
 		}
 		b = g.appendFlowSample(b, f, now, i%2 == 1)
-	}
-	if pooled == nil {
-		g.pool.keep(flows, 0, now) // no IPv4-first order in sFlow datagrams
 	}
 	b = g.appendCounterSample(b)
 	return b, flows
