@@ -58,6 +58,7 @@ if [[ ${RATE:-0} != 0 ]]; then
 	[[ -z ${BASE:-} ]] || builds+=("base=$BASE")
 	hz=$(getconf CLK_TCK)
 	echo "$input at $RATE records/s into a fresh dev broker (kfake, data dir) per run, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
+	echo "(records/s: over flowpublish's whole run, which includes the feeder's loading of the file)"
 	TIMEFORMAT='%R %U %S'
 	: >"$work/rate.txt"
 	for i in $(seq "$RUNS"); do
