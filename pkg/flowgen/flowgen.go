@@ -301,7 +301,10 @@ func (g *Generator) appendNext(b []byte, truth bool) ([]byte, []Flow, int) {
 			g.templatesDue = true
 		}
 	}
-	if g.pool.full() && g.cfg.Protocol != SFlow {
+	if g.pool.full() {
+		if g.cfg.Protocol == SFlow {
+			return g.appendSFlowReused(b, now, truth)
+		}
 		return g.appendReused(b, now, truth)
 	}
 	start := len(b)
@@ -317,16 +320,19 @@ func (g *Generator) appendNext(b []byte, truth bool) ([]byte, []Flow, int) {
 		b, flows = g.appendSFlow(b, now)
 	}
 	if g.pool.filling() {
+		body, end := start, len(b)
 		switch g.cfg.Protocol {
 		case NetFlowV5:
-			g.pool.keep(flows, now, b[start:], v5HeaderLen)
+			body += v5HeaderLen
 		case NetFlowV9:
-			g.pool.keep(flows, now, b[start:], v9HeaderLen)
+			body += v9HeaderLen
 		case IPFIX:
-			g.pool.keep(flows, now, b[start:], ipfixHeaderLen)
+			body += ipfixHeaderLen
 		case SFlow:
-			g.pool.keep(flows, now, nil, 0) // sFlow samples are reused as flows
+			body += sflowHeaderLen(g.cfg.Exporter)
+			end -= sflowCounterSampleLen // made anew each time
 		}
+		g.pool.keep(flows, now, b[body:end], body)
 	}
 	return b, flows, len(flows)
 }

@@ -20,8 +20,9 @@ type flowPool struct {
 	secs  []int64  // each packet's export second, which its flow times follow
 	lists []uint32 // backing array of the pooled AS paths and communities
 
-	// NetFlow and IPFIX packets are reused as bytes: what follows each
-	// header, and where each record starts in it.
+	// Packets are reused as bytes: what follows each header (up to the
+	// counter sample in sFlow), and where each record starts in it (each
+	// sFlow sample, and its sampled frame).
 	bodies  []byte
 	bodyEnd []int
 	recOff  []int
@@ -37,14 +38,15 @@ func newFlowPool(cfg Config) flowPool {
 	p.flows = make([]Flow, 0, records)
 	p.n4 = make([]int, 0, p.size)
 	p.secs = make([]int64, 0, p.size)
+	marks := cfg.RecordsPerPacket
 	if cfg.Protocol == SFlow {
 		p.lists = make([]uint32, 0, records*(maxASPath+maxCommunities))
-		return p
+		marks *= 2
 	}
 	p.bodies = make([]byte, 0, p.size*cfg.maxPacketSize())
 	p.bodyEnd = make([]int, 0, p.size)
-	p.recOff = make([]int, 0, records)
-	p.marks = make([]int, 0, cfg.RecordsPerPacket)
+	p.recOff = make([]int, 0, p.size*marks)
+	p.marks = make([]int, 0, marks)
 	return p
 }
 
@@ -58,9 +60,9 @@ func (p *flowPool) mark(at int) {
 	}
 }
 
-// keep copies a data packet's flows into the pool and, for NetFlow and
-// IPFIX, the body of the packet, which starts at offset body of pkt.
-func (p *flowPool) keep(flows []Flow, now time.Time, pkt []byte, body int) {
+// keep copies a data packet's flows into the pool, and the body of the
+// packet, which starts at offset base of the buffer marks refer to.
+func (p *flowPool) keep(flows []Flow, now time.Time, body []byte, base int) {
 	n4 := 0
 	for _, f := range flows {
 		if f.SrcAddr.Is4() {
@@ -76,12 +78,10 @@ func (p *flowPool) keep(flows []Flow, now time.Time, pkt []byte, body int) {
 	}
 	p.n4 = append(p.n4, n4)
 	p.secs = append(p.secs, now.Unix())
-	if pkt != nil {
-		p.bodies = append(p.bodies, pkt[body:]...)
-		p.bodyEnd = append(p.bodyEnd, len(p.bodies))
-		for _, at := range p.marks {
-			p.recOff = append(p.recOff, at-body)
-		}
+	p.bodies = append(p.bodies, body...)
+	p.bodyEnd = append(p.bodyEnd, len(p.bodies))
+	for _, at := range p.marks {
+		p.recOff = append(p.recOff, at-base)
 	}
 	p.marks = p.marks[:0]
 }
@@ -93,8 +93,14 @@ func (p *flowPool) take() int {
 	return i
 }
 
-// packet returns pooled packet i's flows, n each.
-func (p *flowPool) packet(i, n int) []Flow { return p.flows[i*n : (i+1)*n] }
+// packet returns pooled packet i's flows, n each, and body.
+func (p *flowPool) packet(i, n int) ([]Flow, []byte) {
+	start := 0
+	if i > 0 {
+		start = p.bodyEnd[i-1]
+	}
+	return p.flows[i*n : (i+1)*n], p.bodies[start:p.bodyEnd[i]]
+}
 
 // recordLayout is where a v5, v9 or IPFIX data record holds its addresses
 // and flow times, which reuse rewrites.
@@ -151,18 +157,14 @@ func (g *Generator) appendReused(b []byte, now time.Time, truth bool) ([]byte, [
 		b = g.appendIPFIXHeader(b, now)
 		g.seq += uint32(n)
 	}
+	pooled, pooledBody := p.packet(i, n)
 	body := len(b)
-	bodyStart := 0
-	if i > 0 {
-		bodyStart = p.bodyEnd[i-1]
-	}
-	b = append(b, p.bodies[bodyStart:p.bodyEnd[i]]...)
+	b = append(b, pooledBody...)
 	if g.cfg.Protocol == IPFIX {
 		b = finishIPFIX(b, start)
 	}
 
 	shiftMs := (now.Unix() - p.secs[i]) * 1000
-	pooled := p.packet(i, n)
 	var flows []Flow
 	if truth {
 		flows = g.flows[:n]
@@ -198,30 +200,91 @@ func (g *Generator) appendReused(b []byte, now time.Time, truth bool) ([]byte, [
 func addUint32(b []byte, v uint32) { binary.BigEndian.PutUint32(b, binary.BigEndian.Uint32(b)+v) }
 func addUint64(b []byte, v uint64) { binary.BigEndian.PutUint64(b, binary.BigEndian.Uint64(b)+v) }
 
-// reuseFlow makes f, an sFlow sample, a copy of the pooled flow from with
-// fresh host bits in its addresses; its AS path and communities are copied
-// into the generator's list buffer, which Next's caller may read until the
-// next call.
-func (g *Generator) reuseFlow(f, from *Flow) {
-	*f = *from
-	f.SrcAddr, f.DstAddr = g.freshAddr(f.SrcAddr), g.freshAddr(f.DstAddr)
-	start := len(g.lists)
-	g.lists = append(g.lists, from.ASPath...)
-	f.ASPath = g.lists[start:len(g.lists):len(g.lists)]
-	start = len(g.lists)
-	g.lists = append(g.lists, from.Communities...)
-	f.Communities = g.lists[start:len(g.lists):len(g.lists)]
+// appendSFlowReused appends a datagram made from the next pooled one: a
+// new header, the pooled flow samples with new sequence numbers and sample
+// pool, fresh host bits in the sampled addresses (with the identification,
+// checksum and sequence numbers appendFrame derives from the sample
+// sequence), and a new counter sample.
+func (g *Generator) appendSFlowReused(b []byte, now time.Time, truth bool) ([]byte, []Flow, int) {
+	p, n := &g.pool, g.cfg.RecordsPerPacket
+	i := p.take()
+	pooled, pooledBody := p.packet(i, n)
+	b = g.appendSFlowHeader(b, n, now)
+	body := len(b)
+	b = append(b, pooledBody...)
+	var flows []Flow
+	if truth {
+		flows = g.flows[:n]
+		g.lists = g.lists[:0]
+	}
+	for k := range pooled {
+		f := &pooled[k]
+		sample, frame := body+p.recOff[2*(i*n+k)], body+p.recOff[2*(i*n+k)+1]
+		g.samplePool += f.SamplingRate
+		binary.BigEndian.PutUint32(b[sample+8:], g.sampleSeq)
+		g.sampleSeq++
+		pool := sample + 20 // format, length, sequence, source ID, sampling rate
+		if k%2 == 1 {
+			pool += 4 // expanded: source ID in two words
+		}
+		binary.BigEndian.PutUint32(b[pool:], g.samplePool)
+		src, dst := g.patchFrame(b[frame:frame+g.sampledHeaderLen(f)], f)
+		if truth {
+			t := &flows[k]
+			*t = *f
+			t.SrcAddr, _ = netip.AddrFromSlice(src)
+			t.DstAddr, _ = netip.AddrFromSlice(dst)
+			t.Start = now.Truncate(time.Millisecond)
+			t.End = t.Start
+			start := len(g.lists)
+			g.lists = append(g.lists, f.ASPath...)
+			t.ASPath = g.lists[start:len(g.lists):len(g.lists)]
+			start = len(g.lists)
+			g.lists = append(g.lists, f.Communities...)
+			t.Communities = g.lists[start:len(g.lists):len(g.lists)]
+		}
+	}
+	return g.appendCounterSample(b), flows, n
 }
 
-func (g *Generator) freshAddr(a netip.Addr) netip.Addr {
-	if a.Is4() {
-		b := a.As4()
-		g.freshHost(b[:])
-		return netip.AddrFrom4(b)
+// patchFrame redraws the host bits of the addresses in the sampled frame h
+// of pooled flow f, and rewrites what appendFrame derives from the sample
+// sequence. It returns the addresses, in h.
+func (g *Generator) patchFrame(h []byte, f *Flow) (src, dst []byte) {
+	seq := g.sampleSeq
+	ip := l2Len(f)
+	if f.SrcAddr.Is4() {
+		src, dst = h[ip+12:ip+16], h[ip+16:ip+20]
+		g.freshHost(src)
+		g.freshHost(dst)
+		binary.BigEndian.PutUint16(h[ip+4:], uint16(seq)) // identification
+		binary.BigEndian.PutUint16(h[ip+10:], 0)
+		binary.BigEndian.PutUint16(h[ip+10:], ipv4Checksum(h[ip:ip+20]))
+		ip += 20
+	} else {
+		src, dst = h[ip+8:ip+24], h[ip+24:ip+40]
+		g.freshHost(src)
+		g.freshHost(dst)
+		ip += 40
 	}
-	b := a.As16()
-	g.freshHost(b[:])
-	return netip.AddrFrom16(b)
+	// The transport header may be cut short by the header size.
+	var v [4]byte
+	switch f.Proto {
+	case 6:
+		binary.BigEndian.PutUint32(v[:], seq*1000)
+		copyTail(h, ip+4, v[:4])
+	case 1, 58:
+		binary.BigEndian.PutUint16(v[:], uint16(seq))
+		copyTail(h, ip+6, v[:2])
+	}
+	return src, dst
+}
+
+// copyTail copies v to h at offset at, as much of it as h holds.
+func copyTail(h []byte, at int, v []byte) {
+	if at < len(h) {
+		copy(h[at:], v)
+	}
 }
 
 // freshHost draws the bits of the address a (4 or 16 bytes) after its first

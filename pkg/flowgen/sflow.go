@@ -46,6 +46,20 @@ func (g *Generator) appendSFlow(b []byte, now time.Time) ([]byte, []Flow) {
 	flows := g.flows[:n]
 	g.lists = g.lists[:0]
 
+	b = g.appendSFlowHeader(b, n, now)
+	for i := range flows {
+		f := &flows[i]
+		g.randomFlow(f, g.cfg.IPv6Ratio > 0 && g.rng.float64() < g.cfg.IPv6Ratio, now)
+		g.drawSample(f)
+		b = g.appendFlowSample(b, f, now, i%2 == 1)
+	}
+	b = g.appendCounterSample(b)
+	return b, flows
+}
+
+// appendSFlowHeader appends the header of a datagram of n flow samples and
+// a counter sample.
+func (g *Generator) appendSFlowHeader(b []byte, n int, now time.Time) []byte {
 	b = binary.BigEndian.AppendUint32(b, 5)
 	b = appendSFlowAddr(b, g.cfg.Exporter)
 	b = binary.BigEndian.AppendUint32(b, g.cfg.ObservationDomain)
@@ -53,24 +67,11 @@ func (g *Generator) appendSFlow(b []byte, now time.Time) ([]byte, []Flow) {
 	b = binary.BigEndian.AppendUint32(b, g.uptime(now.UnixMilli()))
 	b = binary.BigEndian.AppendUint32(b, uint32(n+1))
 	g.seq++
-
-	var pooled []Flow
-	if g.pool.full() {
-		pooled = g.pool.packet(g.pool.take(), n)
-	}
-	for i := range flows {
-		f := &flows[i]
-		if pooled != nil {
-			g.reuseFlow(f, &pooled[i])
-		} else {
-			g.randomFlow(f, g.cfg.IPv6Ratio > 0 && g.rng.float64() < g.cfg.IPv6Ratio, now)
-			g.drawSample(f)
-		}
-		b = g.appendFlowSample(b, f, now, i%2 == 1)
-	}
-	b = g.appendCounterSample(b)
-	return b, flows
+	return b
 }
+
+// sflowHeaderLen is the length of appendSFlowHeader's header.
+func sflowHeaderLen(agent netip.Addr) int { return 24 + len(agent.AsSlice()) }
 
 // l2Len is the length of the Ethernet header of f's sampled frame.
 func l2Len(f *Flow) int {
@@ -114,11 +115,13 @@ func (g *Generator) drawSample(f *Flow) {
 func (g *Generator) appendFlowSample(b []byte, f *Flow, now time.Time, expanded bool) []byte {
 	frameLen := int(f.Bytes)
 	ipLen := frameLen - l2Len(f) - fcsLen
+	hdrLen := g.sampledHeaderLen(f)
 	f.Start = now.Truncate(time.Millisecond)
 	f.End = f.Start
 
 	g.samplePool += f.SamplingRate
 	sample := len(b)
+	g.pool.mark(sample)
 	format := uint32(sflowFlowSample)
 	if expanded {
 		format = sflowExpandedFlowSample
@@ -148,7 +151,6 @@ func (g *Generator) appendFlowSample(b []byte, f *Flow, now time.Time, expanded 
 	b = binary.BigEndian.AppendUint32(b, 4) // records
 
 	// Raw packet header.
-	hdrLen := min(frameLen-fcsLen, g.cfg.HeaderSize)
 	rec := len(b)
 	b = binary.BigEndian.AppendUint32(b, sflowRawHeader)
 	b = append(b, 0, 0, 0, 0)
@@ -156,6 +158,7 @@ func (g *Generator) appendFlowSample(b []byte, f *Flow, now time.Time, expanded 
 	b = binary.BigEndian.AppendUint32(b, uint32(frameLen))
 	b = binary.BigEndian.AppendUint32(b, fcsLen) // stripped
 	b = binary.BigEndian.AppendUint32(b, uint32(hdrLen))
+	g.pool.mark(len(b))
 	b = g.appendFrame(b, f, ipLen, hdrLen)
 	b = pad4(b, rec)
 	putUint32(b, rec+4, len(b)-rec-8)
@@ -201,6 +204,10 @@ func (g *Generator) appendFlowSample(b []byte, f *Flow, now time.Time, expanded 
 	putUint32(b, sample+4, len(b)-sample-8)
 	return b
 }
+
+// sampledHeaderLen is how much of f's frame its raw packet header record
+// holds.
+func (g *Generator) sampledHeaderLen(f *Flow) int { return min(int(f.Bytes)-fcsLen, g.cfg.HeaderSize) }
 
 // appendFrame appends the first hdrLen bytes of the Ethernet frame that
 // carries f: MACs, optional 802.1Q tag, IP and transport headers with
