@@ -179,9 +179,8 @@ func (c Config) Validate() error {
 	if c.PacketInterval < 0 {
 		errs = append(errs, fmt.Errorf("flowgen: packet interval must be >= 0, got %v", c.PacketInterval))
 	}
-	if c.FlowPool < 0 || c.FlowPool > maxPooledFlows/max(1, c.RecordsPerPacket) {
-		errs = append(errs, fmt.Errorf("flowgen: flow pool must be in [0, %d] packets of %d records, got %d",
-			maxPooledFlows/max(1, c.RecordsPerPacket), c.RecordsPerPacket, c.FlowPool))
+	if c.FlowPool < 0 {
+		errs = append(errs, fmt.Errorf("flowgen: flow pool must be >= 0, got %d", c.FlowPool))
 	}
 	if c.HeaderSize < 64 || c.HeaderSize > 1518 {
 		errs = append(errs, fmt.Errorf("flowgen: sFlow header size must be in [64, 1518], got %d", c.HeaderSize))
@@ -190,6 +189,10 @@ func (c Config) Validate() error {
 		if n := c.maxPacketSize(); n > maxDatagram {
 			errs = append(errs, fmt.Errorf("flowgen: %d records per packet make %s packets of up to %d bytes, more than a UDP datagram holds (%d)",
 				c.RecordsPerPacket, c.Protocol, n, maxDatagram))
+		}
+		if m := c.maxFlowPool(); c.FlowPool > m {
+			errs = append(errs, fmt.Errorf("flowgen: a flow pool of %d packets could take more than %d MiB; at most %d here",
+				c.FlowPool, maxPoolBytes>>20, m))
 		}
 	}
 	return errors.Join(errs...)

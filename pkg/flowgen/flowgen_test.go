@@ -307,7 +307,7 @@ func TestValidate(t *testing.T) {
 		{Config{Protocol: SFlow, HeaderSize: 32}, "header size"},
 		{Config{Protocol: NetFlowV9, PacketInterval: -time.Second}, "packet interval"},
 		{Config{Protocol: IPFIX, FlowPool: -1}, "flow pool"},
-		{Config{Protocol: IPFIX, FlowPool: maxPooledFlows}, "flow pool"},
+		{Config{Protocol: IPFIX, FlowPool: 1 << 30}, "flow pool"},
 	} {
 		err := tc.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "flowgen: ") {

@@ -4,11 +4,17 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"time"
+	"unsafe"
 )
 
-// maxPooledFlows bounds Config.FlowPool's memory: a pooled flow takes 240
-// bytes, and up to 120 more for its record.
-const maxPooledFlows = 1 << 20
+// maxPoolBytes bounds the memory Config.FlowPool takes: its packets and a
+// Flow for each of their records.
+const maxPoolBytes = 1 << 30
+
+// maxFlowPool is the largest Config.FlowPool within maxPoolBytes.
+func (c Config) maxFlowPool() int {
+	return maxPoolBytes / (c.RecordsPerPacket*int(unsafe.Sizeof(Flow{})) + c.maxPacketSize())
+}
 
 // flowPool holds the first Config.FlowPool data packets and their flows,
 // for later data packets to reuse in turn.
