@@ -189,6 +189,9 @@ func appendPackedUint32(b []byte, tag uint64, vs []uint32) []byte {
 // appendStringMap writes map entries as MarshalVT does: an entry message
 // {1: key, 2: value} per pair, in map iteration order.
 func appendStringMap(b []byte, tag uint64, m map[string]string) []byte {
+	if len(m) == 0 {
+		return b // ranging over even an empty map costs an iterator set-up
+	}
 	for k, v := range m {
 		n := 1 + varintLen(uint64(len(k))) + len(k) + 1 + varintLen(uint64(len(v))) + len(v)
 		b = appendVarint(b, tag)

@@ -210,6 +210,13 @@ func (c *Cache[T]) Put(k Key, s Spec, nowNs uint64) (*Template[T], bool, error) 
 		old.seenNs = max(old.seenNs, nowNs)
 		return old, false, nil
 	}
+	return c.putLocked(k, s, nowNs)
+}
+
+// putLocked stores a new or changed template. It is apart from Put so
+// that only this path moves s to the heap: exporters resend unchanged
+// templates every few seconds, and the refresh must not allocate.
+func (c *Cache[T]) putLocked(k Key, s Spec, nowNs uint64) (*Template[T], bool, error) {
 	compiled, err := c.compile(k, &s)
 	if err != nil {
 		return nil, false, err

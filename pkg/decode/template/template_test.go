@@ -133,3 +133,23 @@ func FuzzTemplateLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestRefreshDoesNotAllocate: exporters resend unchanged templates every
+// few seconds; storing one again must not allocate.
+func TestRefreshDoesNotAllocate(t *testing.T) {
+	c := newCache(Config{TTL: time.Minute, MaxPerExporter: 2, MaxTotal: 3})
+	k := Key{ex, 10, 1, 256}
+	s := spec(20)
+	if _, changed, err := c.Put(k, s, 0); err != nil || !changed {
+		t.Fatal(changed, err)
+	}
+	now := uint64(0)
+	if n := testing.AllocsPerRun(100, func() {
+		now++
+		if _, changed, err := c.Put(k, s, now); err != nil || changed {
+			t.Fatal(changed, err)
+		}
+	}); n != 0 {
+		t.Fatalf("refresh allocates %v times", n)
+	}
+}
