@@ -62,20 +62,58 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 	snap := e.cur.Load()
 	sp.nets = snap.nets != nil
 	p := &sp.part
-	*p = flowpb.FlowMessage{}
+	// Only the fields read below and set by enrichWith are ever set in p:
+	// clearing those beats zeroing the whole (large) message per record.
+	p.SrcAddr, p.DstAddr, p.SrcAs, p.DstAs = nil, nil, 0, 0
+	p.SrcCountry, p.DstCountry, p.SrcAsName, p.DstAsName = "", "", "", ""
+	p.SrcNetName, p.DstNetName, p.SrcNetPrefix, p.DstNetPrefix = "", "", "", ""
+	p.SrcNetLabels, p.DstNetLabels, p.FlowDirection = nil, nil, 0
 	out := sp.out[:0]
 	run := 0 // start of the bytes still to copy
+	// The scan is the splicer's own hot loop: the common shapes (one- or
+	// two-byte tags, varints, short bytes fields) are decoded inline on
+	// indexes; anything else goes through protowire.
 	for i := 0; i < len(frame); {
-		num, typ, n := consumeTag(frame[i:])
-		if n < 0 {
+		var num protowire.Number
+		var typ protowire.Type
+		n := 0
+		if b := frame[i]; b < 0x80 && b >= 0x08 {
+			num, typ, n = protowire.Number(b>>3), protowire.Type(b&7), 1
+		} else if i+1 < len(frame) && b >= 0x80 && frame[i+1] < 0x80 && frame[i+1] != 0 {
+			v := uint32(b&0x7f) | uint32(frame[i+1])<<7
+			num, typ, n = protowire.Number(v>>3), protowire.Type(v&7), 2
+		} else if num, typ, n = protowire.ConsumeTag(frame[i:]); n < 0 {
 			return nil, fmt.Errorf("field at byte %d: %w", i, protowire.ParseError(n))
 		}
-		val := frame[i+n:]
-		m := skipValue(num, typ, val)
-		if m < 0 {
-			return nil, fmt.Errorf("field %d at byte %d: %w", num, i, protowire.ParseError(m))
+		j := i + n // the value
+		end := -1
+		switch typ {
+		case protowire.VarintType:
+			for k := j; k < len(frame) && k < j+binaryMaxVarintLen-1; k++ {
+				if frame[k] < 0x80 {
+					end = k + 1
+					break
+				}
+			}
+		case protowire.BytesType:
+			if j < len(frame) && frame[j] < 0x80 {
+				if e := j + 1 + int(frame[j]); e <= len(frame) {
+					end = e
+				}
+			}
 		}
-		end := i + n + m
+		if end < 0 { // long, unusual or malformed: the careful way
+			m := protowire.ConsumeFieldValue(num, typ, frame[j:])
+			if m < 0 {
+				return nil, fmt.Errorf("field %d at byte %d: %w", num, i, protowire.ParseError(m))
+			}
+			end = j + m
+		}
+		if num != fieldSrcAddr && num != fieldDstAddr && num != fieldSrcAs && num != fieldDstAs && num < fieldSrcCountry {
+			i = end // most fields: copied as they are
+			continue
+		}
+		val := frame[j:]
 		switch {
 		case num == fieldSrcAddr || num == fieldDstAddr:
 			b, err := bytesValue(num, typ, val)
@@ -189,54 +227,6 @@ func aliasString(b []byte) string {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
-}
-
-// consumeTag is protowire.ConsumeTag with the one- and two-byte tags of
-// fields 1-2047 (every field of a flow record) decoded inline: scanning
-// tags is most of the splicer's own work.
-func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
-	if len(b) > 0 && b[0] < 0x80 && b[0]>>3 != 0 {
-		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1
-	}
-	if len(b) > 1 && b[0] >= 0x80 && b[1] < 0x80 && b[1] != 0 {
-		v := uint32(b[0]&0x7f) | uint32(b[1])<<7
-		return protowire.Number(v >> 3), protowire.Type(v & 7), 2
-	}
-	return protowire.ConsumeTag(b)
-}
-
-// skipValue is protowire.ConsumeFieldValue for the wire types a flow
-// record holds, without decoding varints; groups go the long way.
-func skipValue(num protowire.Number, typ protowire.Type, b []byte) int {
-	switch typ {
-	case protowire.VarintType:
-		for i := 0; i < len(b) && i < binaryMaxVarintLen; i++ {
-			if b[i] < 0x80 {
-				if i == binaryMaxVarintLen-1 && b[i] > 1 {
-					break // overflows 64 bits
-				}
-				return i + 1
-			}
-		}
-	case protowire.BytesType:
-		if len(b) > 0 && b[0] < 0x80 {
-			if int(b[0]) <= len(b)-1 {
-				return 1 + int(b[0])
-			}
-			return -1 // truncated: protowire's errCodeTruncated
-		}
-	case protowire.Fixed32Type:
-		if len(b) >= 4 {
-			return 4
-		}
-		return -1
-	case protowire.Fixed64Type:
-		if len(b) >= 8 {
-			return 8
-		}
-		return -1
-	}
-	return protowire.ConsumeFieldValue(num, typ, b)
 }
 
 const binaryMaxVarintLen = 10

@@ -3,6 +3,7 @@ package enrich
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -135,6 +136,9 @@ func FuzzSplice(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		var sp splicer
 		got, serr := sp.enrich(e, frame, &Stats{})
+		if serr == nil && !wireOK(frame) {
+			t.Fatalf("splice accepts a malformed frame")
+		}
 		var want flowpb.FlowMessage
 		if want.UnmarshalVT(frame) != nil || !canonicalInput(frame) {
 			return
@@ -174,17 +178,33 @@ func canonicalInput(b []byte) bool {
 	return true
 }
 
-// TestConsumeTagMatchesProtowire checks the inline tag decoding against
-// protowire on every one- and two-byte input, each also followed by a
-// byte that continues or ends the varint.
-func TestConsumeTagMatchesProtowire(t *testing.T) {
+// TestSpliceScanMatchesProtowire: the splicer's inline field scan accepts
+// exactly the inputs protowire's field walk accepts, on every one- and
+// two-byte tag followed by varint, bytes and truncated values.
+func TestSpliceScanMatchesProtowire(t *testing.T) {
+	e, _ := standard(t, ModeTable, "")
+	var sp splicer
 	for x := range 1 << 16 {
-		for _, b := range [][]byte{{byte(x)}, {byte(x), byte(x >> 8)}, {byte(x), byte(x >> 8), 0x01}, {byte(x), byte(x >> 8), 0x81}} {
-			num, typ, n := consumeTag(b)
-			wnum, wtyp, wn := protowire.ConsumeTag(b)
-			if n != wn || (n > 0 && (num != wnum || typ != wtyp)) {
-				t.Fatalf("% x: got %d %d %d, protowire %d %d %d", b, num, typ, n, wnum, wtyp, wn)
+		tag := []byte{byte(x), byte(x >> 8)}
+		for _, val := range [][]byte{nil, {0x01}, {0x81}, {0x81, 0x01}, {0x02, 'a'}, {0x02, 'a', 'b'}, {0x7f}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, {0x01, 0x02, 0x03, 0x04}} {
+			for _, frame := range [][]byte{append(tag[:1:1], val...), append(tag[:2:2], val...)} {
+				_, err := sp.enrich(e, frame, &Stats{})
+				if wireOK(frame) != (err == nil) && (err == nil || !strings.Contains(err.Error(), "want")) {
+					t.Fatalf("% x: splice error %v, protowire walk ok %v", frame, err, wireOK(frame))
+				}
 			}
 		}
 	}
+}
+
+// wireOK reports whether b is a sequence of well-formed protobuf fields.
+func wireOK(b []byte) bool {
+	for len(b) > 0 {
+		_, _, n := protowire.ConsumeField(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }
