@@ -10,7 +10,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kversion"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/flowpipe/flowpipe/pkg/command"
 	"github.com/flowpipe/flowpipe/pkg/framing"
@@ -113,7 +112,7 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	}
 	defer stopMetrics()
 
-	growPipe(s.In)
+	command.GrowPipe(s.In) // flowenrich's 256 KiB writes: one read and wake-up each
 	in, restore := pollable(s.In)
 	defer restore()
 	log.Info("publishing", "brokers", strings.Join(kcfg.Brokers, ","), "topic", cfg.Topic, "key", cfg.Key.String(),
@@ -156,24 +155,6 @@ func configFromCLI(c *cli.Context) (publish.Config, error) {
 		return cfg, command.Usagef("%v", err)
 	}
 	return cfg, nil
-}
-
-// pipeSize is what flowpublish asks for its input pipe, up from Linux's
-// 64 KiB: each of flowenrich's 256 KiB writes then costs one read and one
-// wake-up on each side instead of four.
-const pipeSize = 1 << 20
-
-// growPipe enlarges a pipe on stdin to pipeSize, as far as the per-user
-// limits allow (/proc/sys/fs/pipe-max-size, pipe-user-pages-soft); on a
-// failure it stays as it was.
-func growPipe(r io.Reader) {
-	f, ok := r.(*os.File)
-	if !ok {
-		return
-	}
-	if st, err := f.Stat(); err == nil && st.Mode()&os.ModeNamedPipe != 0 {
-		_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, pipeSize)
-	}
 }
 
 // pollable makes a pipe or socket on stdin non-blocking and reopens it

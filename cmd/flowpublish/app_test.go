@@ -24,7 +24,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"golang.org/x/sys/unix"
 
 	"github.com/flowpipe/flowpipe/pkg/command"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
@@ -497,36 +496,4 @@ func TestBinarySignalsAndPipes(t *testing.T) {
 			t.Fatalf("--help into a closed pipe: %v", err)
 		}
 	})
-}
-
-// TestGrowPipe: a pipe on stdin is enlarged (unless this user's pipe
-// limits forbid it); a regular file is left alone.
-func TestGrowPipe(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	before, err := unix.FcntlInt(r.Fd(), unix.F_GETPIPE_SZ, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := unix.FcntlInt(r.Fd(), unix.F_SETPIPE_SZ, pipeSize); err != nil {
-		t.Skipf("this user may not grow pipes to %d bytes: %v", pipeSize, err)
-	}
-	if _, err := unix.FcntlInt(r.Fd(), unix.F_SETPIPE_SZ, before); err != nil {
-		t.Fatal(err)
-	}
-	growPipe(r)
-	if got, _ := unix.FcntlInt(r.Fd(), unix.F_GETPIPE_SZ, 0); got != pipeSize {
-		t.Errorf("pipe holds %d bytes after growPipe, want %d", got, pipeSize)
-	}
-	growPipe(bytes.NewReader(nil)) // not a file: nothing to do
-	f, err := os.CreateTemp(t.TempDir(), "in")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	growPipe(f) // must not fail on a regular file
 }

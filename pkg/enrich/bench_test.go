@@ -125,32 +125,10 @@ func BenchmarkGeoLookup(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		i, hits := 0, 0
-		for b.Loop() {
-			a := addrs[i&(len(addrs)-1)]
-			if asn.lookup(a) != nil {
-				hits++
-			}
-			if country.lookup(a) != nil {
-				hits++
-			}
-			i++
-		}
-		b.ReportMetric(float64(hits)/float64(2*i), "hit-ratio")
+		benchEachDatabase(b, asn, country, addrs)
 	})
 	b.Run("separate-tries", func(b *testing.B) {
-		i, hits := 0, 0
-		for b.Loop() {
-			a := addrs[i&(len(addrs)-1)]
-			if asn.lookup(a) != nil {
-				hits++
-			}
-			if country.lookup(a) != nil {
-				hits++
-			}
-			i++
-		}
-		b.ReportMetric(float64(hits)/float64(2*i), "hit-ratio")
+		benchEachDatabase(b, asn, country, addrs)
 	})
 	b.Run("merged", func(b *testing.B) {
 		runtime.GC()
@@ -174,4 +152,20 @@ func BenchmarkGeoLookup(b *testing.B) {
 		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/(1<<20), "heap-MB")
 		runtime.KeepAlive(g)
 	})
+}
+
+// benchEachDatabase looks every address up in asn and then in country.
+func benchEachDatabase(b *testing.B, asn, country *geoDB, addrs []netip.Addr) {
+	i, hits := 0, 0
+	for b.Loop() {
+		a := addrs[i&(len(addrs)-1)]
+		if asn.lookup(a) != nil {
+			hits++
+		}
+		if country.lookup(a) != nil {
+			hits++
+		}
+		i++
+	}
+	b.ReportMetric(float64(hits)/float64(2*i), "hit-ratio")
 }

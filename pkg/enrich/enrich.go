@@ -329,8 +329,8 @@ func (s *state) side(a netip.Addr, ok bool, ne *netEntry, as *uint32, asName, co
 		if wantCC {
 			st.Lookups[DatabaseCountry][ResultSkipped]++
 		}
-	} else if s.geo != nil {
-		p := s.geo.lookup(a)
+	} else {
+		p := s.geoLookup(a, wantASN, wantCC)
 		if wantASN {
 			if p.inASN {
 				asn, name = p.asn, p.asName
@@ -342,23 +342,6 @@ func (s *state) side(a netip.Addr, ok bool, ne *netEntry, as *uint32, asName, co
 		if wantCC {
 			if p.inCC {
 				cc = p.country
-				st.Lookups[DatabaseCountry][ResultHit]++
-			} else {
-				st.Lookups[DatabaseCountry][ResultMiss]++
-			}
-		}
-	} else {
-		if wantASN {
-			if v := s.asn.lookup(a); v != nil {
-				asn, name = v.asn, v.asName
-				st.Lookups[DatabaseASN][ResultHit]++
-			} else {
-				st.Lookups[DatabaseASN][ResultMiss]++
-			}
-		}
-		if wantCC {
-			if v := s.country.lookup(a); v != nil {
-				cc = v.country
 				st.Lookups[DatabaseCountry][ResultHit]++
 			} else {
 				st.Lookups[DatabaseCountry][ResultMiss]++
@@ -376,6 +359,26 @@ func (s *state) side(a netip.Addr, ok bool, ne *netEntry, as *uint32, asName, co
 	if cc != "" {
 		*country = cc
 	}
+}
+
+// geoLookup asks the databases about a: the merged table in table mode,
+// else each file that is wanted.
+func (s *state) geoLookup(a netip.Addr, wantASN, wantCC bool) geoPair {
+	if s.geo != nil {
+		return s.geo.lookup(a)
+	}
+	var p geoPair
+	if wantASN {
+		if v := s.asn.lookup(a); v != nil {
+			p.asn, p.asName, p.inASN = v.asn, v.asName, true
+		}
+	}
+	if wantCC {
+		if v := s.country.lookup(a); v != nil {
+			p.country, p.inCC = v.country, true
+		}
+	}
+	return p
 }
 
 // addrFrom reads a 4- or 16-byte address; IPv4-mapped IPv6 is unmapped.
