@@ -20,6 +20,7 @@ build: ## build the four tools into bin/
 test: ## every test (unit, interop with real exporters, end to end) plus vet and a short fuzz pass
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	cd scripts/bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 	$(MAKE) --no-print-directory fuzz-ci
 
 test-short: ## unit tests only, skipping those that start external programs
@@ -29,16 +30,16 @@ bench: ## all Go benchmarks (decoders, framing, stages)
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./pkg/...
 
 bench-compare: ## side by side with goflow2 v2.2.6, each stage, the whole chain: scripts/bench/results.md + plot.png (~8 min)
-	scripts/bench.sh
+	scripts/bench/bench.sh
 
 fuzz: ## fuzz every Fuzz target for FUZZTIME each
-	@scripts/fuzz-all.sh $(FUZZTIME)
+	@scripts/dev/fuzz-all.sh $(FUZZTIME)
 
 # CI fuzzes by execution count: a wall-clock -fuzztime races Go 1.26's fuzz
 # coordinator at the deadline (golang/go#75804, fixed in Go 1.27) and fails
 # with "context deadline exceeded" and no crasher.
 fuzz-ci: ## the bounded fuzz pass CI runs (an execution count per target)
-	@scripts/fuzz-all.sh $${FUZZTIME_CI:-50000x}
+	@scripts/dev/fuzz-all.sh $${FUZZTIME_CI:-50000x}
 
 proto-tools: ## install the pinned protobuf generators
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
@@ -52,7 +53,7 @@ lint: ## go vet and staticcheck
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 demo: build ## run the pipeline on generated traffic
-	@scripts/demo.sh
+	@scripts/dev/demo.sh
 
 clean:
 	rm -rf bin

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/flowpipe/flowpipe/pkg/command"
-	"github.com/flowpipe/flowpipe/pkg/flowgen"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
 )

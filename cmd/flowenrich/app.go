@@ -30,7 +30,7 @@ Every other field, unknown ones included, is written back byte for byte.
 An AS the exporter set is kept unless --asn-override is given. Private and
 reserved addresses get no AS and no country, unless a network gives one.
 Files are reloaded on SIGHUP and when they change; a failed reload keeps
-the loaded data. Free databases: scripts/fetch-geo-db.sh.
+the loaded data. Free databases: scripts/dev/fetch-geo-db.sh.
 
 Networks file:
   networks:

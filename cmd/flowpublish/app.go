@@ -35,7 +35,7 @@ exporter's flows in order on one partition), src_dst, or a comma-separated
 list of fields (hashed; e.g. sampler_address,in_if).
 
 Examples:
-  go run ./scripts/devbroker &     # a local Kafka-protocol broker on 127.0.0.1:9092
+  go run ./scripts/dev/devbroker &     # a local Kafka-protocol broker on 127.0.0.1:9092
   flowcollect | flowenrich ... | flowpublish --topic flows --key sampler_address
   flowpublish --brokers k1:9093,k2:9093 --tls-ca ca.pem --sasl-mechanism SCRAM-SHA-512 \
       --sasl-user flows --compression zstd < flows.bin   # FLOWPUBLISH_SASL_PASSWORD=...

@@ -28,7 +28,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/command"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
-	"github.com/flowpipe/flowpipe/pkg/kafkaopt/kafkatest"
+	"github.com/flowpipe/flowpipe/pkg/testutil/kafkatest"
 )
 
 // flow i of a varied test stream: IPv4 and IPv6, 5 exporters.

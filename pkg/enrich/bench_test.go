@@ -8,10 +8,10 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/flowpipe/flowpipe/pkg/enrich/enrichtest"
+	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 )
 
-// GeoDir is where scripts/fetch-geo-db.sh puts the real databases;
+// GeoDir is where scripts/dev/fetch-geo-db.sh puts the real databases;
 // FLOWPIPE_GEO_DIR overrides it.
 func GeoDir() string {
 	if d := os.Getenv("FLOWPIPE_GEO_DIR"); d != "" {
@@ -26,7 +26,7 @@ func realDatabases(tb testing.TB) (asn, country string) {
 	country = filepath.Join(GeoDir(), "dbip-country.mmdb")
 	for _, p := range []string{asn, country} {
 		if _, err := os.Stat(p); err != nil {
-			tb.Skipf("%s missing: run scripts/fetch-geo-db.sh", p)
+			tb.Skipf("%s missing: run scripts/dev/fetch-geo-db.sh", p)
 		}
 	}
 	return asn, country

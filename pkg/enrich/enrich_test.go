@@ -12,7 +12,7 @@ import (
 
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 
-	"github.com/flowpipe/flowpipe/pkg/enrich/enrichtest"
+	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 )
 

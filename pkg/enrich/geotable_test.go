@@ -12,7 +12,7 @@ import (
 	"github.com/gaissmai/bart"
 	"github.com/maxmind/mmdbwriter"
 
-	"github.com/flowpipe/flowpipe/pkg/enrich/enrichtest"
+	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 )
 
@@ -121,7 +121,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 // TestGeoTableRealDatabases compares the merged table with walks of the
 // full-size free database files themselves (mmdb mode) at a million random
 // public addresses, 6to4 and Teredo ones among them (skipped without
-// scripts/fetch-geo-db.sh's files).
+// scripts/dev/fetch-geo-db.sh's files).
 func TestGeoTableRealDatabases(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")

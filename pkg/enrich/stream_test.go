@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowpipe/flowpipe/pkg/enrich/enrichtest"
+	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
 )
@@ -71,7 +71,7 @@ const benchNets = `networks:
 // BenchmarkStage measures the whole stage on one goroutine: read bin
 // frames, 4 database lookups and 2 CIDR context lookups per record, write
 // bin frames. "test" uses the small test databases; "real" the full-size
-// free ones from scripts/fetch-geo-db.sh, in both lookup modes, with a
+// free ones from scripts/dev/fetch-geo-db.sh, in both lookup modes, with a
 // pool of 50k public addresses (Zipf) and with uniformly random addresses
 // over the whole space (every lookup a cache miss: the worst case).
 func BenchmarkStage(b *testing.B) {

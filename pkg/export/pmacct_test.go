@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/flowpipe/flowpipe/pkg/interop"
-	"github.com/flowpipe/flowpipe/pkg/testtraffic"
+	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
+	"github.com/flowpipe/flowpipe/pkg/testutil/testtraffic"
 )
 
 // TestPmacctKafkaPlugin runs the real pmacctd on a pcap with its kafka

@@ -93,6 +93,21 @@ func (m *FlowMessage) AppendMarshal(b []byte) []byte {
 		b = appendVarint(b, 1120<<3)
 		b = append(b, 1)
 	}
+	b = appendStringField(b, 1130<<3|2, m.SrcUser)
+	b = appendStringField(b, 1131<<3|2, m.DstUser)
+	b = appendStringField(b, 1132<<3|2, m.SrcSessionId)
+	b = appendStringField(b, 1133<<3|2, m.DstSessionId)
+	b = appendStringField(b, 1134<<3|2, m.SrcCallingStationId)
+	b = appendStringField(b, 1135<<3|2, m.DstCallingStationId)
+	b = appendBytesField(b, 1140<<3|2, m.PostNatSrcAddr)
+	b = appendBytesField(b, 1141<<3|2, m.PostNatDstAddr)
+	b = appendVarintField(b, 1142<<3, uint64(m.PostNaptSrcPort))
+	b = appendVarintField(b, 1143<<3, uint64(m.PostNaptDstPort))
+	b = appendVarintField(b, 1144<<3, uint64(m.NatEvent))
+	b = appendVarintField(b, 1145<<3, uint64(m.NatPortRangeStart))
+	b = appendVarintField(b, 1146<<3, uint64(m.NatPortRangeEnd))
+	b = appendVarintField(b, 1147<<3, uint64(m.NatInstanceId))
+	b = appendVarintField(b, 1148<<3, uint64(m.NatPoolId))
 	return append(b, m.unknownFields...)
 }
 

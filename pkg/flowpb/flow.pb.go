@@ -303,8 +303,27 @@ type FlowMessage struct {
 	// Set by flowcollect on records made from the reverse half of an IPFIX
 	// biflow (RFC 5103): addresses, ports and counters are already swapped.
 	BiflowReverse bool `protobuf:"varint,1120,opt,name=biflow_reverse,json=biflowReverse,proto3" json:"biflow_reverse,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Subscriber attribution (flowenrich, from RADIUS accounting): the
+	// session that held each address at the flow's start.
+	SrcUser             string `protobuf:"bytes,1130,opt,name=src_user,json=srcUser,proto3" json:"src_user,omitempty"` // User-Name
+	DstUser             string `protobuf:"bytes,1131,opt,name=dst_user,json=dstUser,proto3" json:"dst_user,omitempty"`
+	SrcSessionId        string `protobuf:"bytes,1132,opt,name=src_session_id,json=srcSessionId,proto3" json:"src_session_id,omitempty"` // Acct-Session-Id
+	DstSessionId        string `protobuf:"bytes,1133,opt,name=dst_session_id,json=dstSessionId,proto3" json:"dst_session_id,omitempty"`
+	SrcCallingStationId string `protobuf:"bytes,1134,opt,name=src_calling_station_id,json=srcCallingStationId,proto3" json:"src_calling_station_id,omitempty"` // Calling-Station-Id (MSISDN or MAC)
+	DstCallingStationId string `protobuf:"bytes,1135,opt,name=dst_calling_station_id,json=dstCallingStationId,proto3" json:"dst_calling_station_id,omitempty"`
+	// NAT as a NAT device exports it (RFC 8158, RFC 7659): the addresses and
+	// ports after translation, the event, and the port block of the mapping.
+	PostNatSrcAddr    []byte `protobuf:"bytes,1140,opt,name=post_nat_src_addr,json=postNatSrcAddr,proto3" json:"post_nat_src_addr,omitempty"`           // postNATSourceIPv4/IPv6Address (225/281), 4 or 16 bytes
+	PostNatDstAddr    []byte `protobuf:"bytes,1141,opt,name=post_nat_dst_addr,json=postNatDstAddr,proto3" json:"post_nat_dst_addr,omitempty"`           // postNATDestinationIPv4/IPv6Address (226/282)
+	PostNaptSrcPort   uint32 `protobuf:"varint,1142,opt,name=post_napt_src_port,json=postNaptSrcPort,proto3" json:"post_napt_src_port,omitempty"`       // postNAPTSourceTransportPort (227)
+	PostNaptDstPort   uint32 `protobuf:"varint,1143,opt,name=post_napt_dst_port,json=postNaptDstPort,proto3" json:"post_napt_dst_port,omitempty"`       // postNAPTDestinationTransportPort (228)
+	NatEvent          uint32 `protobuf:"varint,1144,opt,name=nat_event,json=natEvent,proto3" json:"nat_event,omitempty"`                                // natEvent (230)
+	NatPortRangeStart uint32 `protobuf:"varint,1145,opt,name=nat_port_range_start,json=natPortRangeStart,proto3" json:"nat_port_range_start,omitempty"` // portRangeStart (361)
+	NatPortRangeEnd   uint32 `protobuf:"varint,1146,opt,name=nat_port_range_end,json=natPortRangeEnd,proto3" json:"nat_port_range_end,omitempty"`       // portRangeEnd (362)
+	NatInstanceId     uint32 `protobuf:"varint,1147,opt,name=nat_instance_id,json=natInstanceId,proto3" json:"nat_instance_id,omitempty"`               // natInstanceID
+	NatPoolId         uint32 `protobuf:"varint,1148,opt,name=nat_pool_id,json=natPoolId,proto3" json:"nat_pool_id,omitempty"`                           // natPoolId (283)
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *FlowMessage) Reset() {
@@ -771,12 +790,117 @@ func (x *FlowMessage) GetBiflowReverse() bool {
 	return false
 }
 
+func (x *FlowMessage) GetSrcUser() string {
+	if x != nil {
+		return x.SrcUser
+	}
+	return ""
+}
+
+func (x *FlowMessage) GetDstUser() string {
+	if x != nil {
+		return x.DstUser
+	}
+	return ""
+}
+
+func (x *FlowMessage) GetSrcSessionId() string {
+	if x != nil {
+		return x.SrcSessionId
+	}
+	return ""
+}
+
+func (x *FlowMessage) GetDstSessionId() string {
+	if x != nil {
+		return x.DstSessionId
+	}
+	return ""
+}
+
+func (x *FlowMessage) GetSrcCallingStationId() string {
+	if x != nil {
+		return x.SrcCallingStationId
+	}
+	return ""
+}
+
+func (x *FlowMessage) GetDstCallingStationId() string {
+	if x != nil {
+		return x.DstCallingStationId
+	}
+	return ""
+}
+
+func (x *FlowMessage) GetPostNatSrcAddr() []byte {
+	if x != nil {
+		return x.PostNatSrcAddr
+	}
+	return nil
+}
+
+func (x *FlowMessage) GetPostNatDstAddr() []byte {
+	if x != nil {
+		return x.PostNatDstAddr
+	}
+	return nil
+}
+
+func (x *FlowMessage) GetPostNaptSrcPort() uint32 {
+	if x != nil {
+		return x.PostNaptSrcPort
+	}
+	return 0
+}
+
+func (x *FlowMessage) GetPostNaptDstPort() uint32 {
+	if x != nil {
+		return x.PostNaptDstPort
+	}
+	return 0
+}
+
+func (x *FlowMessage) GetNatEvent() uint32 {
+	if x != nil {
+		return x.NatEvent
+	}
+	return 0
+}
+
+func (x *FlowMessage) GetNatPortRangeStart() uint32 {
+	if x != nil {
+		return x.NatPortRangeStart
+	}
+	return 0
+}
+
+func (x *FlowMessage) GetNatPortRangeEnd() uint32 {
+	if x != nil {
+		return x.NatPortRangeEnd
+	}
+	return 0
+}
+
+func (x *FlowMessage) GetNatInstanceId() uint32 {
+	if x != nil {
+		return x.NatInstanceId
+	}
+	return 0
+}
+
+func (x *FlowMessage) GetNatPoolId() uint32 {
+	if x != nil {
+		return x.NatPoolId
+	}
+	return 0
+}
+
 var File_flow_proto protoreflect.FileDescriptor
 
 const file_flow_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"flow.proto\x12\bflowpipe\"\xb0\x15\n" +
+	"flow.proto\x12\bflowpipe\"\x9e\x1a\n" +
 	"\vFlowMessage\x122\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1e.flowpipe.FlowMessage.FlowTypeR\x04type\x12(\n" +
 	"\x10time_received_ns\x18n \x01(\x04R\x0etimeReceivedNs\x12!\n" +
@@ -849,7 +973,22 @@ const file_flow_proto_rawDesc = "" +
 	"\x0esrc_net_prefix\x18\xd2\b \x01(\tR\fsrcNetPrefix\x12%\n" +
 	"\x0edst_net_prefix\x18\xd3\b \x01(\tR\fdstNetPrefix\x12K\n" +
 	"\x0eflow_direction\x18\xd4\b \x01(\x0e2#.flowpipe.FlowMessage.FlowDirectionR\rflowDirection\x12&\n" +
-	"\x0ebiflow_reverse\x18\xe0\b \x01(\bR\rbiflowReverse\x1a?\n" +
+	"\x0ebiflow_reverse\x18\xe0\b \x01(\bR\rbiflowReverse\x12\x1a\n" +
+	"\bsrc_user\x18\xea\b \x01(\tR\asrcUser\x12\x1a\n" +
+	"\bdst_user\x18\xeb\b \x01(\tR\adstUser\x12%\n" +
+	"\x0esrc_session_id\x18\xec\b \x01(\tR\fsrcSessionId\x12%\n" +
+	"\x0edst_session_id\x18\xed\b \x01(\tR\fdstSessionId\x124\n" +
+	"\x16src_calling_station_id\x18\xee\b \x01(\tR\x13srcCallingStationId\x124\n" +
+	"\x16dst_calling_station_id\x18\xef\b \x01(\tR\x13dstCallingStationId\x12*\n" +
+	"\x11post_nat_src_addr\x18\xf4\b \x01(\fR\x0epostNatSrcAddr\x12*\n" +
+	"\x11post_nat_dst_addr\x18\xf5\b \x01(\fR\x0epostNatDstAddr\x12,\n" +
+	"\x12post_napt_src_port\x18\xf6\b \x01(\rR\x0fpostNaptSrcPort\x12,\n" +
+	"\x12post_napt_dst_port\x18\xf7\b \x01(\rR\x0fpostNaptDstPort\x12\x1c\n" +
+	"\tnat_event\x18\xf8\b \x01(\rR\bnatEvent\x120\n" +
+	"\x14nat_port_range_start\x18\xf9\b \x01(\rR\x11natPortRangeStart\x12,\n" +
+	"\x12nat_port_range_end\x18\xfa\b \x01(\rR\x0fnatPortRangeEnd\x12'\n" +
+	"\x0fnat_instance_id\x18\xfb\b \x01(\rR\rnatInstanceId\x12\x1f\n" +
+	"\vnat_pool_id\x18\xfc\b \x01(\rR\tnatPoolId\x1a?\n" +
 	"\x11SrcNetLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a?\n" +

@@ -73,6 +73,19 @@ func (m *FlowMessage) CloneVT() *FlowMessage {
 	r.DstNetPrefix = m.DstNetPrefix
 	r.FlowDirection = m.FlowDirection
 	r.BiflowReverse = m.BiflowReverse
+	r.SrcUser = m.SrcUser
+	r.DstUser = m.DstUser
+	r.SrcSessionId = m.SrcSessionId
+	r.DstSessionId = m.DstSessionId
+	r.SrcCallingStationId = m.SrcCallingStationId
+	r.DstCallingStationId = m.DstCallingStationId
+	r.PostNaptSrcPort = m.PostNaptSrcPort
+	r.PostNaptDstPort = m.PostNaptDstPort
+	r.NatEvent = m.NatEvent
+	r.NatPortRangeStart = m.NatPortRangeStart
+	r.NatPortRangeEnd = m.NatPortRangeEnd
+	r.NatInstanceId = m.NatInstanceId
+	r.NatPoolId = m.NatPoolId
 	if rhs := m.SamplerAddress; rhs != nil {
 		tmpBytes := make([]byte, len(rhs))
 		copy(tmpBytes, rhs)
@@ -159,6 +172,16 @@ func (m *FlowMessage) CloneVT() *FlowMessage {
 			tmpContainer[k] = v
 		}
 		r.DstNetLabels = tmpContainer
+	}
+	if rhs := m.PostNatSrcAddr; rhs != nil {
+		tmpBytes := make([]byte, len(rhs))
+		copy(tmpBytes, rhs)
+		r.PostNatSrcAddr = tmpBytes
+	}
+	if rhs := m.PostNatDstAddr; rhs != nil {
+		tmpBytes := make([]byte, len(rhs))
+		copy(tmpBytes, rhs)
+		r.PostNatDstAddr = tmpBytes
 	}
 	if len(m.unknownFields) > 0 {
 		r.unknownFields = make([]byte, len(m.unknownFields))
@@ -429,6 +452,51 @@ func (this *FlowMessage) EqualVT(that *FlowMessage) bool {
 	if this.BiflowReverse != that.BiflowReverse {
 		return false
 	}
+	if this.SrcUser != that.SrcUser {
+		return false
+	}
+	if this.DstUser != that.DstUser {
+		return false
+	}
+	if this.SrcSessionId != that.SrcSessionId {
+		return false
+	}
+	if this.DstSessionId != that.DstSessionId {
+		return false
+	}
+	if this.SrcCallingStationId != that.SrcCallingStationId {
+		return false
+	}
+	if this.DstCallingStationId != that.DstCallingStationId {
+		return false
+	}
+	if string(this.PostNatSrcAddr) != string(that.PostNatSrcAddr) {
+		return false
+	}
+	if string(this.PostNatDstAddr) != string(that.PostNatDstAddr) {
+		return false
+	}
+	if this.PostNaptSrcPort != that.PostNaptSrcPort {
+		return false
+	}
+	if this.PostNaptDstPort != that.PostNaptDstPort {
+		return false
+	}
+	if this.NatEvent != that.NatEvent {
+		return false
+	}
+	if this.NatPortRangeStart != that.NatPortRangeStart {
+		return false
+	}
+	if this.NatPortRangeEnd != that.NatPortRangeEnd {
+		return false
+	}
+	if this.NatInstanceId != that.NatInstanceId {
+		return false
+	}
+	if this.NatPoolId != that.NatPoolId {
+		return false
+	}
 	return string(this.unknownFields) == string(that.unknownFields)
 }
 
@@ -468,6 +536,127 @@ func (m *FlowMessage) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 	if m.unknownFields != nil {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
+	}
+	if m.NatPoolId != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.NatPoolId))
+		i--
+		dAtA[i] = 0x47
+		i--
+		dAtA[i] = 0xe0
+	}
+	if m.NatInstanceId != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.NatInstanceId))
+		i--
+		dAtA[i] = 0x47
+		i--
+		dAtA[i] = 0xd8
+	}
+	if m.NatPortRangeEnd != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.NatPortRangeEnd))
+		i--
+		dAtA[i] = 0x47
+		i--
+		dAtA[i] = 0xd0
+	}
+	if m.NatPortRangeStart != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.NatPortRangeStart))
+		i--
+		dAtA[i] = 0x47
+		i--
+		dAtA[i] = 0xc8
+	}
+	if m.NatEvent != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.NatEvent))
+		i--
+		dAtA[i] = 0x47
+		i--
+		dAtA[i] = 0xc0
+	}
+	if m.PostNaptDstPort != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.PostNaptDstPort))
+		i--
+		dAtA[i] = 0x47
+		i--
+		dAtA[i] = 0xb8
+	}
+	if m.PostNaptSrcPort != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.PostNaptSrcPort))
+		i--
+		dAtA[i] = 0x47
+		i--
+		dAtA[i] = 0xb0
+	}
+	if len(m.PostNatDstAddr) > 0 {
+		i -= len(m.PostNatDstAddr)
+		copy(dAtA[i:], m.PostNatDstAddr)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.PostNatDstAddr)))
+		i--
+		dAtA[i] = 0x47
+		i--
+		dAtA[i] = 0xaa
+	}
+	if len(m.PostNatSrcAddr) > 0 {
+		i -= len(m.PostNatSrcAddr)
+		copy(dAtA[i:], m.PostNatSrcAddr)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.PostNatSrcAddr)))
+		i--
+		dAtA[i] = 0x47
+		i--
+		dAtA[i] = 0xa2
+	}
+	if len(m.DstCallingStationId) > 0 {
+		i -= len(m.DstCallingStationId)
+		copy(dAtA[i:], m.DstCallingStationId)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.DstCallingStationId)))
+		i--
+		dAtA[i] = 0x46
+		i--
+		dAtA[i] = 0xfa
+	}
+	if len(m.SrcCallingStationId) > 0 {
+		i -= len(m.SrcCallingStationId)
+		copy(dAtA[i:], m.SrcCallingStationId)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.SrcCallingStationId)))
+		i--
+		dAtA[i] = 0x46
+		i--
+		dAtA[i] = 0xf2
+	}
+	if len(m.DstSessionId) > 0 {
+		i -= len(m.DstSessionId)
+		copy(dAtA[i:], m.DstSessionId)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.DstSessionId)))
+		i--
+		dAtA[i] = 0x46
+		i--
+		dAtA[i] = 0xea
+	}
+	if len(m.SrcSessionId) > 0 {
+		i -= len(m.SrcSessionId)
+		copy(dAtA[i:], m.SrcSessionId)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.SrcSessionId)))
+		i--
+		dAtA[i] = 0x46
+		i--
+		dAtA[i] = 0xe2
+	}
+	if len(m.DstUser) > 0 {
+		i -= len(m.DstUser)
+		copy(dAtA[i:], m.DstUser)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.DstUser)))
+		i--
+		dAtA[i] = 0x46
+		i--
+		dAtA[i] = 0xda
+	}
+	if len(m.SrcUser) > 0 {
+		i -= len(m.SrcUser)
+		copy(dAtA[i:], m.SrcUser)
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(len(m.SrcUser)))
+		i--
+		dAtA[i] = 0x46
+		i--
+		dAtA[i] = 0xd2
 	}
 	if m.BiflowReverse {
 		i--
@@ -1061,6 +1250,8 @@ func (m *FlowMessage) ResetVT() {
 		f10 := m.LayerStack[:0]
 		f11 := m.LayerSize[:0]
 		f12 := m.Ipv6RoutingHeaderAddresses[:0]
+		f13 := m.PostNatSrcAddr[:0]
+		f14 := m.PostNatDstAddr[:0]
 		m.Reset()
 		m.SrcAddr = f0
 		m.DstAddr = f1
@@ -1075,6 +1266,8 @@ func (m *FlowMessage) ResetVT() {
 		m.LayerStack = f10
 		m.LayerSize = f11
 		m.Ipv6RoutingHeaderAddresses = f12
+		m.PostNatSrcAddr = f13
+		m.PostNatDstAddr = f14
 	}
 }
 func (m *FlowMessage) ReturnToVTPool() {
@@ -1330,6 +1523,59 @@ func (m *FlowMessage) SizeVT() (n int) {
 	}
 	if m.BiflowReverse {
 		n += 3
+	}
+	l = len(m.SrcUser)
+	if l > 0 {
+		n += 2 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	l = len(m.DstUser)
+	if l > 0 {
+		n += 2 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	l = len(m.SrcSessionId)
+	if l > 0 {
+		n += 2 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	l = len(m.DstSessionId)
+	if l > 0 {
+		n += 2 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	l = len(m.SrcCallingStationId)
+	if l > 0 {
+		n += 2 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	l = len(m.DstCallingStationId)
+	if l > 0 {
+		n += 2 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	l = len(m.PostNatSrcAddr)
+	if l > 0 {
+		n += 2 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	l = len(m.PostNatDstAddr)
+	if l > 0 {
+		n += 2 + l + protohelpers.SizeOfVarint(uint64(l))
+	}
+	if m.PostNaptSrcPort != 0 {
+		n += 2 + protohelpers.SizeOfVarint(uint64(m.PostNaptSrcPort))
+	}
+	if m.PostNaptDstPort != 0 {
+		n += 2 + protohelpers.SizeOfVarint(uint64(m.PostNaptDstPort))
+	}
+	if m.NatEvent != 0 {
+		n += 2 + protohelpers.SizeOfVarint(uint64(m.NatEvent))
+	}
+	if m.NatPortRangeStart != 0 {
+		n += 2 + protohelpers.SizeOfVarint(uint64(m.NatPortRangeStart))
+	}
+	if m.NatPortRangeEnd != 0 {
+		n += 2 + protohelpers.SizeOfVarint(uint64(m.NatPortRangeEnd))
+	}
+	if m.NatInstanceId != 0 {
+		n += 2 + protohelpers.SizeOfVarint(uint64(m.NatInstanceId))
+	}
+	if m.NatPoolId != 0 {
+		n += 2 + protohelpers.SizeOfVarint(uint64(m.NatPoolId))
 	}
 	n += len(m.unknownFields)
 	return n
@@ -3299,6 +3545,399 @@ func (m *FlowMessage) UnmarshalVT(dAtA []byte) error {
 				}
 			}
 			m.BiflowReverse = bool(v != 0)
+		case 1130:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field SrcUser", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.SrcUser = string(dAtA[iNdEx:postIndex])
+			iNdEx = postIndex
+		case 1131:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field DstUser", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.DstUser = string(dAtA[iNdEx:postIndex])
+			iNdEx = postIndex
+		case 1132:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field SrcSessionId", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.SrcSessionId = string(dAtA[iNdEx:postIndex])
+			iNdEx = postIndex
+		case 1133:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field DstSessionId", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.DstSessionId = string(dAtA[iNdEx:postIndex])
+			iNdEx = postIndex
+		case 1134:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field SrcCallingStationId", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.SrcCallingStationId = string(dAtA[iNdEx:postIndex])
+			iNdEx = postIndex
+		case 1135:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field DstCallingStationId", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.DstCallingStationId = string(dAtA[iNdEx:postIndex])
+			iNdEx = postIndex
+		case 1140:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field PostNatSrcAddr", wireType)
+			}
+			var byteLen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				byteLen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if byteLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + byteLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.PostNatSrcAddr = append(m.PostNatSrcAddr[:0], dAtA[iNdEx:postIndex]...)
+			if m.PostNatSrcAddr == nil {
+				m.PostNatSrcAddr = []byte{}
+			}
+			iNdEx = postIndex
+		case 1141:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field PostNatDstAddr", wireType)
+			}
+			var byteLen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				byteLen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if byteLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + byteLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.PostNatDstAddr = append(m.PostNatDstAddr[:0], dAtA[iNdEx:postIndex]...)
+			if m.PostNatDstAddr == nil {
+				m.PostNatDstAddr = []byte{}
+			}
+			iNdEx = postIndex
+		case 1142:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field PostNaptSrcPort", wireType)
+			}
+			m.PostNaptSrcPort = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.PostNaptSrcPort |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 1143:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field PostNaptDstPort", wireType)
+			}
+			m.PostNaptDstPort = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.PostNaptDstPort |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 1144:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field NatEvent", wireType)
+			}
+			m.NatEvent = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.NatEvent |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 1145:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field NatPortRangeStart", wireType)
+			}
+			m.NatPortRangeStart = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.NatPortRangeStart |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 1146:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field NatPortRangeEnd", wireType)
+			}
+			m.NatPortRangeEnd = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.NatPortRangeEnd |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 1147:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field NatInstanceId", wireType)
+			}
+			m.NatInstanceId = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.NatInstanceId |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 1148:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field NatPoolId", wireType)
+			}
+			m.NatPoolId = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.NatPoolId |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
@@ -5316,6 +5955,417 @@ func (m *FlowMessage) UnmarshalVTUnsafe(dAtA []byte) error {
 				}
 			}
 			m.BiflowReverse = bool(v != 0)
+		case 1130:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field SrcUser", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			var stringValue string
+			if intStringLen > 0 {
+				stringValue = unsafe.String(&dAtA[iNdEx], intStringLen)
+			}
+			m.SrcUser = stringValue
+			iNdEx = postIndex
+		case 1131:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field DstUser", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			var stringValue string
+			if intStringLen > 0 {
+				stringValue = unsafe.String(&dAtA[iNdEx], intStringLen)
+			}
+			m.DstUser = stringValue
+			iNdEx = postIndex
+		case 1132:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field SrcSessionId", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			var stringValue string
+			if intStringLen > 0 {
+				stringValue = unsafe.String(&dAtA[iNdEx], intStringLen)
+			}
+			m.SrcSessionId = stringValue
+			iNdEx = postIndex
+		case 1133:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field DstSessionId", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			var stringValue string
+			if intStringLen > 0 {
+				stringValue = unsafe.String(&dAtA[iNdEx], intStringLen)
+			}
+			m.DstSessionId = stringValue
+			iNdEx = postIndex
+		case 1134:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field SrcCallingStationId", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			var stringValue string
+			if intStringLen > 0 {
+				stringValue = unsafe.String(&dAtA[iNdEx], intStringLen)
+			}
+			m.SrcCallingStationId = stringValue
+			iNdEx = postIndex
+		case 1135:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field DstCallingStationId", wireType)
+			}
+			var stringLen uint64
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				stringLen |= uint64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			intStringLen := int(stringLen)
+			if intStringLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + intStringLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			var stringValue string
+			if intStringLen > 0 {
+				stringValue = unsafe.String(&dAtA[iNdEx], intStringLen)
+			}
+			m.DstCallingStationId = stringValue
+			iNdEx = postIndex
+		case 1140:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field PostNatSrcAddr", wireType)
+			}
+			var byteLen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				byteLen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if byteLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + byteLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.PostNatSrcAddr = dAtA[iNdEx:postIndex]
+			iNdEx = postIndex
+		case 1141:
+			if wireType != 2 {
+				return fmt.Errorf("proto: wrong wireType = %d for field PostNatDstAddr", wireType)
+			}
+			var byteLen int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				byteLen |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			if byteLen < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			postIndex := iNdEx + byteLen
+			if postIndex < 0 {
+				return protohelpers.ErrInvalidLength
+			}
+			if postIndex > l {
+				return io.ErrUnexpectedEOF
+			}
+			m.PostNatDstAddr = dAtA[iNdEx:postIndex]
+			iNdEx = postIndex
+		case 1142:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field PostNaptSrcPort", wireType)
+			}
+			m.PostNaptSrcPort = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.PostNaptSrcPort |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 1143:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field PostNaptDstPort", wireType)
+			}
+			m.PostNaptDstPort = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.PostNaptDstPort |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 1144:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field NatEvent", wireType)
+			}
+			m.NatEvent = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.NatEvent |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 1145:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field NatPortRangeStart", wireType)
+			}
+			m.NatPortRangeStart = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.NatPortRangeStart |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 1146:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field NatPortRangeEnd", wireType)
+			}
+			m.NatPortRangeEnd = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.NatPortRangeEnd |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 1147:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field NatInstanceId", wireType)
+			}
+			m.NatInstanceId = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.NatInstanceId |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 1148:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field NatPoolId", wireType)
+			}
+			m.NatPoolId = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.NatPoolId |= uint32(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])

@@ -34,7 +34,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/command"
 )
 
-// DefaultBrokers is the dev broker's address (scripts/devbroker).
+// DefaultBrokers is the dev broker's address (scripts/dev/devbroker).
 const DefaultBrokers = "127.0.0.1:9092"
 
 // SASL mechanisms, spelled as Kafka spells them.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/flowpipe/flowpipe/pkg/command"
 	"github.com/flowpipe/flowpipe/pkg/kafkaopt"
-	"github.com/flowpipe/flowpipe/pkg/kafkaopt/kafkatest"
+	"github.com/flowpipe/flowpipe/pkg/testutil/kafkatest"
 )
 
 // parse runs the flags through a real urfave/cli app, as the tools do.

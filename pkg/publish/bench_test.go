@@ -54,7 +54,7 @@ func benchStream(b *testing.B, n int) []byte {
 // BenchmarkPublish is stdin -> Kafka: a bin stream of 200-byte records
 // read, copied and produced into an in-process kfake with DataDir (the dev
 // broker's setup), acks=all and idempotence, no key. One op is one record.
-// The broker shares the CPU with the producer here; scripts/bench-publish.sh
+// The broker shares the CPU with the producer here; scripts/bench/bench-publish.sh
 // runs them as separate processes next to a bare franz-go producer.
 func BenchmarkPublish(b *testing.B) {
 	for _, key := range []string{"none", "sampler_address"} {

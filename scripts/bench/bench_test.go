@@ -146,7 +146,7 @@ func TestReport(t *testing.T) {
 			steps = append(steps, s)
 		}
 	}
-	r := &report{Date: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC), Command: "scripts/bench.sh", Profile: fullProfile(),
+	r := &report{Date: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC), Command: "scripts/bench/bench.sh", Profile: fullProfile(),
 		Machine: machine{CPUs: 2, Model: "test CPU", LoadStart: "0.10 0.20 0.30", LoadEnd: "1.0 0.5 0.3"},
 		Collect: rows,
 		Stages:  []stageResult{{Stage: "flowenrich", Records: 2e6, Wall: 3 * time.Second, Startup: time.Second, StartupCPU: 1, Usage: usage{CPU: 3, PeakRSS: 100 << 20}}},

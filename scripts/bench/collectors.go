@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/procfs"
 )
 
-// The collector side by side is scripts/benchcollect's job: bench runs that
+// The collector side by side is scripts/bench/benchcollect's job: bench runs that
 // program with flags, reads its Markdown table and its per-run progress
 // lines, and adds what it does not measure: the peak RSS of each collector
 // process it starts, and a rate series that does not stop at the first loss.

@@ -1,14 +1,14 @@
 // Command bench measures flowpipe on this machine and writes the figures
 // the README shows: flowcollect side by side with goflow2 v2.2.6 (through
-// scripts/benchcollect), a received-vs-offered rate series drawn as a PNG,
+// scripts/bench/benchcollect), a received-vs-offered rate series drawn as a PNG,
 // each stage's throughput on a pre-generated file, and the whole chain
 // flowcollect | flowenrich | flowpublish fed over loopback UDP, with the
 // highest loss-free rate of a short search.
 //
-// scripts/bench.sh builds the binaries and runs it:
+// scripts/bench/bench.sh builds the binaries and runs it:
 //
-//	scripts/bench.sh                 # ~5-8 minutes
-//	BENCH_QUICK=1 scripts/bench.sh   # ~1-2 minutes, fewer and shorter runs
+//	scripts/bench/bench.sh                 # ~5-8 minutes
+//	BENCH_QUICK=1 scripts/bench/bench.sh   # ~1-2 minutes, fewer and shorter runs
 //
 // It writes scripts/bench/results.md and scripts/bench/plot.png and prints
 // the Markdown on stdout; progress goes to stderr. A section that fails is
@@ -112,13 +112,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	binDir := fs.String("bin", "bin", "directory of flowcollect, flowenrich, flowpublish, flowexport, devbroker, flowgen and benchcollect")
 	goflow2 := fs.String("goflow2", "", "goflow2 v2.2.6 binary (empty: flowcollect alone)")
 	quick := fs.Bool("quick", false, "short runs, fewer protocols and steps (~1-2 minutes)")
-	geo := fs.String("geo", "scripts/.geo", "directory of the free geo databases (scripts/fetch-geo-db.sh)")
-	networks := fs.String("networks", "scripts/demo/networks.yaml", "flowenrich networks file, used when there are no geo databases")
+	geo := fs.String("geo", "scripts/.geo", "directory of the free geo databases (scripts/dev/fetch-geo-db.sh)")
+	networks := fs.String("networks", "scripts/dev/demo/networks.yaml", "flowenrich networks file, used when there are no geo databases")
 	outDir := fs.String("out", "scripts/bench", "directory for results.md and plot.png")
 	work := fs.String("work", "", "scratch directory (default: a new temporary one, removed at the end)")
 	only := fs.String("only", strings.Join(sections, ","), "sections to run: "+strings.Join(sections, ","))
 	chainCollect := fs.String("chain-flowcollect-args", "", "extra flowcollect flags in the chain, space-separated (e.g. \"--workers 0\")")
-	command := fs.String("command", "", "command line shown in the report (default: scripts/bench.sh)")
+	command := fs.String("command", "", "command line shown in the report (default: scripts/bench/bench.sh)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -139,9 +139,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		prof = quickProfile()
 	}
 	if *command == "" {
-		*command = "scripts/bench.sh"
+		*command = "scripts/bench/bench.sh"
 		if *quick {
-			*command = "BENCH_QUICK=1 scripts/bench.sh"
+			*command = "BENCH_QUICK=1 scripts/bench/bench.sh"
 		}
 	}
 	if *work == "" {
@@ -290,7 +290,7 @@ func enrichFlags(geo, networks string) ([]string, string) {
 	if len(args) > 0 {
 		return args, "real free databases: " + strings.Join(names, ", ")
 	}
-	return []string{"--networks", networks}, "no geo databases (run scripts/fetch-geo-db.sh): networks file " + networks + " only"
+	return []string{"--networks", networks}, "no geo databases (run scripts/dev/fetch-geo-db.sh): networks file " + networks + " only"
 }
 
 func exists(path string) bool {

@@ -140,7 +140,7 @@ func render(w io.Writer, r *report) {
 
 	if len(r.Collect) > 0 {
 		p("## Collectors side by side: flowcollect and goflow2 v2.2.6\n\n")
-		p("Same flowgen UDP load on loopback for each collector, one collector at a time, output to /dev/null; measured by scripts/benchcollect: a CPU run at %s records/s for %s, then a search over %s records/s (%s each) that stops at the first step with loss. CPU is user+system of the collector process; peak RSS is its VmHWM. flowcollect runs with its defaults (`--workers 0`: decoding on the socket reader) and with `--workers 2` (two decoding goroutines, exporters hashed to them).\n\n",
+		p("Same flowgen UDP load on loopback for each collector, one collector at a time, output to /dev/null; measured by scripts/bench/benchcollect: a CPU run at %s records/s for %s, then a search over %s records/s (%s each) that stops at the first step with loss. CPU is user+system of the collector process; peak RSS is its VmHWM. flowcollect runs with its defaults (`--workers 0`: decoding on the socket reader) and with `--workers 2` (two decoding goroutines, exporters hashed to them).\n\n",
 			humanRate(r.Profile.CollectRate), r.Profile.CollectDur, joinRates(r.Profile.SearchRates), r.Profile.SearchDur)
 		p("| protocol | output | collector | sent | received | loss | CPU s per M records | highest loss-free rate, records/s | peak RSS, MiB |\n")
 		p("|---|---|---|---:|---:|---:|---:|---:|---:|\n")

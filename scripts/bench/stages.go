@@ -17,7 +17,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/framing"
 )
 
-// bins are the binaries bench runs, built by scripts/bench.sh.
+// bins are the binaries bench runs, built by scripts/bench/bench.sh.
 type bins struct {
 	Flowcollect, Flowenrich, Flowpublish, Flowexport string
 	Devbroker, Flowgen, Benchcollect, Goflow2        string
@@ -245,7 +245,7 @@ func exportStage(ctx context.Context, c stagesConfig, broker string, n float64) 
 	return r, p.stop(15 * time.Second)
 }
 
-// startBroker starts scripts/devbroker on a free port with a data dir.
+// startBroker starts scripts/dev/devbroker on a free port with a data dir.
 func startBroker(bin, work, logDir, name string, topics ...string) (*proc, string, error) {
 	dataDir, err := os.MkdirTemp(work, "kafka-")
 	if err != nil {

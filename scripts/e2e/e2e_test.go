@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowpipe/flowpipe/pkg/enrich/enrichtest"
+	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
-	"github.com/flowpipe/flowpipe/pkg/interop"
-	"github.com/flowpipe/flowpipe/pkg/testtraffic"
+	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
+	"github.com/flowpipe/flowpipe/pkg/testutil/testtraffic"
 )
 
 // The AS plan of the test: testtraffic's private and "own" addresses get

@@ -23,7 +23,7 @@ import (
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
-	"github.com/flowpipe/flowpipe/pkg/interop"
+	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
 )
 
 // logBuffer collects a process's stderr (and stdout when it is not data).

@@ -45,7 +45,7 @@ func buildAndRun(m *testing.M) (int, error) {
 	defer os.RemoveAll(dir)
 	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
 		"./cmd/flowcollect", "./cmd/flowenrich", "./cmd/flowpublish", "./cmd/flowexport",
-		"./scripts/devbroker", "./scripts/flowgen")
+		"./scripts/dev/devbroker", "./scripts/dev/flowgen")
 	build.Dir = moduleRoot
 	if b, err := build.CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("go build: %w\n%s", err, b)

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowpipe/flowpipe/pkg/flowgen"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 )
 
-// TestSystemdWrapper runs scripts/systemd/flowpipe-pipeline (what
+// TestSystemdWrapper runs scripts/deploy/systemd/flowpipe-pipeline (what
 // flowpipe.service starts) with the built binaries, sends it flowgen's
 // IPFIX traffic, stops it with SIGTERM as systemd does, and checks that it
 // exits 0 with every generated record in the broker.
@@ -34,7 +34,7 @@ func TestSystemdWrapper(t *testing.T) {
 	if err := os.WriteFile(nets, []byte(networksYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("bash", filepath.Join(moduleRoot, "scripts", "systemd", "flowpipe-pipeline"))
+	cmd := exec.Command("bash", filepath.Join(moduleRoot, "scripts", "deploy", "systemd", "flowpipe-pipeline"))
 	cmd.Env = append(os.Environ(),
 		"FLOWPIPE_BIN="+binDir,
 		fmt.Sprintf("FLOWCOLLECT_ARGS=--listen netflow://127.0.0.1:%d --metrics-listen %s", port, metrics),

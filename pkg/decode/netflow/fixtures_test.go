@@ -14,8 +14,8 @@ import (
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
-	"github.com/flowpipe/flowpipe/pkg/interop"
-	"github.com/flowpipe/flowpipe/pkg/testtraffic"
+	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
+	"github.com/flowpipe/flowpipe/pkg/testutil/testtraffic"
 )
 
 var update = flag.Bool("update", false, "rebuild testdata/*.pcap from softflowd and pmacctd")

@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
-	"github.com/flowpipe/flowpipe/pkg/flowgen"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
-	"github.com/flowpipe/flowpipe/pkg/interop"
+	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
 )
 
 // fuzzSeeds adds the fixtures' datagrams of one version, and flowgen's.

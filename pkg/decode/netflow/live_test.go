@@ -6,8 +6,8 @@ import (
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
-	"github.com/flowpipe/flowpipe/pkg/interop"
-	"github.com/flowpipe/flowpipe/pkg/testtraffic"
+	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
+	"github.com/flowpipe/flowpipe/pkg/testutil/testtraffic"
 )
 
 // TestLiveExporters runs softflowd and pmacctd now (not from fixtures) so

@@ -13,7 +13,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/decode/mapping"
 	"github.com/flowpipe/flowpipe/pkg/decode/template"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
-	"github.com/flowpipe/flowpipe/pkg/interop"
+	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 

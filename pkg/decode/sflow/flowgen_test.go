@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
-	"github.com/flowpipe/flowpipe/pkg/flowgen"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
-	"github.com/flowpipe/flowpipe/pkg/interop"
+	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
 )
 
 var testExporter = netip.MustParseAddrPort("192.0.2.99:6343")

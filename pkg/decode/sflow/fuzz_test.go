@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
-	"github.com/flowpipe/flowpipe/pkg/flowgen"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
-	"github.com/flowpipe/flowpipe/pkg/interop"
+	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
 )
 
 // FuzzDecode feeds arbitrary datagrams to the decoder, seeded with the

@@ -11,7 +11,7 @@ import (
 	gfproto "github.com/netsampler/goflow2/v2/producer/proto"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/flowpipe/flowpipe/pkg/flowgen"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 )
 

@@ -14,8 +14,8 @@ import (
 	"testing"
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
-	"github.com/flowpipe/flowpipe/pkg/interop"
-	"github.com/flowpipe/flowpipe/pkg/testtraffic"
+	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
+	"github.com/flowpipe/flowpipe/pkg/testutil/testtraffic"
 )
 
 var update = flag.Bool("update", false, "rebuild testdata/pmacct-sfprobe.pcap with pmacctd's sfprobe plugin")
