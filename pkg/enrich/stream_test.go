@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 )
 
 // benchStream builds n framed records of a realistic size (IPFIX-like, 30

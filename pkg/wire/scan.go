@@ -1,0 +1,177 @@
+package wire
+
+import (
+	"fmt"
+	"slices"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// A FieldSet is a set of field numbers, tested in a few instructions: a
+// bitmap for the numbers below 2048 (two-byte tags, all of flow.proto's),
+// a list for larger ones. The zero value is empty; a nil *FieldSet, given
+// to FieldScanner.Next, stands for every field.
+type FieldSet struct {
+	low  [2048 / 64]uint64
+	high []protowire.Number
+}
+
+// NewFieldSet returns the set of nums.
+func NewFieldSet(nums ...protowire.Number) *FieldSet {
+	s := &FieldSet{}
+	for _, n := range nums {
+		s.Add(n)
+	}
+	return s
+}
+
+// Add puts num in s.
+func (s *FieldSet) Add(num protowire.Number) {
+	if uint64(num) < 2048 {
+		s.low[num>>6] |= 1 << (num & 63)
+	} else if !slices.Contains(s.high, num) {
+		s.high = append(s.high, num)
+	}
+}
+
+// Union returns a new set holding the numbers of s and t.
+func (s *FieldSet) Union(t *FieldSet) *FieldSet {
+	u := &FieldSet{low: s.low, high: slices.Clone(s.high)}
+	for i, w := range t.low {
+		u.low[i] |= w
+	}
+	for _, n := range t.high {
+		u.Add(n)
+	}
+	return u
+}
+
+// Has reports whether num is in s.
+func (s *FieldSet) Has(num protowire.Number) bool {
+	if uint64(num) < 2048 {
+		return s.low[num>>6]&(1<<(num&63)) != 0
+	}
+	return len(s.high) > 0 && slices.Contains(s.high, num)
+}
+
+// Field is one field of an encoded message msg, as FieldScanner found it:
+// msg[Start:End] is the whole field, tag included. Value is where its
+// value starts: the varint or the fixed-size bytes, the content of a
+// length-delimited field (after the length), or the first field inside a
+// group (End is then past the end-group tag).
+type Field struct {
+	Num   protowire.Number
+	Type  protowire.Type
+	Start int
+	Value int
+	End   int
+}
+
+// FieldScanner walks the fields of one encoded message. The zero value
+// scans an empty message; Reset gives it one.
+type FieldScanner struct {
+	msg   []byte
+	pos   int
+	field Field
+	err   error
+}
+
+// Reset starts a scan of msg, which must stay unchanged until it ends.
+func (s *FieldScanner) Reset(msg []byte) { *s = FieldScanner{msg: msg} }
+
+// Field is the field the last successful Next stopped at.
+func (s *FieldScanner) Field() Field { return s.field }
+
+// Pos is the offset of the next field to scan.
+func (s *FieldScanner) Pos() int { return s.pos }
+
+// Err is the error that stopped the scan early, nil at the end of a
+// well-formed message.
+func (s *FieldScanner) Err() error { return s.err }
+
+// maxVarintLen is the longest varint, in bytes.
+const maxVarintLen = 10
+
+// Next skips to the next field whose number is in set (any field for a nil
+// set) and reports whether there was one; false means the end of the
+// message or a malformed field (see Err). Fields outside set are checked
+// and skipped, not decoded.
+//
+// It accepts what protowire.ConsumeField accepts, field by field: field
+// numbers 1 to 2^31-1, any wire type whose value is whole (a group up to
+// its matching end), varints of at most ten bytes within 64 bits.
+func (s *FieldScanner) Next(set *FieldSet) bool {
+	b := s.msg
+	// The common shapes (one- or two-byte tags, varints, short bytes
+	// fields) are decoded inline on indexes; anything else goes through
+	// protowire.
+	for i := s.pos; i < len(b); {
+		var num protowire.Number
+		var typ protowire.Type
+		n := 0
+		if c := b[i]; c < 0x80 && c >= 0x08 { // fields 1-15
+			num, typ, n = protowire.Number(c>>3), protowire.Type(c&7), 1
+		} else if i+1 < len(b) && c >= 0x80 && b[i+1] < 0x80 && b[i+1] != 0 { // fields 16-2047
+			v := uint32(c&0x7f) | uint32(b[i+1])<<7
+			num, typ, n = protowire.Number(v>>3), protowire.Type(v&7), 2
+		} else if num, typ, n = protowire.ConsumeTag(b[i:]); n < 0 {
+			return s.fail(fmt.Errorf("field at byte %d: %w", i, protowire.ParseError(n)))
+		}
+		val := i + n
+		end := -1
+		switch typ {
+		case protowire.VarintType:
+			for k := val; k < len(b) && k < val+maxVarintLen-1; k++ {
+				if b[k] < 0x80 {
+					end = k + 1
+					break
+				}
+			}
+		case protowire.BytesType:
+			if val < len(b) && b[val] < 0x80 {
+				if e := val + 1 + int(b[val]); e <= len(b) {
+					end = e
+					val++
+				}
+			}
+		}
+		if end < 0 { // long, unusual or malformed: the careful way
+			m := protowire.ConsumeFieldValue(num, typ, b[val:])
+			if m < 0 {
+				return s.fail(fmt.Errorf("field %d at byte %d: %w", num, i, protowire.ParseError(m)))
+			}
+			end = val + m
+			if typ == protowire.BytesType {
+				_, k := protowire.ConsumeVarint(b[val:])
+				val += k
+			}
+		}
+		if set == nil || set.Has(num) {
+			s.field = Field{Num: num, Type: typ, Start: i, Value: val, End: end}
+			s.pos = end
+			return true
+		}
+		i = end
+	}
+	s.pos = len(b)
+	return false
+}
+
+func (s *FieldScanner) fail(err error) bool {
+	s.err = err
+	s.pos = len(s.msg)
+	return false
+}
+
+// Varint decodes a varint known to be whole, such as msg[f.Value:f.End]
+// of a varint field from FieldScanner: bits past the 64th are dropped.
+func Varint(b []byte) uint64 {
+	var v uint64
+	for i, c := range b {
+		v |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			break
+		}
+	}
+	return v
+}
