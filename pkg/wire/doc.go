@@ -54,7 +54,8 @@
 // the grammar of RFC 8259 as it goes: objects and arrays with [JSONScanner.Open],
 // [JSONScanner.Key] and [JSONScanner.More], strings with [JSONScanner.String]
 // (raw, unescaped on demand by [UnquoteJSON]), integers with
-// [JSONScanner.Uint], any value with [JSONScanner.Skip]. It builds nothing:
+// [JSONScanner.Uint] and [JSONScanner.Int], true and false with
+// [JSONScanner.Bool], any value with [JSONScanner.Skip]. It builds nothing:
 // a value it is not asked to read is skipped, and [JSONScanner.Pos] gives
 // the byte offsets a caller needs to copy a member as it is. Errors are
 // *[SyntaxError], with the byte offset where the text stopped making sense.
@@ -64,11 +65,20 @@
 //	more, err := s.Open('{')
 //	for more && err == nil {
 //		key, _, err := s.Key()
-//		...read or s.Skip() the value...
+//		...read the value, or s.Skip() it...
 //		more, err = s.More('}')
 //	}
-//	err = s.End() // nothing but white space after the object
+//	if err == nil && !s.AtEnd() { ... } // something after the object
 //
 // [AppendJSONString] writes a string as JSON, the same bytes whichever stage
 // writes it.
+//
+// # Who uses what
+//
+// pkg/framing reads and writes streams (Reader on NextFrame, the JSON
+// layout on JSONScanner and AppendJSONString); pkg/enrich splices records
+// with FieldScanner; pkg/export reads the counted fields with FieldScanner
+// and pmacct's JSON with JSONScanner; pkg/flowpb's generated AppendMarshal
+// is made of the Append functions; a relay that passes frames through
+// unread (flowpublish) checks them with ScanFrames.
 package wire

@@ -254,6 +254,9 @@ func (s *JSONScanner) Int(min, max int64) (int64, error) {
 		return int64(v), err
 	}
 	start := s.pos
+	if min >= 0 {
+		return 0, s.Fail(start, "expected an unsigned integer")
+	}
 	limit := uint64(-min) // two's complement: right for math.MinInt64 too
 	var v uint64
 	if quoted {
