@@ -1,7 +1,6 @@
 package export
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -138,10 +137,10 @@ func (p *Parser) Parse(value []byte, r *Record) error {
 		}
 		// A framed message of 123 bytes starts with its prefix 0x7b, '{':
 		// binary never parses as JSON, so it is tried as protobuf next.
-		if n, k := binary.Uvarint(value); k > 0 && n == uint64(len(value)-k) {
+		if body, ok := wholeFrame(value); ok {
 			*r = Record{Flows: 1, Format: FormatBin}
 			clear(p.values)
-			if p.parseProto(value[k:], r) == nil {
+			if p.parseProto(body, r) == nil {
 				return p.done(r)
 			}
 		}
@@ -149,8 +148,8 @@ func (p *Parser) Parse(value []byte, r *Record) error {
 		return err
 	}
 	r.Format = FormatBin
-	if n, k := binary.Uvarint(value); k > 0 && n == uint64(len(value)-k) {
-		if err := p.parseProto(value[k:], r); err == nil {
+	if body, ok := wholeFrame(value); ok {
+		if err := p.parseProto(body, r); err == nil {
 			return p.done(r)
 		}
 		*r = Record{Flows: 1, Format: FormatBin}
@@ -160,6 +159,13 @@ func (p *Parser) Parse(value []byte, r *Record) error {
 		return err
 	}
 	return p.done(r)
+}
+
+// wholeFrame reports whether value is exactly one frame: a length prefix
+// equal to the length of what follows.
+func wholeFrame(value []byte) ([]byte, bool) {
+	body, end, _, _ := wire.NextFrame(value, 0, len(value))
+	return body, end > 0 && end == len(value)
 }
 
 func (p *Parser) done(r *Record) error {

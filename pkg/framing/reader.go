@@ -5,6 +5,14 @@
 // Readers stop at the first bad frame: a length-prefixed stream that has
 // lost sync cannot be trusted again, so the error names the byte offset and
 // the caller exits instead of decoding garbage.
+//
+// The JSON layout (AppendJSON, ParseJSON) is generated from flow.proto
+// (fields.pb.go, by make proto): goflow2's fields with goflow2's
+// renderings, every other field by its kind, so a field added to
+// flow.proto is written and read with no change here. Keys of a JSON line
+// that are no field pass from a MessageReader (Extra) to a JSON
+// MessageWriter (WriteExtra) byte for byte. The bytes themselves are read
+// and written by pkg/wire.
 package framing
 
 import (
