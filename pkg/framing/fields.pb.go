@@ -610,6 +610,3 @@ func flowDirectionNumber(name []byte) (uint32, bool) {
 	}
 	return 0, false
 }
-
-var _ = math.MaxUint32 // used by some field types only
-var _ = strconv.AppendInt
