@@ -279,167 +279,408 @@ func appendFields(dst []byte, m *flowpb.FlowMessage) []byte {
 	return dst
 }
 
-// parseField reads the value of the member named key into p.m. known is
-// false when key names no field (a custom field, or a key to pass on).
-func (p *jsonParser) parseField(key []byte) (known bool, err error) {
-	m := p.m
+// jsonKeys are the fields' JSON keys, in the layout's order.
+var jsonKeys = [...]string{
+	"type",
+	"time_received_ns",
+	"sequence_num",
+	"sampling_rate",
+	"sampler_address",
+	"time_flow_start_ns",
+	"time_flow_end_ns",
+	"bytes",
+	"packets",
+	"src_addr",
+	"dst_addr",
+	"etype",
+	"proto",
+	"src_port",
+	"dst_port",
+	"in_if",
+	"out_if",
+	"src_mac",
+	"dst_mac",
+	"src_vlan",
+	"dst_vlan",
+	"vlan_id",
+	"ip_tos",
+	"forwarding_status",
+	"ip_ttl",
+	"ip_flags",
+	"tcp_flags",
+	"icmp_type",
+	"icmp_code",
+	"ipv6_flow_label",
+	"fragment_id",
+	"fragment_offset",
+	"src_as",
+	"dst_as",
+	"next_hop",
+	"next_hop_as",
+	"src_net",
+	"dst_net",
+	"bgp_next_hop",
+	"bgp_communities",
+	"as_path",
+	"mpls_ttl",
+	"mpls_label",
+	"mpls_ip",
+	"observation_domain_id",
+	"observation_point_id",
+	"layer_stack",
+	"layer_size",
+	"ipv6_routing_header_addresses",
+	"ipv6_routing_header_seg_left",
+	"src_country",
+	"dst_country",
+	"src_as_name",
+	"dst_as_name",
+	"src_net_name",
+	"dst_net_name",
+	"src_net_labels",
+	"dst_net_labels",
+	"src_net_prefix",
+	"dst_net_prefix",
+	"flow_direction",
+	"biflow_reverse",
+	"src_user",
+	"dst_user",
+	"src_session_id",
+	"dst_session_id",
+	"src_calling_station_id",
+	"dst_calling_station_id",
+	"post_nat_src_addr",
+	"post_nat_dst_addr",
+	"post_napt_src_port",
+	"post_napt_dst_port",
+	"nat_event",
+	"nat_port_range_start",
+	"nat_port_range_end",
+	"nat_instance_id",
+	"nat_pool_id",
+}
+
+// jsonKeyIndex is the index in jsonKeys of key, -1 for a key of no field.
+func jsonKeyIndex(key []byte) int {
 	switch string(key) {
 	case "type":
-		return true, p.enum((*int32)(&m.Type), flowTypeNumber)
+		return 0
 	case "time_received_ns":
-		return true, p.time(&m.TimeReceivedNs)
+		return 1
 	case "sequence_num":
-		return true, p.u32(&m.SequenceNum)
+		return 2
 	case "sampling_rate":
-		return true, p.u64(&m.SamplingRate)
+		return 3
 	case "sampler_address":
-		return true, p.addr(&m.SamplerAddress)
+		return 4
 	case "time_flow_start_ns":
-		return true, p.time(&m.TimeFlowStartNs)
+		return 5
 	case "time_flow_end_ns":
-		return true, p.time(&m.TimeFlowEndNs)
+		return 6
 	case "bytes":
-		return true, p.u64(&m.Bytes)
+		return 7
 	case "packets":
-		return true, p.u64(&m.Packets)
+		return 8
 	case "src_addr":
-		return true, p.addr(&m.SrcAddr)
+		return 9
 	case "dst_addr":
-		return true, p.addr(&m.DstAddr)
+		return 10
 	case "etype":
-		return true, p.named(&m.Etype, etypeNumber, math.MaxUint32)
+		return 11
 	case "proto":
-		return true, p.named(&m.Proto, protoNumber, math.MaxUint32)
+		return 12
 	case "src_port":
-		return true, p.u32(&m.SrcPort)
+		return 13
 	case "dst_port":
-		return true, p.u32(&m.DstPort)
+		return 14
 	case "in_if":
-		return true, p.u32(&m.InIf)
+		return 15
 	case "out_if":
-		return true, p.u32(&m.OutIf)
+		return 16
 	case "src_mac":
-		return true, p.mac(&m.SrcMac)
+		return 17
 	case "dst_mac":
-		return true, p.mac(&m.DstMac)
+		return 18
 	case "src_vlan":
-		return true, p.u32(&m.SrcVlan)
+		return 19
 	case "dst_vlan":
-		return true, p.u32(&m.DstVlan)
+		return 20
 	case "vlan_id":
-		return true, p.u32(&m.VlanId)
+		return 21
 	case "ip_tos":
-		return true, p.u32(&m.IpTos)
+		return 22
 	case "forwarding_status":
-		return true, p.u32(&m.ForwardingStatus)
+		return 23
 	case "ip_ttl":
-		return true, p.u32(&m.IpTtl)
+		return 24
 	case "ip_flags":
-		return true, p.u32(&m.IpFlags)
+		return 25
 	case "tcp_flags":
-		return true, p.u32(&m.TcpFlags)
+		return 26
 	case "icmp_type":
-		return true, p.u32(&m.IcmpType)
+		return 27
 	case "icmp_code":
-		return true, p.u32(&m.IcmpCode)
+		return 28
 	case "ipv6_flow_label":
-		return true, p.u32(&m.Ipv6FlowLabel)
+		return 29
 	case "fragment_id":
-		return true, p.u32(&m.FragmentId)
+		return 30
 	case "fragment_offset":
-		return true, p.u32(&m.FragmentOffset)
+		return 31
 	case "src_as":
-		return true, p.u32(&m.SrcAs)
+		return 32
 	case "dst_as":
-		return true, p.u32(&m.DstAs)
+		return 33
 	case "next_hop":
-		return true, p.addr(&m.NextHop)
+		return 34
 	case "next_hop_as":
-		return true, p.u32(&m.NextHopAs)
+		return 35
 	case "src_net":
-		return true, p.net(&m.SrcNet)
+		return 36
 	case "dst_net":
-		return true, p.net(&m.DstNet)
+		return 37
 	case "bgp_next_hop":
-		return true, p.addr(&m.BgpNextHop)
+		return 38
 	case "bgp_communities":
-		return true, parseUints(p, &m.BgpCommunities, math.MaxUint32)
+		return 39
 	case "as_path":
-		return true, parseUints(p, &m.AsPath, math.MaxUint32)
+		return 40
 	case "mpls_ttl":
-		return true, parseUints(p, &m.MplsTtl, math.MaxUint32)
+		return 41
 	case "mpls_label":
-		return true, parseUints(p, &m.MplsLabel, math.MaxUint32)
+		return 42
 	case "mpls_ip":
-		return true, p.addrs(&m.MplsIp)
+		return 43
 	case "observation_domain_id":
-		return true, p.u32(&m.ObservationDomainId)
+		return 44
 	case "observation_point_id":
-		return true, p.u32(&m.ObservationPointId)
+		return 45
 	case "layer_stack":
-		return true, parseEnums(p, &m.LayerStack, layerStackNumber)
+		return 46
 	case "layer_size":
-		return true, parseUints(p, &m.LayerSize, math.MaxUint32)
+		return 47
 	case "ipv6_routing_header_addresses":
-		return true, p.addrs(&m.Ipv6RoutingHeaderAddresses)
+		return 48
 	case "ipv6_routing_header_seg_left":
-		return true, p.u32(&m.Ipv6RoutingHeaderSegLeft)
+		return 49
 	case "src_country":
-		return true, p.string(&m.SrcCountry)
+		return 50
 	case "dst_country":
-		return true, p.string(&m.DstCountry)
+		return 51
 	case "src_as_name":
-		return true, p.string(&m.SrcAsName)
+		return 52
 	case "dst_as_name":
-		return true, p.string(&m.DstAsName)
+		return 53
 	case "src_net_name":
-		return true, p.string(&m.SrcNetName)
+		return 54
 	case "dst_net_name":
-		return true, p.string(&m.DstNetName)
+		return 55
 	case "src_net_labels":
-		return true, p.labels(&m.SrcNetLabels, p.spare.SrcNetLabels)
+		return 56
 	case "dst_net_labels":
-		return true, p.labels(&m.DstNetLabels, p.spare.DstNetLabels)
+		return 57
 	case "src_net_prefix":
-		return true, p.string(&m.SrcNetPrefix)
+		return 58
 	case "dst_net_prefix":
-		return true, p.string(&m.DstNetPrefix)
+		return 59
 	case "flow_direction":
-		return true, p.enum((*int32)(&m.FlowDirection), flowDirectionNumber)
+		return 60
 	case "biflow_reverse":
-		return true, p.bool(&m.BiflowReverse)
+		return 61
 	case "src_user":
-		return true, p.string(&m.SrcUser)
+		return 62
 	case "dst_user":
-		return true, p.string(&m.DstUser)
+		return 63
 	case "src_session_id":
-		return true, p.string(&m.SrcSessionId)
+		return 64
 	case "dst_session_id":
-		return true, p.string(&m.DstSessionId)
+		return 65
 	case "src_calling_station_id":
-		return true, p.string(&m.SrcCallingStationId)
+		return 66
 	case "dst_calling_station_id":
-		return true, p.string(&m.DstCallingStationId)
+		return 67
 	case "post_nat_src_addr":
-		return true, p.bytesText(&m.PostNatSrcAddr)
+		return 68
 	case "post_nat_dst_addr":
-		return true, p.bytesText(&m.PostNatDstAddr)
+		return 69
 	case "post_napt_src_port":
-		return true, p.u32(&m.PostNaptSrcPort)
+		return 70
 	case "post_napt_dst_port":
-		return true, p.u32(&m.PostNaptDstPort)
+		return 71
 	case "nat_event":
-		return true, p.u32(&m.NatEvent)
+		return 72
 	case "nat_port_range_start":
-		return true, p.u32(&m.NatPortRangeStart)
+		return 73
 	case "nat_port_range_end":
-		return true, p.u32(&m.NatPortRangeEnd)
+		return 74
 	case "nat_instance_id":
-		return true, p.u32(&m.NatInstanceId)
+		return 75
 	case "nat_pool_id":
-		return true, p.u32(&m.NatPoolId)
+		return 76
 	}
-	return false, nil
+	return -1
+}
+
+// parseFieldAt reads the value of field i of jsonKeys into p.m.
+func (p *jsonParser) parseFieldAt(i int) error {
+	m := p.m
+	switch i {
+	case 0: // type
+		return p.enum((*int32)(&m.Type), flowTypeNumber)
+	case 1: // time_received_ns
+		return p.time(&m.TimeReceivedNs)
+	case 2: // sequence_num
+		return p.u32(&m.SequenceNum)
+	case 3: // sampling_rate
+		return p.u64(&m.SamplingRate)
+	case 4: // sampler_address
+		return p.addr(&m.SamplerAddress)
+	case 5: // time_flow_start_ns
+		return p.time(&m.TimeFlowStartNs)
+	case 6: // time_flow_end_ns
+		return p.time(&m.TimeFlowEndNs)
+	case 7: // bytes
+		return p.u64(&m.Bytes)
+	case 8: // packets
+		return p.u64(&m.Packets)
+	case 9: // src_addr
+		return p.addr(&m.SrcAddr)
+	case 10: // dst_addr
+		return p.addr(&m.DstAddr)
+	case 11: // etype
+		return p.named(&m.Etype, etypeNumber, math.MaxUint32)
+	case 12: // proto
+		return p.named(&m.Proto, protoNumber, math.MaxUint32)
+	case 13: // src_port
+		return p.u32(&m.SrcPort)
+	case 14: // dst_port
+		return p.u32(&m.DstPort)
+	case 15: // in_if
+		return p.u32(&m.InIf)
+	case 16: // out_if
+		return p.u32(&m.OutIf)
+	case 17: // src_mac
+		return p.mac(&m.SrcMac)
+	case 18: // dst_mac
+		return p.mac(&m.DstMac)
+	case 19: // src_vlan
+		return p.u32(&m.SrcVlan)
+	case 20: // dst_vlan
+		return p.u32(&m.DstVlan)
+	case 21: // vlan_id
+		return p.u32(&m.VlanId)
+	case 22: // ip_tos
+		return p.u32(&m.IpTos)
+	case 23: // forwarding_status
+		return p.u32(&m.ForwardingStatus)
+	case 24: // ip_ttl
+		return p.u32(&m.IpTtl)
+	case 25: // ip_flags
+		return p.u32(&m.IpFlags)
+	case 26: // tcp_flags
+		return p.u32(&m.TcpFlags)
+	case 27: // icmp_type
+		return p.u32(&m.IcmpType)
+	case 28: // icmp_code
+		return p.u32(&m.IcmpCode)
+	case 29: // ipv6_flow_label
+		return p.u32(&m.Ipv6FlowLabel)
+	case 30: // fragment_id
+		return p.u32(&m.FragmentId)
+	case 31: // fragment_offset
+		return p.u32(&m.FragmentOffset)
+	case 32: // src_as
+		return p.u32(&m.SrcAs)
+	case 33: // dst_as
+		return p.u32(&m.DstAs)
+	case 34: // next_hop
+		return p.addr(&m.NextHop)
+	case 35: // next_hop_as
+		return p.u32(&m.NextHopAs)
+	case 36: // src_net
+		return p.net(&m.SrcNet)
+	case 37: // dst_net
+		return p.net(&m.DstNet)
+	case 38: // bgp_next_hop
+		return p.addr(&m.BgpNextHop)
+	case 39: // bgp_communities
+		return parseUints(p, &m.BgpCommunities, math.MaxUint32)
+	case 40: // as_path
+		return parseUints(p, &m.AsPath, math.MaxUint32)
+	case 41: // mpls_ttl
+		return parseUints(p, &m.MplsTtl, math.MaxUint32)
+	case 42: // mpls_label
+		return parseUints(p, &m.MplsLabel, math.MaxUint32)
+	case 43: // mpls_ip
+		return p.addrs(&m.MplsIp)
+	case 44: // observation_domain_id
+		return p.u32(&m.ObservationDomainId)
+	case 45: // observation_point_id
+		return p.u32(&m.ObservationPointId)
+	case 46: // layer_stack
+		return parseEnums(p, &m.LayerStack, layerStackNumber)
+	case 47: // layer_size
+		return parseUints(p, &m.LayerSize, math.MaxUint32)
+	case 48: // ipv6_routing_header_addresses
+		return p.addrs(&m.Ipv6RoutingHeaderAddresses)
+	case 49: // ipv6_routing_header_seg_left
+		return p.u32(&m.Ipv6RoutingHeaderSegLeft)
+	case 50: // src_country
+		return p.string(&m.SrcCountry)
+	case 51: // dst_country
+		return p.string(&m.DstCountry)
+	case 52: // src_as_name
+		return p.string(&m.SrcAsName)
+	case 53: // dst_as_name
+		return p.string(&m.DstAsName)
+	case 54: // src_net_name
+		return p.string(&m.SrcNetName)
+	case 55: // dst_net_name
+		return p.string(&m.DstNetName)
+	case 56: // src_net_labels
+		return p.labels(&m.SrcNetLabels, p.spare.SrcNetLabels)
+	case 57: // dst_net_labels
+		return p.labels(&m.DstNetLabels, p.spare.DstNetLabels)
+	case 58: // src_net_prefix
+		return p.string(&m.SrcNetPrefix)
+	case 59: // dst_net_prefix
+		return p.string(&m.DstNetPrefix)
+	case 60: // flow_direction
+		return p.enum((*int32)(&m.FlowDirection), flowDirectionNumber)
+	case 61: // biflow_reverse
+		return p.bool(&m.BiflowReverse)
+	case 62: // src_user
+		return p.string(&m.SrcUser)
+	case 63: // dst_user
+		return p.string(&m.DstUser)
+	case 64: // src_session_id
+		return p.string(&m.SrcSessionId)
+	case 65: // dst_session_id
+		return p.string(&m.DstSessionId)
+	case 66: // src_calling_station_id
+		return p.string(&m.SrcCallingStationId)
+	case 67: // dst_calling_station_id
+		return p.string(&m.DstCallingStationId)
+	case 68: // post_nat_src_addr
+		return p.bytesText(&m.PostNatSrcAddr)
+	case 69: // post_nat_dst_addr
+		return p.bytesText(&m.PostNatDstAddr)
+	case 70: // post_napt_src_port
+		return p.u32(&m.PostNaptSrcPort)
+	case 71: // post_napt_dst_port
+		return p.u32(&m.PostNaptDstPort)
+	case 72: // nat_event
+		return p.u32(&m.NatEvent)
+	case 73: // nat_port_range_start
+		return p.u32(&m.NatPortRangeStart)
+	case 74: // nat_port_range_end
+		return p.u32(&m.NatPortRangeEnd)
+	case 75: // nat_instance_id
+		return p.u32(&m.NatInstanceId)
+	case 76: // nat_pool_id
+		return p.u32(&m.NatPoolId)
+	}
+	return nil
 }
 
 // spareMaps holds a message's maps across its reset, for reuse.

@@ -59,7 +59,7 @@ func parseJSON(line []byte, m *flowpb.FlowMessage, opts *JSONOptions, alias bool
 }
 
 // jsonParser reads a flow record from JSON: the wire.JSONScanner reads the
-// tokens, the generated parseField (fields.pb.go) picks each field's
+// tokens, the generated parseFieldAt (fields.pb.go) picks each field's
 // reader, and the readers (jsonvalue.go) turn renderings back into values.
 type jsonParser struct {
 	s     wire.JSONScanner
@@ -79,6 +79,7 @@ func (p *jsonParser) object() error {
 	s := &p.s
 	more, err := s.Open('{')
 	var buf [64]byte // for keys with escapes
+	next := 0        // the field the next key most likely names
 	for more && err == nil {
 		start := s.Pos()
 		key, esc, kerr := s.Key()
@@ -89,13 +90,27 @@ func (p *jsonParser) object() error {
 		if esc {
 			key = wire.UnquoteJSON(buf[:0], key)
 		}
-		if err = p.field(key, start); err != nil {
+		// Lines in the layout's order (AppendJSON's, goflow2's) name the
+		// field after the last one: one comparison instead of a search.
+		i := next
+		if i >= len(jsonKeys) || string(key) != jsonKeys[i] {
+			i = jsonKeyIndex(key)
+		}
+		if i >= 0 {
+			err = p.parseFieldAt(i)
+			next = i + 1
+		} else {
+			err = p.other(key, start)
+		}
+		if err != nil {
 			if se, ok := err.(*wire.SyntaxError); ok {
 				se.Reason += fmt.Sprintf(" in %q", string(key))
 			}
 			break
 		}
-		more, err = s.More('}')
+		if more = s.Comma(); !more {
+			more, err = s.More('}')
+		}
 	}
 	if err == nil && !s.AtEnd() {
 		err = s.Fail(s.Pos(), "unexpected data after the object")
@@ -106,11 +121,9 @@ func (p *jsonParser) object() error {
 	return err
 }
 
-// field reads the member whose key starts at byte start.
-func (p *jsonParser) field(key []byte, start int) error {
-	if known, err := p.parseField(key); known {
-		return err
-	}
+// other reads a member whose key, starting at byte start, names no field:
+// a custom field of the options, or a member to skip (and pass on).
+func (p *jsonParser) other(key []byte, start int) error {
 	if p.opts != nil {
 		for _, f := range p.opts.Custom {
 			if f.Name == string(key) {

@@ -46,13 +46,16 @@ func (s *FieldSet) Union(t *FieldSet) *FieldSet {
 	return u
 }
 
-// Has reports whether num is in s.
+// Has reports whether num is in s. It is small enough to be inlined in a
+// scan loop.
 func (s *FieldSet) Has(num protowire.Number) bool {
 	if uint64(num) < 2048 {
 		return s.low[num>>6]&(1<<(num&63)) != 0
 	}
-	return len(s.high) > 0 && slices.Contains(s.high, num)
+	return s.hasHigh(num)
 }
+
+func (s *FieldSet) hasHigh(num protowire.Number) bool { return slices.Contains(s.high, num) }
 
 // Field is one field of an encoded message msg, as FieldScanner found it:
 // msg[Start:End] is the whole field, tag included. Value is where its

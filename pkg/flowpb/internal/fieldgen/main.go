@@ -441,16 +441,25 @@ func appendFields(dst []byte, m *flowpb.FlowMessage) []byte {
 	}
 	p("\treturn dst\n}\n\n")
 
-	p(`// parseField reads the value of the member named key into p.m. known is
-// false when key names no field (a custom field, or a key to pass on).
-func (p *jsonParser) parseField(key []byte) (known bool, err error) {
-	m := p.m
-	switch string(key) {
-`)
+	p("// jsonKeys are the fields' JSON keys, in the layout's order.\nvar jsonKeys = [...]string{\n")
 	for _, f := range fields {
-		p("\tcase %q:\n\t\treturn true, %s\n", f.name, parseCall(f))
+		p("\t%q,\n", f.name)
 	}
-	p("\t}\n\treturn false, nil\n}\n\n")
+	p("}\n\n")
+	p("// jsonKeyIndex is the index in jsonKeys of key, -1 for a key of no field.\nfunc jsonKeyIndex(key []byte) int {\n\tswitch string(key) {\n")
+	for i, f := range fields {
+		p("\tcase %q:\n\t\treturn %d\n", f.name, i)
+	}
+	p("\t}\n\treturn -1\n}\n\n")
+	p(`// parseFieldAt reads the value of field i of jsonKeys into p.m.
+func (p *jsonParser) parseFieldAt(i int) error {
+	m := p.m
+	switch i {
+`)
+	for i, f := range fields {
+		p("\tcase %d: // %s\n\t\treturn %s\n", i, f.name, parseCall(f))
+	}
+	p("\t}\n\treturn nil\n}\n\n")
 
 	p("// spareMaps holds a message's maps across its reset, for reuse.\ntype spareMaps struct {\n")
 	for _, f := range fields {
