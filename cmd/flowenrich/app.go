@@ -27,7 +27,10 @@ to stdout with, for the source and destination of each record:
   - the named network, its labels and matched prefix from a networks file
     (YAML), and the flow direction (ingress, egress, internal, external).
 Every other field, unknown ones included, is written back byte for byte.
-An AS the exporter set is kept unless --asn-override is given. Private and
+Countries come from country.iso_code only: a GeoLite2 record without one
+(anycast, satellite) gives no country, unless --country-fallback registered
+takes its registered_country. An AS the exporter set is kept unless
+--asn-override is given. Private and
 reserved addresses get no AS and no country, unless a network gives one.
 Files are reloaded on SIGHUP and when they change; a failed reload keeps
 the loaded data. Free databases: scripts/dev/fetch-geo-db.sh.
@@ -57,6 +60,7 @@ func newApp() command.App {
 			&cli.PathFlag{Name: "country-db", Usage: "country database (mmdb: GeoLite2-Country/City, DB-IP, ip-location-db)"},
 			&cli.PathFlag{Name: "networks", Usage: "CIDR context file (YAML): named networks with labels"},
 			&cli.BoolFlag{Name: "asn-override", Usage: "let the database's AS replace an AS the exporter set"},
+			&cli.StringFlag{Name: "country-fallback", Value: "none", Usage: "none: country.iso_code only; registered: GeoLite2's registered_country when the record has no country"},
 			&cli.StringFlag{Name: "lookup-mode", Value: "table", Usage: "table (networks loaded in memory, faster) or mmdb (walk the file, less memory)"},
 			&cli.StringFlag{Name: "input-format", Value: "auto", Usage: "auto, bin or json"},
 			&cli.StringFlag{Name: "format", Value: "bin", Usage: "output: bin or json"},
@@ -84,6 +88,10 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	if err != nil || outFormat == framing.FormatAuto {
 		return command.Usagef("--format: want bin or json, got %q", c.String("format"))
 	}
+	fallback, err := enrich.ParseCountryFallback(c.String("country-fallback"))
+	if err != nil {
+		return command.Usagef("--country-fallback: %v", err)
+	}
 	if c.Duration("reload-interval") < 0 {
 		return command.Usagef("--reload-interval: must not be negative")
 	}
@@ -93,6 +101,8 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 		NetworksPath: c.Path("networks"),
 		Mode:         mode,
 		ASNOverride:  c.Bool("asn-override"),
+
+		CountryFallback: fallback,
 	}
 	if cfg.ASNPath == "" && cfg.CountryPath == "" && cfg.NetworksPath == "" {
 		return command.Usagef("nothing to do: give --asn-db, --country-db or --networks")
