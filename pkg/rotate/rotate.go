@@ -375,3 +375,17 @@ func (s *scanner) advance(p []byte) {
 		p = p[1:]
 	}
 }
+
+// CheckPath reports whether path is a valid fixed path or pattern, without
+// opening anything: a bad pattern is a usage error, a failing open a
+// runtime one.
+func CheckPath(path string) error {
+	if path == "" {
+		return errors.New("rotate: no path")
+	}
+	if !HasPattern(path) {
+		return nil
+	}
+	_, err := parsePattern(path)
+	return err
+}
