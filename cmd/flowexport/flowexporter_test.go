@@ -457,3 +457,19 @@ func pollFor(timeout time.Duration, cond func() bool) bool {
 	}
 	return true
 }
+
+// TestFlowExporterOldFlags runs the flags of flow-exporter's first
+// releases (--broker, --defaultAS for pmacct's AS 0) as they were written.
+func TestFlowExporterOldFlags(t *testing.T) {
+	const topic = "pmacct.acct"
+	c := startTopic(t, topic, [][]byte{pmacctJSON("bdr1", 0, 6939, 500)}) // pmacct writes 0 for the local AS
+	addr := freePort(t)
+	runFlowExport(t, "--broker="+c.ListenAddrs()[0], "--topic="+topic, "--asn=64500", "--defaultAS=64500",
+		"--addr="+addr, "--asn-db=none", "--start-offset=earliest")
+	series := `flow_transmit_bytes_total{destination_as="6939",destination_as_name="",hostname="bdr1",source_as="64500",source_as_name=""}`
+	waitFor(t, 30*time.Second, series, func() bool {
+		expo, _ := scrape(addr)
+		v, _ := metricValue(expo, series)
+		return v == 500
+	})
+}

@@ -23,6 +23,9 @@ const maxExposure = 2.5
 // tool looks up a program; it skips without it, and fails under CI.
 func tool(t *testing.T, name string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skipf("runs %s", name)
+	}
 	p, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -275,6 +278,9 @@ func TestNoSharedPorts(t *testing.T) {
 // environment file, and that every variable in it is one the tool reads:
 // its --help lists it (or it is the *_ARGS the unit passes on).
 func TestEnvironmentFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs each tool's --help")
+	}
 	root, err := filepath.Abs("../../..")
 	if err != nil {
 		t.Fatal(err)
