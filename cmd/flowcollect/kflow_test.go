@@ -2,8 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,7 +48,7 @@ func readmeTable(t *testing.T, header string) [][]string {
 		case in && strings.HasPrefix(line, "|"):
 			var cells []string
 			for _, c := range strings.Split(strings.Trim(line, "|"), "|") {
-				cells = append(cells, strings.Trim(strings.TrimSpace(c), "`"))
+				cells = append(cells, strings.ReplaceAll(strings.TrimSpace(c), "`", ""))
 			}
 			rows = append(rows, cells)
 		case in:
@@ -182,4 +185,56 @@ func TestKFlowTable(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestKFlowSettings turns KFlow settings into flowcollect's command line
+// by README's KFlow settings table, runs it, and checks that each setting
+// took effect: the listener (server.port), its sockets (server.threads),
+// their receive buffer (server.buffer.size), the metrics address
+// (metrics.port) and the metrics replacing KFlow's server_packet_drops
+// and server_receive_queue. (kafka.* map to flowpublish's --topic and
+// --brokers, which its own tests run.)
+func TestKFlowSettings(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary")
+	}
+	rows := map[string]string{}
+	for _, r := range readmeTable(t, "| KFlow | flowpipe |") {
+		rows[r[0]] = r[1]
+	}
+	// KFlow's settings as a KFlow user has them (loopback and ephemeral
+	// ports here).
+	props := map[string]string{"server.port": "0", "server.threads": "2", "server.buffer.size": "1048576", "metrics.port": "0"}
+	need := func(key, text string) {
+		if !strings.Contains(rows[key], text) {
+			t.Fatalf("README's KFlow row %s = %q, this test expects %q in it", key, rows[key], text)
+		}
+	}
+	need("server.port", "--listen ipfix://:PORT")
+	need("server.threads", "?count=N")
+	need("server.buffer.size", "?rcvbuf=BYTES")
+	need("metrics.port", "--metrics-listen")
+	need("kafka.topic, kafka.props.bootstrap.servers", "flowpublish --topic")
+	need("metrics server_packet_drops, server_receive_queue", "flowcollect_kernel_drops_total")
+	uri := "ipfix://127.0.0.1:" + props["server.port"] + "?count=" + props["server.threads"] + "&rcvbuf=" + props["server.buffer.size"]
+	p := start(t, "--listen", uri, "--metrics-listen", "127.0.0.1:"+props["metrics.port"])
+	log := string(p.stderr.Bytes())
+	if !strings.Contains(log, "sockets="+props["server.threads"]) || !strings.Contains(log, "rcvbuf_requested="+props["server.buffer.size"]) {
+		t.Errorf("listener log does not show %s sockets of %s bytes:\n%s", props["server.threads"], props["server.buffer.size"], log)
+	}
+	tpl, packets, _ := generate(t, flowgen.IPFIX, 5, 20)
+	sendUDP(t, p.addr(t, uri), append([][]byte{tpl}, packets...))
+	checkMetrics(t, p)
+	resp, err := http.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range strings.Split(rows["metrics server_packet_drops, server_receive_queue"], ",") {
+		if m = strings.TrimSpace(m); !bytes.Contains(body, []byte(m+"{")) {
+			t.Errorf("no %s in the exposition", m)
+		}
+	}
+	p.stop(t)
 }
