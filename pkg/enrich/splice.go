@@ -21,9 +21,9 @@ import (
 // fields it stops at are declared below (spliceRead, spliceOwned); a field
 // added to flow.proto is carried without a change here.
 type splicer struct {
-	part flowpb.FlowMessage
-	sc   wire.FieldScanner
-	out  []byte
+	part  flowpb.FlowMessage
+	found []wire.Field // the fields the scan stopped at
+	out   []byte
 }
 
 // The fields the splicer reads or owns, declared once; the scan stops at
@@ -46,7 +46,7 @@ var (
 // CIDR context.
 type spliceSets struct{ stop, owned *wire.FieldSet }
 
-var splice, spliceNets = newSpliceSets(false), newSpliceSets(true)
+var spliceGeo, spliceGeoNets = newSpliceSets(false), newSpliceSets(true)
 
 func newSpliceSets(nets bool) spliceSets {
 	owned := wire.NewFieldSet(spliceOwned...)
@@ -71,9 +71,9 @@ const (
 // result has been written.
 func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) {
 	snap := e.cur.Load()
-	sets := splice
+	sets := spliceGeo
 	if snap.nets != nil {
-		sets = spliceNets
+		sets = spliceGeoNets
 	}
 	p := &sp.part
 	// Only the fields read below and set by enrichWith are ever set in p:
@@ -84,10 +84,12 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 	p.SrcNetLabels, p.DstNetLabels, p.FlowDirection = nil, nil, 0
 	out := sp.out[:0]
 	run := 0 // start of the bytes still to copy
-	sc := &sp.sc
-	sc.Reset(frame)
-	for sc.Next(sets.stop) {
-		f := sc.Field()
+	found, err := wire.AppendFields(sp.found[:0], frame, sets.stop)
+	sp.found = found
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range found {
 		if !sets.owned.Has(f.Num) { // read: an address
 			b, err := bytesValue(f, frame)
 			if err != nil {
@@ -105,9 +107,6 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 		if err := sp.read(f, frame); err != nil {
 			return nil, err
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
 	}
 	out = append(out, frame[run:]...)
 	sn, dn := e.enrichWith(snap, p, st)

@@ -89,6 +89,7 @@ type Parser struct {
 	fields []flowpb.Field
 	values []Value
 	stop   *wire.FieldSet
+	found  []wire.Field // parseProto's scratch
 }
 
 // countedFields are the fields parseProto reads for every record.
@@ -189,52 +190,68 @@ func (p *Parser) parseProto(b []byte, r *Record) error {
 	if stop == nil {
 		stop = countedFields
 	}
-	var sc wire.FieldScanner
-	sc.Reset(b)
-	for sc.Next(stop) {
-		f := sc.Field()
+	found, err := wire.AppendFields(p.found[:0], b, stop)
+	p.found = found
+	if err != nil {
+		return fmt.Errorf("export: %w: %v", ErrBadProto, err)
+	}
+	for _, f := range found {
 		val := b[f.Value:f.End:f.End]
-		switch {
-		case f.Type == protowire.VarintType && countedFields.Has(f.Num):
-			v := wire.Varint(val)
-			switch f.Num {
-			case flowpb.FieldSamplingRate:
-				r.SamplingRate = v
-			case flowpb.FieldBytes:
-				r.Bytes = v
-			case flowpb.FieldPackets:
-				r.Packets = v
-			case flowpb.FieldSrcAs:
-				r.SrcAS = uint32(v) // proto's truncation of an oversized uint32
-			case flowpb.FieldDstAs:
-				r.DstAS = uint32(v)
+		varint, bytes := f.Type == protowire.VarintType, f.Type == protowire.BytesType
+		switch f.Num {
+		case flowpb.FieldSamplingRate:
+			if varint {
+				r.SamplingRate = wire.Varint(val)
 			}
-		case f.Type == protowire.BytesType && countedFields.Has(f.Num):
-			switch f.Num {
-			case flowpb.FieldSamplerAddress:
+		case flowpb.FieldBytes:
+			if varint {
+				r.Bytes = wire.Varint(val)
+			}
+		case flowpb.FieldPackets:
+			if varint {
+				r.Packets = wire.Varint(val)
+			}
+		case flowpb.FieldSrcAs:
+			if varint {
+				r.SrcAS = uint32(wire.Varint(val)) // proto's truncation of an oversized uint32
+			}
+		case flowpb.FieldDstAs:
+			if varint {
+				r.DstAS = uint32(wire.Varint(val))
+			}
+		case flowpb.FieldSamplerAddress:
+			if bytes {
 				r.Sampler = addrFromBytes(val)
-			case flowpb.FieldSrcAsName:
+			}
+		case flowpb.FieldSrcAsName:
+			if bytes {
 				r.SrcASName = val
-			case flowpb.FieldDstAsName:
+			}
+		case flowpb.FieldDstAsName:
+			if bytes {
 				r.DstASName = val
 			}
 		}
-		for i, fd := range p.fields {
-			if fd.Number != f.Num {
-				continue
-			}
-			switch {
-			case f.Type == protowire.VarintType && fd.Numeric():
-				p.values[i] = Value{Uint: wire.Varint(val)}
-			case f.Type == protowire.BytesType && !fd.Numeric():
-				p.values[i] = Value{Bytes: val}
-			}
+		if len(p.fields) > 0 {
+			p.readField(f, val)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("export: %w: %v", ErrBadProto, err)
-	}
 	return nil
+}
+
+// readField keeps f's value if ReadFields named it.
+func (p *Parser) readField(f wire.Field, val []byte) {
+	for i, fd := range p.fields {
+		if fd.Number != f.Num {
+			continue
+		}
+		switch {
+		case f.Type == protowire.VarintType && fd.Numeric():
+			p.values[i] = Value{Uint: wire.Varint(val)}
+		case f.Type == protowire.BytesType && !fd.Numeric():
+			p.values[i] = Value{Bytes: val}
+		}
+	}
 }
 
 func addrFromBytes(b []byte) netip.Addr {

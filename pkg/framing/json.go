@@ -207,12 +207,12 @@ func appendSortedLabels(dst []byte, labels map[string]string) []byte {
 
 // appendCustom writes f's last occurrence in the unknown fields, if any.
 func appendCustom(dst []byte, unknown []byte, f CustomField) []byte {
-	var sc wire.FieldScanner
-	sc.Reset(unknown)
+	var buf [16]wire.Field
+	fields, _ := wire.AppendFields(buf[:0], unknown, nil) // a malformed field ends the search
 	var last wire.Field
 	found := false
-	for sc.Next(nil) { // a malformed field ends the search
-		if fl := sc.Field(); fl.Num == f.Number {
+	for _, fl := range fields {
+		if fl.Num == f.Number {
 			last, found = fl, true
 		}
 	}

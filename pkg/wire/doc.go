@@ -10,24 +10,22 @@
 //
 // # Protobuf fields
 //
-// A [FieldScanner] walks the fields of one encoded message and stops at the
-// ones a stage cares about, named by a [FieldSet]; it skips every other
-// field without decoding it. Its fast path decodes one- and two-byte tags,
-// varints and short length-delimited values inline; anything else goes
-// through protowire. It accepts exactly what protowire's field walk
-// accepts (groups included), so a stage that scans a record accepts what a
-// full decoder would:
+// [AppendFields] walks the fields of one encoded message and collects the
+// ones a stage cares about, named by a [FieldSet], into the caller's
+// buffer; it skips every other field without decoding it. Its fast path
+// decodes one- and two-byte tags, varints and short length-delimited
+// values inline; anything else goes through protowire. It accepts exactly
+// what protowire's field walk accepts (groups included), so a stage that
+// scans a record accepts what a full decoder would:
 //
-//	owned := wire.NewFieldSet(flowpb.FieldSrcAs, flowpb.FieldDstAs)
-//	var sc wire.FieldScanner
-//	sc.Reset(msg)
-//	for sc.Next(owned) {
-//		f := sc.Field()
+//	ases := wire.NewFieldSet(flowpb.FieldSrcAs, flowpb.FieldDstAs) // once
+//	found, err := wire.AppendFields(found[:0], msg, ases)           // per record
+//	if err != nil { ... } // malformed: the byte offset is in err
+//	for _, f := range found {
 //		if f.Type == protowire.VarintType {
 //			v := wire.Varint(msg[f.Value:f.End]) // f.Num's value
 //		}
 //	}
-//	if err := sc.Err(); err != nil { ... } // malformed: the byte offset is in err
 //
 // The Append functions write single fields as proto3 does (zero values
 // omitted), forwards, in one pass; flowpb's generated AppendMarshal is made
@@ -77,7 +75,7 @@
 //
 // pkg/framing reads and writes streams (Reader on NextFrame, the JSON
 // layout on JSONScanner and AppendJSONString); pkg/enrich splices records
-// with FieldScanner; pkg/export reads the counted fields with FieldScanner
+// with AppendFields; pkg/export reads the counted fields with AppendFields
 // and pmacct's JSON with JSONScanner; pkg/flowpb's generated AppendMarshal
 // is made of the Append functions; a relay that passes frames through
 // unread (flowpublish) checks them with ScanFrames.

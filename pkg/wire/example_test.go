@@ -11,18 +11,16 @@ import (
 
 // A stage reads the two AS numbers of an encoded record and skips the
 // rest without decoding it.
-func ExampleFieldScanner() {
+func ExampleAppendFields() {
 	msg := (&flowpb.FlowMessage{Bytes: 1500, SrcAs: 64500, DstAs: 64501, SrcAsName: "EXAMPLE"}).AppendMarshal(nil)
 	ases := wire.NewFieldSet(flowpb.FieldSrcAs, flowpb.FieldDstAs)
-	var sc wire.FieldScanner
-	sc.Reset(msg)
-	for sc.Next(ases) {
-		f := sc.Field()
+	found, err := wire.AppendFields(nil, msg, ases)
+	for _, f := range found {
 		if f.Type == protowire.VarintType {
 			fmt.Println(f.Num, wire.Varint(msg[f.Value:f.End]))
 		}
 	}
-	fmt.Println(sc.Err())
+	fmt.Println(err)
 	// Output:
 	// 14 64500
 	// 15 64501

@@ -76,7 +76,7 @@ func ScanFrames(data []byte, maxSize int) (n, records, bodies, need int, err err
 // FlowMessage has none of) and field number 0 are rejected. It accepts
 // what protowire.ConsumeField does (FuzzWellFormed checks), several times
 // faster than decoding: values are skipped, not decoded. Unlike
-// FieldScanner it rejects groups: a stage that passes flow records through
+// AppendFields it rejects groups: a stage that passes flow records through
 // unread need not accept what no flow record holds.
 func WellFormed(b []byte) bool { return WellFormed2(b, nil) }
 

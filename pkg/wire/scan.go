@@ -10,7 +10,7 @@ import (
 // A FieldSet is a set of field numbers, tested in a few instructions: a
 // bitmap for the numbers below 2048 (two-byte tags, all of flow.proto's),
 // a list for larger ones. The zero value is empty; a nil *FieldSet, given
-// to FieldScanner.Next, stands for every field.
+// to AppendFields, stands for every field.
 type FieldSet struct {
 	low  [2048 / 64]uint64
 	high []protowire.Number
@@ -57,7 +57,7 @@ func (s *FieldSet) Has(num protowire.Number) bool {
 
 func (s *FieldSet) hasHigh(num protowire.Number) bool { return slices.Contains(s.high, num) }
 
-// Field is one field of an encoded message msg, as FieldScanner found it:
+// Field is one field of an encoded message msg, as AppendFields found it:
 // msg[Start:End] is the whole field, tag included. Value is where its
 // value starts: the varint or the fixed-size bytes, the content of a
 // length-delimited field (after the length), or the first field inside a
@@ -70,45 +70,24 @@ type Field struct {
 	End   int
 }
 
-// FieldScanner walks the fields of one encoded message. The zero value
-// scans an empty message; Reset gives it one.
-type FieldScanner struct {
-	msg   []byte
-	pos   int
-	field Field
-	err   error
-}
-
-// Reset starts a scan of msg, which must stay unchanged until it ends.
-func (s *FieldScanner) Reset(msg []byte) { *s = FieldScanner{msg: msg} }
-
-// Field is the field the last successful Next stopped at.
-func (s *FieldScanner) Field() Field { return s.field }
-
-// Pos is the offset of the next field to scan.
-func (s *FieldScanner) Pos() int { return s.pos }
-
-// Err is the error that stopped the scan early, nil at the end of a
-// well-formed message.
-func (s *FieldScanner) Err() error { return s.err }
-
-// maxVarintLen is the longest varint, in bytes.
-const maxVarintLen = 10
-
-// Next skips to the next field whose number is in set (any field for a nil
-// set) and reports whether there was one; false means the end of the
-// message or a malformed field (see Err). Fields outside set are checked
-// and skipped, not decoded.
+// AppendFields appends to dst the fields of msg whose numbers are in set
+// (every field for a nil set), in their order, and returns it. Fields
+// outside set are checked and skipped, not decoded. err says where msg is
+// malformed; the fields before that point are in the result.
+//
+// One call walks the whole message: a caller loops over the few fields it
+// asked for, with no call per field (dst is the caller's buffer, reused
+// from record to record).
 //
 // It accepts what protowire.ConsumeField accepts, field by field: field
 // numbers 1 to 2^31-1, any wire type whose value is whole (a group up to
 // its matching end), varints of at most ten bytes within 64 bits.
-func (s *FieldScanner) Next(set *FieldSet) bool {
-	b := s.msg
+func AppendFields(dst []Field, msg []byte, set *FieldSet) ([]Field, error) {
+	b := msg
 	// The common shapes (one- or two-byte tags, varints, short bytes
 	// fields) are decoded inline on indexes; anything else goes through
 	// protowire.
-	for i := s.pos; i < len(b); {
+	for i := 0; i < len(b); {
 		var num protowire.Number
 		var typ protowire.Type
 		n := 0
@@ -118,7 +97,7 @@ func (s *FieldScanner) Next(set *FieldSet) bool {
 			v := uint32(c&0x7f) | uint32(b[i+1])<<7
 			num, typ, n = protowire.Number(v>>3), protowire.Type(v&7), 2
 		} else if num, typ, n = protowire.ConsumeTag(b[i:]); n < 0 {
-			return s.fail(fmt.Errorf("field at byte %d: %w", i, protowire.ParseError(n)))
+			return dst, fmt.Errorf("field at byte %d: %w", i, protowire.ParseError(n))
 		}
 		val := i + n
 		end := -1
@@ -141,7 +120,7 @@ func (s *FieldScanner) Next(set *FieldSet) bool {
 		if end < 0 { // long, unusual or malformed: the careful way
 			m := protowire.ConsumeFieldValue(num, typ, b[val:])
 			if m < 0 {
-				return s.fail(fmt.Errorf("field %d at byte %d: %w", num, i, protowire.ParseError(m)))
+				return dst, fmt.Errorf("field %d at byte %d: %w", num, i, protowire.ParseError(m))
 			}
 			end = val + m
 			if typ == protowire.BytesType {
@@ -150,24 +129,18 @@ func (s *FieldScanner) Next(set *FieldSet) bool {
 			}
 		}
 		if set == nil || set.Has(num) {
-			s.field = Field{Num: num, Type: typ, Start: i, Value: val, End: end}
-			s.pos = end
-			return true
+			dst = append(dst, Field{Num: num, Type: typ, Start: i, Value: val, End: end})
 		}
 		i = end
 	}
-	s.pos = len(b)
-	return false
+	return dst, nil
 }
 
-func (s *FieldScanner) fail(err error) bool {
-	s.err = err
-	s.pos = len(s.msg)
-	return false
-}
+// maxVarintLen is the longest varint, in bytes.
+const maxVarintLen = 10
 
 // Varint decodes a varint known to be whole, such as msg[f.Value:f.End]
-// of a varint field from FieldScanner: bits past the 64th are dropped.
+// of a varint field from AppendFields: bits past the 64th are dropped.
 func Varint(b []byte) uint64 {
 	var v uint64
 	for i, c := range b {

@@ -12,7 +12,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/wire"
 )
 
-// referenceFields walks msg with protowire: every field, as FieldScanner
+// referenceFields walks msg with protowire: every field, as AppendFields
 // must find it, and whether the whole message is well formed.
 func referenceFields(msg []byte) ([]wire.Field, bool) {
 	var out []wire.Field
@@ -37,13 +37,7 @@ func referenceFields(msg []byte) ([]wire.Field, bool) {
 }
 
 func scanAll(msg []byte, set *wire.FieldSet) ([]wire.Field, error) {
-	var sc wire.FieldScanner
-	sc.Reset(msg)
-	var out []wire.Field
-	for sc.Next(set) {
-		out = append(out, sc.Field())
-	}
-	return out, sc.Err()
+	return wire.AppendFields(nil, msg, set)
 }
 
 func checkScan(t *testing.T, msg []byte) {
@@ -58,11 +52,11 @@ func checkScan(t *testing.T, msg []byte) {
 	}
 }
 
-// TestFieldScannerMatchesProtowire: the scanner's inline fast path finds
+// TestAppendFieldsMatchesProtowire: the scanner's inline fast path finds
 // exactly the fields protowire's walk finds, and fails where it fails, on
 // every one- and two-byte tag followed by varints, bytes, fixed-size and
 // truncated values (the shapes the fast path decodes itself).
-func TestFieldScannerMatchesProtowire(t *testing.T) {
+func TestAppendFieldsMatchesProtowire(t *testing.T) {
 	vals := [][]byte{nil, {0x01}, {0x81}, {0x81, 0x01}, {0x02, 'a'}, {0x02, 'a', 'b'}, {0x7f},
 		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},
 		{0x01, 0x02, 0x03, 0x04}, {0x80, 0x01}, append([]byte{0x80, 0x01}, make([]byte, 128)...)}
@@ -77,7 +71,7 @@ func TestFieldScannerMatchesProtowire(t *testing.T) {
 	}
 }
 
-func TestFieldScannerWholeRecords(t *testing.T) {
+func TestAppendFieldsWholeRecords(t *testing.T) {
 	for i := range 50 {
 		m := benchFlow(i)
 		m.MplsIp = [][]byte{{}, {10, 0, 0, 1}}
@@ -95,9 +89,9 @@ func TestFieldScannerWholeRecords(t *testing.T) {
 	}
 }
 
-// TestFieldScannerSet: Next stops only at the fields of the set, small and
+// TestAppendFieldsSet: only the fields of the set are found, small and
 // large numbers alike, and the values it points at decode.
-func TestFieldScannerSet(t *testing.T) {
+func TestAppendFieldsSet(t *testing.T) {
 	m := benchFlow(3)
 	msg := m.AppendMarshal(nil)
 	msg = protowire.AppendTag(msg, 5000, protowire.VarintType)
@@ -155,28 +149,26 @@ func TestAppendPackedSigned(t *testing.T) {
 	}
 }
 
-// FuzzFieldScanner checks the scanner against protowire's field walk on
-// any input: the same fields, the same verdict, never a panic.
-func FuzzFieldScanner(f *testing.F) {
+// FuzzAppendFields checks the scan against protowire's field walk on any
+// input: the same fields, the same verdict, never a panic.
+func FuzzAppendFields(f *testing.F) {
 	f.Add(body(benchFlow(1)))
 	f.Add([]byte{0x08, 0x96, 0x01, 0x0b, 0x08, 0x01, 0x0c})
 	f.Add([]byte{0x80, 0x00, 0x01})
 	f.Fuzz(func(t *testing.T, msg []byte) { checkScan(t, msg) })
 }
 
-func BenchmarkFieldScanner(b *testing.B) {
+func BenchmarkAppendFields(b *testing.B) {
 	msg := body(benchFlow(1))
 	set := wire.NewFieldSet(flowpb.FieldSrcAddr, flowpb.FieldDstAddr, flowpb.FieldSrcAs, flowpb.FieldDstAs,
 		flowpb.FieldSrcCountry, flowpb.FieldDstCountry, flowpb.FieldSrcAsName, flowpb.FieldDstAsName)
-	var sc wire.FieldScanner
+	var found []wire.Field
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()
 	for b.Loop() {
-		sc.Reset(msg)
-		for sc.Next(set) {
-		}
-		if sc.Err() != nil {
-			b.Fatal(sc.Err())
+		var err error
+		if found, err = wire.AppendFields(found[:0], msg, set); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
