@@ -14,6 +14,7 @@ import (
 type FieldSet struct {
 	low  [2048 / 64]uint64
 	high []protowire.Number
+	all  bool // every number: what a nil set stands for
 }
 
 // NewFieldSet returns the set of nums.
@@ -46,16 +47,26 @@ func (s *FieldSet) Union(t *FieldSet) *FieldSet {
 	return u
 }
 
+// allFields is what a nil set stands for.
+var allFields = func() FieldSet {
+	var s FieldSet
+	for i := range s.low {
+		s.low[i] = ^uint64(0)
+	}
+	s.all = true
+	return s
+}()
+
 // Has reports whether num is in s. It is small enough to be inlined in a
 // scan loop.
 func (s *FieldSet) Has(num protowire.Number) bool {
-	if uint64(num) < 2048 {
-		return s.low[num>>6]&(1<<(num&63)) != 0
+	if n := uint32(num); n < 2048 {
+		return s.low[n>>6&31]>>(n&63)&1 != 0 // the mask spares a bounds check
 	}
 	return s.hasHigh(num)
 }
 
-func (s *FieldSet) hasHigh(num protowire.Number) bool { return slices.Contains(s.high, num) }
+func (s *FieldSet) hasHigh(num protowire.Number) bool { return s.all || slices.Contains(s.high, num) }
 
 // Field is one field of an encoded message msg, as AppendFields found it:
 // msg[Start:End] is the whole field, tag included. Value is where its
@@ -83,6 +94,9 @@ type Field struct {
 // numbers 1 to 2^31-1, any wire type whose value is whole (a group up to
 // its matching end), varints of at most ten bytes within 64 bits.
 func AppendFields(dst []Field, msg []byte, set *FieldSet) ([]Field, error) {
+	if set == nil {
+		set = &allFields
+	}
 	b := msg
 	// The common shapes (one- or two-byte tags, varints, short bytes
 	// fields) are decoded inline on indexes; anything else goes through
@@ -128,7 +142,7 @@ func AppendFields(dst []Field, msg []byte, set *FieldSet) ([]Field, error) {
 				val += k
 			}
 		}
-		if set == nil || set.Has(num) {
+		if set.Has(num) {
 			dst = append(dst, Field{Num: num, Type: typ, Start: i, Value: val, End: end})
 		}
 		i = end
