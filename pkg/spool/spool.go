@@ -433,10 +433,10 @@ func (s *Spool) scan(id uint64, path string, buf []byte) (*segment, []byte, erro
 	return seg, buf, nil
 }
 
-// Write appends data, records whole records, to the spool. ref is the
-// caller's handle on data: when the reader is caught up the chunk goes to
-// it from memory, Write returns handed true and the caller must keep data
-// unchanged until the reader is done with it. Under DropNewest a full
+// Write appends data, records whole records, to the spool. When the
+// reader is caught up the chunk also goes to it from memory: Write returns
+// handed true, and the caller must keep data unchanged until the reader is
+// done with it; ref (the caller's handle on data) comes with the chunk. Under DropNewest a full
 // spool returns ErrFull (the records are counted as dropped); under Block
 // Write waits for room, unless Interrupt was called.
 func (s *Spool) Write(data []byte, records int, ref any) (handed bool, err error) {
@@ -481,7 +481,7 @@ write:
 		_ = s.w.Truncate(off)
 		return false, fmt.Errorf("spool: write %s: %w", seg.path, err)
 	}
-	handed = s.live && ref != nil && len(s.mem) < s.opt.MemoryChunks
+	handed = s.live && len(s.mem) < s.opt.MemoryChunks
 	if s.live && !handed {
 		s.live = false // the reader reads the files from here on
 		seg.split = true
