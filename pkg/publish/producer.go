@@ -39,6 +39,11 @@ func (p *Publisher) createTopic(ctx context.Context) error {
 // read (franz-go truncates timestamps to milliseconds anyway), one lock
 // and one update of each counter for all of them.
 func (p *Publisher) produceFrames(sl *slab, frames []byte, records, bodies int) {
+	if p.sw != nil {
+		p.m.bytesIn.Add(float64(bodies))
+		p.sw.frames(frames, records)
+		return
+	}
 	ts := time.Now()
 	sl.refs.Add(int32(records))
 	p.m.bytesIn.Add(float64(bodies))
@@ -63,6 +68,10 @@ func (p *Publisher) produceFrames(sl *slab, frames []byte, records, bodies int) 
 // produce copies key and body (behind a varint length when bin) into a
 // slab and hands the record to the producer.
 func (p *Publisher) produce(key, body []byte, bin bool) {
+	if p.sw != nil {
+		p.sw.add(key, body, bin)
+		return
+	}
 	n := len(key) + len(body)
 	if bin {
 		n += uvarintLen(uint64(len(body)))
@@ -126,6 +135,13 @@ func (p *Publisher) promise(r *kgo.Record, err error) {
 
 func (p *Publisher) fail(pr *pending, err error) {
 	reason := Reason(err)
+	if pr.ack != nil && reason == "flush_timeout" {
+		// Spooled: it stays in the spool for the next start.
+		pr.ack.keep.Store(true)
+		p.kept.Add(1)
+		p.finish(pr)
+		return
+	}
 	p.failed.Add(1)
 	p.m.failed.WithLabelValues(reason).Inc()
 	p.failLog.note(reason, &pr.Record, err)
@@ -135,8 +151,45 @@ func (p *Publisher) fail(pr *pending, err error) {
 // finish is the last use of pr: releasing its slab may hand pr to the
 // reader again.
 func (p *Publisher) finish(pr *pending) {
+	if a := pr.ack; a != nil {
+		p.acks.finish(a)
+	}
 	p.inFlight.Add(-1)
 	p.slabs.release(pr.slab)
+	p.wake()
+}
+
+// wake tells waitUntil's callers that the records in flight changed. It
+// costs one atomic load unless someone waits.
+func (p *Publisher) wake() {
+	if p.waiters.Load() > 0 {
+		p.retryMu.Lock()
+		p.settled.Broadcast()
+		p.retryMu.Unlock()
+	}
+}
+
+// waitUntil waits until cond (called with retryMu held) holds or ctx
+// ends. Every change it depends on (records in flight, the retry queue,
+// recovering) is followed by a wake or a broadcast under retryMu.
+func (p *Publisher) waitUntil(ctx context.Context, cond func() bool) error {
+	p.waiters.Add(1)
+	defer p.waiters.Add(-1)
+	stop := context.AfterFunc(ctx, func() {
+		p.retryMu.Lock()
+		p.settled.Broadcast()
+		p.retryMu.Unlock()
+	})
+	defer stop()
+	p.retryMu.Lock()
+	defer p.retryMu.Unlock()
+	for !cond() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p.settled.Wait()
+	}
+	return nil
 }
 
 // errPurged is franz-go's unexported error for records purged while
@@ -152,6 +205,7 @@ func (p *Publisher) queueRetry(pr *pending) {
 	p.retry = append(p.retry, pr)
 	start := !p.recovering
 	p.recovering = true
+	p.settled.Broadcast()
 	p.retryMu.Unlock()
 	if start {
 		go p.recover()
@@ -168,15 +222,7 @@ func (p *Publisher) recover() {
 		p.log.Warn("topic was re-created under a new id (UNKNOWN_TOPIC_ID); purging it from the producer and producing its records again",
 			"topic", p.cfg.Topic)
 		p.cl.PurgeTopicsFromProducing(p.cfg.Topic)
-		for {
-			p.retryMu.Lock()
-			settled := int64(len(p.retry)) == p.inFlight.Load()
-			p.retryMu.Unlock()
-			if settled {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		_ = p.waitUntil(context.Background(), func() bool { return int64(len(p.retry)) == p.inFlight.Load() })
 		p.retryMu.Lock()
 		batch := p.retry
 		p.retry = nil
@@ -191,6 +237,7 @@ func (p *Publisher) recover() {
 		p.retryMu.Lock()
 		if len(p.retry) == 0 {
 			p.recovering = false
+			p.settled.Broadcast()
 			p.retryMu.Unlock()
 			return
 		}
@@ -200,37 +247,18 @@ func (p *Publisher) recover() {
 
 // drain waits until no record is in flight or ctx ends.
 func (p *Publisher) drain(ctx context.Context) error {
-	for {
-		if err := p.cl.Flush(ctx); err != nil {
-			return err
-		}
-		p.retryMu.Lock()
-		busy := p.recovering
-		p.retryMu.Unlock()
-		if !busy && p.inFlight.Load() == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
+	if err := p.cl.Flush(ctx); err != nil { // ends lingering at once
+		return err
 	}
+	return p.waitUntil(ctx, func() bool { return !p.recovering && p.inFlight.Load() == 0 })
 }
 
-// failLeftovers runs after Close: it waits for the promises Close set off
-// and fails records that were waiting to be produced again.
+// failLeftovers runs after Close: it waits (at most 5 s) for the promises
+// Close set off and fails records that were waiting to be produced again.
 func (p *Publisher) failLeftovers() {
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		p.retryMu.Lock()
-		settled := !p.recovering && int64(len(p.retry)) == p.inFlight.Load()
-		p.retryMu.Unlock()
-		if settled {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = p.waitUntil(ctx, func() bool { return !p.recovering && int64(len(p.retry)) == p.inFlight.Load() })
 	p.retryMu.Lock()
 	left := p.retry
 	p.retry = nil

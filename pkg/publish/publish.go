@@ -34,6 +34,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/spool"
 )
 
 // Config says what to produce and how.
@@ -61,6 +62,11 @@ type Config struct {
 	// FlushTimeout bounds the wait for acknowledgements once reading has
 	// stopped; 0 waits forever. Records still unacknowledged then fail.
 	FlushTimeout time.Duration
+
+	// Spool, when set, makes every record read go to a spool directory
+	// first: reading never waits for Kafka, records are produced from the
+	// spool in order, survive a crash, and leave it once acknowledged.
+	Spool *spool.Options
 
 	CreateTopic       bool
 	Partitions        int32
@@ -164,6 +170,9 @@ type Stats struct {
 	Produced   uint64 // acknowledged by Kafka
 	Failed     uint64 // finally failed
 	Reproduced uint64 // produced again after a topic re-creation
+	// With a spool: records held in it (at the end of Run: left for the
+	// next start), produced from its files, and dropped when it was full.
+	Spooled, Drained, Dropped uint64
 }
 
 // pending is one record in the producer's hands, taken from the slab its
@@ -174,6 +183,7 @@ type pending struct {
 	kgo.Record
 	slab *slab // nil for a value too large for slabs
 	seq  uint64
+	ack  *ackEntry // the spool chunk it came from, if spooled
 }
 
 // Publisher is one producer client and its accounting; Run it once.
@@ -190,27 +200,51 @@ type Publisher struct {
 	gate       sync.Mutex               // held around Produce; recovery holds it to pause reading
 	inFlight   atomic.Int64
 
-	read, produced, failed, reproduced atomic.Uint64
+	read, produced, failed, reproduced, kept atomic.Uint64
 
+	// retryMu guards the retry queue and recovering; settled is
+	// broadcast when they or the records in flight change while someone
+	// waits (see waitUntil).
 	retryMu    sync.Mutex
+	settled    sync.Cond
+	waiters    atomic.Int32
 	retry      []*pending
 	recovering bool
+
+	// With Config.Spool: the spool, its writer (the reader's side) and
+	// the acknowledgements in chunk order (the drainer's side).
+	sp   *spool.Spool
+	sw   *spoolWriter
+	acks *acker
 
 	failLog failLogger
 	closed  sync.Once
 }
 
 // New builds the producer client from the connection options (see
-// pkg/kafkaopt) and cfg. Metrics are registered on reg.
+// pkg/kafkaopt) and cfg, and opens (and locks) the spool if cfg has one.
+// Metrics are registered on reg.
 func New(cfg Config, conn []kgo.Opt, reg prometheus.Registerer, log *slog.Logger) (*Publisher, error) {
 	popts, err := cfg.ProducerOpts()
 	if err != nil {
 		return nil, err
 	}
 	p := &Publisher{cfg: cfg, log: log, slabs: newSlabs(), produceCtx: context.Background()}
+	p.settled.L = &p.retryMu
 	p.failLog.log = log
 	p.promiseFn = p.promise
 	p.m = newMetrics(reg, &p.read, &p.produced, &p.inFlight)
+	if cfg.Spool != nil {
+		opt := *cfg.Spool
+		opt.Log = log
+		opt.OnSync = func(d time.Duration) { p.m.spoolSync.Observe(d.Seconds()) }
+		if p.sp, err = spool.Open(opt); err != nil {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+		p.sw = &spoolWriter{p: p}
+		p.acks = &acker{sp: p.sp}
+		registerSpoolMetrics(reg, p.sp, p.m)
+	}
 	opts := slices.Concat(conn, popts, []kgo.Opt{
 		kgo.WithHooks(batchHook{p.m.batch}),
 		kgo.ProducerOnDataLossDetected(func(topic string, partition int32) {
@@ -220,29 +254,50 @@ func New(cfg Config, conn []kgo.Opt, reg prometheus.Registerer, log *slog.Logger
 	})
 	p.cl, err = kgo.NewClient(opts...)
 	if err != nil {
+		if p.sp != nil {
+			p.sp.Close()
+		}
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 	return p, nil
 }
 
-// Client is the underlying franz-go client.
-func (p *Publisher) Client() *kgo.Client { return p.cl }
-
 // Stats returns the counts so far.
 func (p *Publisher) Stats() Stats {
-	return Stats{Read: p.read.Load(), Produced: p.produced.Load(), Failed: p.failed.Load(), Reproduced: p.reproduced.Load()}
+	st := Stats{Read: p.read.Load(), Produced: p.produced.Load(), Failed: p.failed.Load(), Reproduced: p.reproduced.Load()}
+	if p.sp != nil {
+		ss := p.sp.Stats()
+		st.Spooled, st.Drained = uint64(ss.Records), uint64(ss.Drained)
+		st.Dropped = uint64(ss.DroppedOldest + ss.DroppedNewest)
+	}
+	return st
 }
 
-// Close closes the client; buffered records fail. Run calls it.
-func (p *Publisher) Close() { p.closed.Do(p.cl.Close) }
+// Close closes the client (buffered records fail) and the spool (what it
+// holds stays for the next start). Run calls it.
+func (p *Publisher) Close() {
+	p.closed.Do(func() {
+		p.cl.Close()
+		if p.sp != nil {
+			if err := p.sp.Close(); err != nil {
+				p.log.Error("spool: closing", "err", err)
+			}
+		}
+	})
+}
 
 // Run reads records from r and produces them until EOF, a bad record, or
 // ctx's cancellation, then waits for every record to be acknowledged and
 // closes the client. When ctx is cancelled while a read blocks, Run
 // interrupts it through r's SetReadDeadline (a pollable *os.File) or Close.
 //
-// It returns nil when every record read was acknowledged; otherwise an
-// error that names the bad input or counts the failed records.
+// With a spool, every record read is written to it first and produced
+// from it (see Config.Spool); at the end, what Kafka did not acknowledge
+// stays in the spool, and is not an error.
+//
+// It returns nil when every record read was acknowledged (or is kept in
+// the spool); otherwise an error that names the bad input or counts the
+// failed records.
 func (p *Publisher) Run(ctx context.Context, r io.Reader) error {
 	defer p.Close()
 	drainCtx, cancelDrain := context.WithCancel(context.Background())
@@ -277,13 +332,30 @@ func (p *Publisher) Run(ctx context.Context, r io.Reader) error {
 	go func() {
 		select {
 		case <-ctx.Done():
-			beginDrain()
+			if p.sp == nil {
+				beginDrain()
+			} else {
+				// The spool keeps what was not produced yet: stop the
+				// drainer, and let a writer blocked on a full spool go on.
+				p.sp.Interrupt()
+				p.sp.StopReading()
+			}
 			interrupt(r)
 		case <-readDone:
 		}
 	}()
+	var drainerErr chan error
+	if p.sp != nil {
+		drainerErr = make(chan error, 1)
+		go func() { drainerErr <- p.drainSpool() }()
+	}
 	readErr := p.readLoop(ctx, r)
 	close(readDone)
+	if p.sp != nil {
+		readErr = errors.Join(readErr, p.sw.close())
+		p.sp.CloseWrite()
+		readErr = errors.Join(readErr, p.awaitDrainer(ctx, drainerErr, cancelDrain))
+	}
 	beginDrain()
 	p.slabs.close()
 
@@ -295,7 +367,15 @@ func (p *Publisher) Run(ctx context.Context, r io.Reader) error {
 	p.failLeftovers()
 
 	st := p.Stats()
-	p.log.Info("done", "read", st.Read, "produced", st.Produced, "failed", st.Failed, "reproduced", st.Reproduced)
+	attrs := []any{"read", st.Read, "produced", st.Produced, "failed", st.Failed, "reproduced", st.Reproduced}
+	if p.sp != nil {
+		attrs = append(attrs, "spooled", st.Spooled, "drained", st.Drained, "dropped", st.Dropped)
+		if st.Spooled > 0 {
+			p.log.Warn("records not acknowledged stay in the spool; they are delivered at the next start",
+				"count", st.Spooled, "dir", p.sp.Dir())
+		}
+	}
+	p.log.Info("done", attrs...)
 	var errs []error
 	if readErr != nil {
 		errs = append(errs, readErr)

@@ -21,7 +21,8 @@ func interrupt(r io.Reader) {
 	}
 }
 
-// readLoop is the hot path: read, copy into a slab, produce.
+// readLoop is the hot path: read, copy into a slab, produce (or, with a
+// spool, frame into a slab and write to the spool).
 func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 	// One buffer shared by the message reader and, for the fast path, the
 	// frame reader that takes over from it after the first record.
@@ -34,7 +35,7 @@ func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 	)
 	defer func() { p.m.bytesIn.Add(float64(inBytes)) }()
 	bin := p.cfg.ValueFormat == framing.FormatBin
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !p.spoolFailed() {
 		if err := mr.Read(&m); err != nil {
 			if err == io.EOF || ctx.Err() != nil {
 				return nil
@@ -77,9 +78,15 @@ func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 			key = p.cfg.Key.Append(kb[:0], &m)
 		}
 		p.produce(key, body, bin)
+		if p.sw != nil && br.Buffered() == 0 {
+			p.sw.flush() // the next read may wait: spool what was read
+		}
 	}
 	return nil
 }
+
+// spoolFailed says a spool write failed: reading stops.
+func (p *Publisher) spoolFailed() bool { return p.sw != nil && p.sw.err != nil }
 
 // readBufferSize matches pkg/framing's, so its readers adopt our buffer.
 const readBufferSize = 256 << 10
@@ -115,6 +122,9 @@ func (p *Publisher) passThrough(ctx context.Context, br *bufio.Reader, r io.Read
 		}
 		if err != nil {
 			return p.inputError(&framing.FrameError{Offset: off, Err: err})
+		}
+		if p.spoolFailed() {
+			return nil
 		}
 		// Need more input.
 		data := sl.buf[pos:]

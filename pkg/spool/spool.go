@@ -238,6 +238,7 @@ type Spool struct {
 	live   bool // the reader is caught up: writes go to mem
 	mem    []Chunk
 	wdone  bool // no more writes
+	rstop  bool // no more reads
 	closed bool
 	// interrupted makes a blocked Write go on over the bound.
 	interrupted bool
@@ -446,7 +447,7 @@ func (s *Spool) Write(data []byte, records int, ref any) (handed bool, err error
 	need := int64(len(data))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.bytes+need > s.opt.MaxBytes && !s.interrupted && !s.closed {
+	for s.bytes+need > s.opt.MaxBytes && !s.interrupted {
 		switch s.opt.Full {
 		case DropNewest:
 			s.droppedNewest.Add(int64(records))
@@ -594,12 +595,11 @@ func (s *Spool) Interrupt() {
 }
 
 // StopReading makes a Next that waits, and every later one, return
-// ErrClosed.
+// ErrClosed; what was not read stays in the spool.
 func (s *Spool) StopReading() {
 	s.mu.Lock()
-	s.closed = true
+	s.rstop = true
 	s.data.Broadcast()
-	s.room.Broadcast()
 	s.mu.Unlock()
 }
 
@@ -611,7 +611,7 @@ func (s *Spool) Next(buf []byte) (Chunk, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
-		if s.closed {
+		if s.rstop || s.closed {
 			return Chunk{}, ErrClosed
 		}
 		if len(s.mem) > 0 {
@@ -814,7 +814,15 @@ func (s *Spool) sync() error {
 // Close persists the acknowledged position, fsyncs and closes every file
 // and releases the lock. What was not acknowledged stays for the next Open.
 func (s *Spool) Close() error {
-	s.StopReading()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed, s.interrupted = true, true
+	s.data.Broadcast()
+	s.room.Broadcast()
+	s.mu.Unlock()
 	close(s.stop)
 	s.housekeeper.Wait()
 	s.release()
