@@ -32,6 +32,7 @@ func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 		m       flowpb.FlowMessage
 		scratch []byte
 		inBytes int // batched: a float counter's Add is a CAS loop
+		records uint
 	)
 	defer func() { p.m.bytesIn.Add(float64(inBytes)) }()
 	bin := p.cfg.ValueFormat == framing.FormatBin
@@ -44,10 +45,11 @@ func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 			return fmt.Errorf("publish: input: %w", err)
 		}
 		raw := mr.Raw()
+		records++
 		// Flush the byte count every 256 records and whenever the input
 		// read so far is drained (the next read may wait), so the metric
 		// is exact whenever the stream pauses.
-		if inBytes += len(raw); br.Buffered() == 0 || p.seq%256 == 255 {
+		if inBytes += len(raw); br.Buffered() == 0 || records%256 == 255 {
 			p.m.bytesIn.Add(float64(inBytes))
 			inBytes = 0
 		}
