@@ -360,8 +360,13 @@ func (p *Publisher) Run(ctx context.Context, r io.Reader) error {
 	p.slabs.close()
 
 	if err := p.drain(drainCtx); err != nil {
-		p.log.Error("flush timed out; records still unacknowledged will fail",
-			"timeout", p.cfg.FlushTimeout, "buffered", p.inFlight.Load())
+		if p.sp != nil {
+			p.log.Warn("flush timed out; records not acknowledged stay in the spool",
+				"timeout", p.cfg.FlushTimeout, "buffered", p.inFlight.Load())
+		} else {
+			p.log.Error("flush timed out; records still unacknowledged will fail",
+				"timeout", p.cfg.FlushTimeout, "buffered", p.inFlight.Load())
+		}
 	}
 	p.Close()
 	p.failLeftovers()
