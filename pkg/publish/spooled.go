@@ -170,20 +170,25 @@ func (p *Publisher) produceChunk(sl *slab, c spool.Chunk) {
 // awaitDrainer waits for the drainer after the input ended. At EOF it
 // lets it produce the whole spool as long as Kafka acknowledges records:
 // it is stopped only when none was acknowledged for a flush timeout (what
-// it did not produce stays in the spool). After a signal it was stopped
-// at once.
+// it did not produce stays in the spool). A signal, before or now, stops
+// it at once.
 func (p *Publisher) awaitDrainer(ctx context.Context, done <-chan error, cancelDrain func()) error {
-	if p.cfg.FlushTimeout <= 0 {
-		return <-done
+	var stalled <-chan time.Time
+	if p.cfg.FlushTimeout > 0 {
+		stall := time.NewTicker(p.cfg.FlushTimeout)
+		defer stall.Stop()
+		stalled = stall.C
 	}
-	stall := time.NewTicker(p.cfg.FlushTimeout)
-	defer stall.Stop()
 	last := p.produced.Load()
+	signalled := ctx.Done()
 	for {
 		select {
 		case err := <-done:
 			return err
-		case <-stall.C:
+		case <-signalled:
+			p.sp.StopReading()
+			signalled = nil
+		case <-stalled:
 			if n := p.produced.Load(); n != last {
 				last = n
 				continue
