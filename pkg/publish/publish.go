@@ -16,6 +16,22 @@
 // those records again in their original order, so it recovers without a
 // restart and without losing them (a few may be duplicated: a request in
 // flight at the purge may have succeeded).
+//
+// Spool (Config.Spool, see pkg/spool): every record read is written to a
+// spool directory first and produced from it in order, so reading never
+// waits for Kafka and nothing read is lost to a crash: a Publisher started
+// on the same directory delivers what was not acknowledged. The reader
+// frames records into slabs and writes them to the spool before each read
+// that may wait; a drainer produces the spool's chunks (from memory while
+// Kafka keeps up, read back from the files once it fell behind); the
+// acknowledgements, in any order, advance the spool's acknowledged position
+// chunk by chunk, in order.
+//
+// The package is split by concern: reader.go (input to records, including
+// the zero-copy pass-through of bin frames), frames.go (frame scanning and
+// the well-formedness check), producer.go (the franz-go client, promises,
+// recovery), spooled.go (the spool's reader and producer sides), slab.go
+// (record memory), key.go (partition keys), metrics.go.
 package publish
 
 import (
