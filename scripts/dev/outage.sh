@@ -141,5 +141,5 @@ if [ "$inkafka" = "$decoded" ] && [ "$kdrops" = 0 ] && [ "$rc" = 0 ]; then
 	say "nothing lost"
 	exit 0
 fi
-say "LOST $((decoded - inkafka)) decoded records on the way to Kafka, $kdrops datagrams at flowcollect's socket"
+say "LOST $((sent - inkafka)) of $sent flows: $((sent - decoded)) before flowcollect decoded them ($kdrops datagrams dropped by the kernel at its socket), $((decoded - inkafka)) after"
 exit 1
