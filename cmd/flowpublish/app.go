@@ -37,7 +37,7 @@ flowpublish_records_failed_total and logged).
 
 With --spool-dir DIR, every record read is first written to segment files in
 DIR (checksummed; in the file before the next read waits, so kill -9 loses
-none; fsynced every --spool-sync) and produced from there in order: reading
+none; fsynced every --spool-sync while records wait for Kafka) and produced from there in order: reading
 never waits for Kafka, an outage fills the spool instead of the pipe, and a
 restart on the same DIR delivers what was not acknowledged (at least once).
 --spool-max-bytes bounds DIR; when full, --spool-full says what gives:
@@ -82,7 +82,7 @@ func newApp() command.App {
 		&cli.StringFlag{Name: "spool-dir", Category: spoolCategory, Usage: "spool every record in this directory first (created if missing; empty: no spool)"},
 		&cli.StringFlag{Name: "spool-max-bytes", Category: spoolCategory, Value: "4GiB", Usage: "bound on the spool's files: bytes, or with KiB, MiB, GiB, TiB"},
 		&cli.StringFlag{Name: "spool-full", Category: spoolCategory, Value: spool.Block.String(), Usage: "when the spool is full: block (stop reading), drop-oldest or drop-newest"},
-		&cli.DurationFlag{Name: "spool-sync", Category: spoolCategory, Value: spool.DefaultSyncInterval, Usage: "fsync the spool this often (0: only at segment roll-over and exit)"},
+		&cli.DurationFlag{Name: "spool-sync", Category: spoolCategory, Value: spool.DefaultSyncInterval, Usage: "bound on what a power loss can take: fsync the spool this often while a record older than this waits for Kafka (0: only at exit)"},
 		&cli.StringFlag{Name: "spool-segment-bytes", Category: spoolCategory, Value: "64MiB", Usage: "size of one spool segment file (at most a quarter of --spool-max-bytes)"},
 	}
 	return command.App{

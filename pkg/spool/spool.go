@@ -6,9 +6,11 @@
 // AppendRecord: a length and a CRC-32C each) with Write: sequential writes
 // into the current segment, which is rolled over at Options.SegmentBytes. A
 // Write is in the operating system's page cache when it returns, so a killed
-// process loses nothing it wrote; the files are fsynced every
-// Options.SyncInterval, at roll-over and at Close, which bounds what a power
-// loss can take.
+// process loses nothing it wrote. Every Options.SyncInterval the files are
+// fsynced if a record older than that still waits for the reader's
+// acknowledgement, and they are at Close: a power loss can take at most the
+// last interval's writes. Records acknowledged within the interval never
+// cost a disk write.
 //
 // The reader takes Chunks in order with Next: while it keeps up, straight
 // from the writer's memory (a chunk's Ref is the writer's handle on it);
@@ -92,8 +94,9 @@ type Options struct {
 	// most MaxBytes/4 (so that dropping one frees room).
 	SegmentBytes int64
 	Full         FullPolicy
-	// SyncInterval is how often written data is fsynced; <= 0: only at
-	// roll-over and Close.
+	// SyncInterval bounds what a power loss can take: every interval, the
+	// files are fsynced if a record older than it is not acknowledged yet.
+	// <= 0: only at Close.
 	SyncInterval time.Duration
 	// MemoryChunks is how many written chunks wait in memory for a reader
 	// that keeps up before it is sent to the files.
@@ -226,8 +229,8 @@ type Spool struct {
 	data   sync.Cond // reader waits for data
 	segs   []*segment
 	active *segment
-	w      *os.File   // active segment's file
-	sealed []*os.File // rolled-over files not yet fsynced and closed
+	w      *os.File     // active segment's file
+	sealed []sealedFile // rolled-over files not yet fsynced and closed
 	nextID uint64
 	bytes  int64
 	recs   int64
@@ -529,7 +532,7 @@ func (s *Spool) roll() error {
 	}
 	s.nextID++
 	if s.w != nil {
-		s.sealed = append(s.sealed, s.w)
+		s.sealed = append(s.sealed, sealedFile{s.active.id, s.w})
 	}
 	if s.active != nil && s.rpos.Seg == s.active.id && s.rpos.Off == s.active.size {
 		s.rpos = Pos{Seg: id, Off: segmentHeader} // the reader had read all of it
@@ -737,10 +740,11 @@ func (s *Spool) housekeep() {
 			s.release()
 		case <-tick:
 			start := time.Now()
-			if err := s.sync(); err != nil {
+			synced, err := s.sync(false)
+			if err != nil {
 				s.log.Error("spool: fsync failed", "err", err)
 			}
-			if s.opt.OnSync != nil {
+			if synced && s.opt.OnSync != nil {
 				s.opt.OnSync(time.Since(start))
 			}
 		}
@@ -785,19 +789,47 @@ func (s *Spool) writeAck(p Pos) error {
 	return err
 }
 
+type sealedFile struct {
+	id uint64
+	f  *os.File
+}
+
 // sync fsyncs the rolled-over files (and closes them), the current one,
 // the acknowledged position and, after files came or went, the directory.
-func (s *Spool) sync() error {
+// When force is false and no record waiting for Kafka is older than the
+// sync interval, the segments are not fsynced: a power loss may take
+// the last interval's writes anyway, and records Kafka acknowledges
+// within it never cost a disk write (their deleted files' pages are
+// dropped unwritten). So while Kafka keeps up the spool does not write
+// to the disk at all.
+func (s *Spool) sync(force bool) (bool, error) {
 	s.mu.Lock()
-	sealed := s.sealed
-	s.sealed = nil
+	need := force || s.recs > 0 && time.Duration(time.Now().UnixNano()-s.oldestTime()) >= s.opt.SyncInterval
+	var sealed []sealedFile
+	keep := s.sealed[:0]
+	for _, sf := range s.sealed {
+		switch {
+		case !slices.ContainsFunc(s.segs, func(g *segment) bool { return g.id == sf.id }):
+			sf.f.Close() // deleted: nothing to keep
+		case need:
+			sealed = append(sealed, sf)
+		default:
+			keep = append(keep, sf)
+		}
+	}
+	s.sealed = keep
 	w := s.w
-	dir := s.dirDirty
-	s.dirDirty = false
+	dir := s.dirDirty && need
+	if dir {
+		s.dirDirty = false
+	}
 	s.mu.Unlock()
+	if !need {
+		return false, nil
+	}
 	var errs []error
-	for _, f := range sealed {
-		errs = append(errs, f.Sync(), f.Close())
+	for _, sf := range sealed {
+		errs = append(errs, sf.f.Sync(), sf.f.Close())
 	}
 	if w != nil {
 		errs = append(errs, w.Sync())
@@ -808,7 +840,7 @@ func (s *Spool) sync() error {
 			errs = append(errs, d.Sync(), d.Close())
 		}
 	}
-	return errors.Join(errs...)
+	return true, errors.Join(errs...)
 }
 
 // Close persists the acknowledged position, fsyncs and closes every file
@@ -826,7 +858,7 @@ func (s *Spool) Close() error {
 	close(s.stop)
 	s.housekeeper.Wait()
 	s.release()
-	err := s.sync()
+	_, err := s.sync(true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.w != nil {

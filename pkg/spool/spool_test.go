@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -472,4 +473,25 @@ func TestRecordNoAllocs(t *testing.T) {
 	if a := testing.AllocsPerRun(100, func() { buf = AppendRecord(buf[:0], p) }); a != 0 {
 		t.Fatalf("%v allocs", a)
 	}
+}
+
+// TestSyncOnlyWhatWaits: records acknowledged within the sync interval
+// are never fsynced; a record that waits longer is.
+func TestSyncOnlyWhatWaits(t *testing.T) {
+	o := testOptions(t.TempDir())
+	o.SyncInterval = 20 * time.Millisecond
+	var syncs atomic.Int32
+	o.OnSync = func(time.Duration) { syncs.Add(1) }
+	s := open(t, o)
+	defer s.Close()
+	for i := 0; i < 10; i++ { // acknowledged at once
+		write(t, s, i*10, i*10+10, 10)
+		readAll(t, s, 10, false)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := syncs.Load(); n != 0 {
+		t.Fatalf("%d fsyncs of records acknowledged at once", n)
+	}
+	write(t, s, 100, 110, 10) // waits
+	waitFor(t, "an fsync of a waiting record", func() bool { return syncs.Load() > 0 })
 }
