@@ -230,7 +230,7 @@ func (d *Decoder) dataSet(c *pktCtx, id uint16, b []byte, emit decode.Emit) (n i
 		return 0, true, c.err(id, "no template yet, set held", decode.ErrTemplateMissing)
 	}
 	p := t.Compiled
-	samp := d.samplingFor(seqKey{c.addr, c.version, c.domain}, p.options)
+	samp := d.samplingFor(seqKey{c.addr, c.version, c.domain})
 	for len(b) >= p.minLen {
 		if n >= d.maxRecs {
 			return n, false, c.err(id, "more than %d records in a set", decode.ErrLimit, d.maxRecs)
