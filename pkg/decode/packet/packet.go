@@ -22,10 +22,11 @@
 // labels and the IPv6 fragment header never start one. The Ethernet frame
 // of an MPLS pseudowire does not either: as for IP over MPLS, the payload of
 // the label stack is the flow, so its MACs, VLAN, etype, addresses and ports
-// are recorded (an MPLS payload is taken for IPv4 or IPv6 by its first
-// nibble 4 or 6, for a control word by 0, for an associated channel by 1,
-// which ends the walk, and for an Ethernet frame otherwise, as routers and
-// Wireshark do).
+// are recorded. Below the bottom of the stack, a first nibble 4 or 6 is
+// IPv4 or IPv6 (RFC 4928), 1 an associated channel (OAM, which ends the
+// walk), anything else an Ethernet frame, after a control word when the
+// first nibble is 0 and the ethertype found there says so (see
+// pseudowire).
 //
 // A section is a truncated copy of a packet: running out of bytes ends the
 // walk quietly. Parse allocates nothing once the message's slices have
@@ -58,7 +59,7 @@ const (
 	icmpv6
 	gre
 	vxlan
-	pseudowire // the Ethernet frame carried by an MPLS pseudowire
+	pwEthernet // the Ethernet frame carried by an MPLS pseudowire
 )
 
 // rank and shim reproduce goflow2's rule for encapsulation (see the
@@ -78,11 +79,11 @@ var rank = [...]uint8{
 	icmpv6:       70,
 	gre:          40,
 	vxlan:        40,
-	pseudowire:   20,
+	pwEthernet:   20,
 }
 
 func (l Layer) shim() bool {
-	return l == dot1Q || l == MPLS || l == ipv6Fragment || l == pseudowire
+	return l == dot1Q || l == MPLS || l == ipv6Fragment || l == pwEthernet
 }
 
 // maxLayers bounds the walk (IP in IP in IP ...).
@@ -136,7 +137,7 @@ func (w *walk) parse(l Layer, b []byte) (size int, next Layer, ok bool) {
 	m := w.m
 	base := !w.inner
 	switch l {
-	case Ethernet, pseudowire:
+	case Ethernet, pwEthernet:
 		if len(b) < 14 {
 			return 0, None, false
 		}
@@ -365,15 +366,14 @@ func (w *walk) mpls(b []byte) (size int, next Layer, ok bool) {
 					et = 0x800
 				case 6:
 					et = 0x86dd
-				case 0:
-					// RFC 4385 control word, then the pseudowire's frame.
-					if bottom && len(b) >= off+4+14 {
-						off += 4
-						pw = true
-					}
 				case 1: // associated channel (OAM): nothing of the flow's
 				default:
-					pw = bottom && len(b) >= off+14
+					if bottom {
+						var cw bool
+						if pw, cw = pseudowire(b[off:]); pw && cw {
+							off += 4
+						}
+					}
 				}
 			}
 			break
@@ -387,12 +387,33 @@ func (w *walk) mpls(b []byte) (size int, next Layer, ok bool) {
 	}
 	switch {
 	case pw:
-		return off, pseudowire, true
+		return off, pwEthernet, true
 	case et == 0:
 		return off, None, true
 	}
 	return off, etypeLayer(et), true
 }
+
+// pseudowire decides whether b, the payload of a label stack that is not
+// IP, is an Ethernet pseudowire (RFC 4448) and whether an RFC 4385 control
+// word comes first. A control word starts with a 0 nibble, but so does
+// many a MAC address (00:xx:xx OUIs): the reading whose ethertype is
+// known wins, the control word when both or neither are.
+func pseudowire(b []byte) (ok, cw bool) {
+	withCW := len(b) >= 18 && b[0]>>4 == 0 && knownEtype(binary.BigEndian.Uint16(b[16:]))
+	without := len(b) >= 14 && knownEtype(binary.BigEndian.Uint16(b[12:]))
+	switch {
+	case withCW:
+		return true, true
+	case without:
+		return true, false
+	case b[0]>>4 == 0:
+		return len(b) >= 18, true
+	}
+	return len(b) >= 14, false
+}
+
+func knownEtype(et uint16) bool { return etypeLayer(et) != None || et == 0x0806 }
 
 func etypeLayer(et uint16) Layer {
 	switch et {
