@@ -67,6 +67,9 @@ const (
 	tStartUptime // v9 FIRST_SWITCHED, IPFIX flowStartSysUpTime
 	tEndUptime
 	tSystemInitMs
+	tObsSec // observationTime*: one instant (NAT events), flow start and end when no flow time says otherwise
+	tObsMs
+	tObsNTP
 	tFrameSize // dataLinkFrameSize: bytes when the record has no octet counter
 	// NAT (RFC 8158, RFC 7659)
 	tPostNATSrc4
@@ -235,6 +238,12 @@ func ianaTarget(id uint16) (t target, arg uint8) {
 		return tSamplingProbability, 0
 	case 312:
 		return tFrameSize, 0
+	case 322:
+		return tObsSec, 0
+	case 323:
+		return tObsMs, 0
+	case 324, 325:
+		return tObsNTP, 0
 	case 361:
 		return tPortRangeStart, 0
 	case 362:

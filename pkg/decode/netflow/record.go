@@ -33,6 +33,7 @@ type record struct {
 	sampleSize, population      uint64
 	probability                 float64
 	frameSize                   uint64
+	observedNs                  uint64
 	hasFrameSize, hasSection    bool
 	sectionLen, sectionIPLen    int // the section's length; its IP packet's (with what precedes it)
 }
@@ -207,6 +208,12 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 			r.samplerID, r.hasSamplerID = be(v), true
 		case tFrameSize:
 			r.frameSize, r.hasFrameSize = be(v), true
+		case tObsSec:
+			r.observedNs = be(v) * 1e9
+		case tObsMs:
+			r.observedNs = be(v) * 1e6
+		case tObsNTP:
+			r.observedNs = ntpTime(v)
 		case tPostNATSrc4, tPostNATSrc6:
 			if addrOK(o.target == tPostNATSrc6, v) && (len(m.PostNatSrcAddr) == 0 || !allZero(v)) {
 				m.PostNatSrcAddr = append(m.PostNatSrcAddr[:0], v...)
@@ -396,6 +403,15 @@ func (d *Decoder) finish(c *pktCtx, p *program, samp *samplingState, r *record) 
 					m.TimeFlowEndNs = (init + uint64(r.endUp)) * 1e6
 				}
 			}
+		}
+	}
+	// An event's one instant (NAT events carry no flow times).
+	if r.observedNs != 0 {
+		if m.TimeFlowStartNs == 0 {
+			m.TimeFlowStartNs = r.observedNs
+		}
+		if m.TimeFlowEndNs == 0 {
+			m.TimeFlowEndNs = r.observedNs
 		}
 	}
 	// Sampling rate: the record's own, else its sampler's, else the
