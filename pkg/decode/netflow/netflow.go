@@ -111,7 +111,9 @@ type Decoder struct {
 	msg      flowpb.FlowMessage
 	unknown  []byte
 	seq      map[seqKey]*seqState
+	lastSeq  *seqState // the last exporter's, saving a map lookup per packet
 	samplers map[seqKey]*samplingState
+	lastSamp *samplingState
 	sampling *Sampling
 	rec      record
 	fieldBuf []template.Field
@@ -197,6 +199,7 @@ type seqKey struct {
 }
 
 type seqState struct {
+	key   seqKey
 	next  uint32
 	valid bool
 }
@@ -205,13 +208,16 @@ type seqState struct {
 // sets the next expectation: next = seq + advance (packets for v9, flows
 // for v5, data records for IPFIX); advance < 0 means unknown.
 func (d *Decoder) sequence(k seqKey, seq uint32, advance int) {
-	s := d.seq[k]
-	if s == nil {
-		if len(d.seq) >= maxSeqStates {
-			clear(d.seq) // exporters come and go; a bounded map beats a leak
+	s := d.lastSeq
+	if s == nil || s.key != k {
+		if s = d.seq[k]; s == nil {
+			if len(d.seq) >= maxSeqStates {
+				clear(d.seq) // exporters come and go; a bounded map beats a leak
+			}
+			s = &seqState{key: k}
+			d.seq[k] = s
 		}
-		s = &seqState{}
-		d.seq[k] = s
+		d.lastSeq = s
 	}
 	if s.valid && seq != s.next {
 		if diff := int32(seq - s.next); diff > 0 {

@@ -299,6 +299,7 @@ type sectionSpec struct {
 
 // op decodes one field of a record.
 type op struct {
+	skip   uint16 // bytes of unused fixed-length fields before this one
 	length uint16 // template.VariableLength: read the length prefix
 	target target
 	arg    uint8
@@ -313,15 +314,20 @@ type program struct {
 	options    bool
 	hasReverse bool
 	hasMapped  bool
+	hasRate    bool // a flow template with sampling elements of its own
+	hasNAT     bool // post-NAT addresses
 	section    sectionSpec
 }
 
 // locate returns the value of op i in record b, or nil when b ends first.
 func (p *program) locate(b []byte, i int) []byte {
 	offs := p.section.offsets
-	j := min(i, len(offs)-1)
-	off := offs[j]
-	for ; j <= i; j++ {
+	start := min(i, len(offs)-1)
+	off := offs[start] // past the op's skip already
+	for j := start; j <= i; j++ {
+		if j > start {
+			off += int(p.ops[j].skip)
+		}
 		l := int(p.ops[j].length)
 		if p.ops[j].length == template.VariableLength {
 			if off >= len(b) {
@@ -394,8 +400,11 @@ func compile(m *mapping.Mapping) func(template.Key, *template.Spec) (*program, e
 					p.hasReverse = true
 				}
 			}
-			if i < s.ScopeFields {
-				o.target = tSkip // scope fields identify, they carry no flow data
+			if i < s.ScopeFields && o.target != tSamplerID {
+				// Scope fields identify, they carry no flow data; a sampler
+				// or selector id (RFC 5476's selector reports scope on
+				// selectorId) says whose rate the record gives.
+				o.target = tSkip
 			}
 			if s.Options && !isOptionTarget(o.target) && o.target != tSystemInitMs {
 				// An options record only feeds sampling. A flow record keeps
@@ -408,11 +417,79 @@ func compile(m *mapping.Mapping) func(template.Key, *template.Spec) (*program, e
 			}
 			p.ops[i] = o
 		}
+		for _, o := range p.ops {
+			switch {
+			case !s.Options && isOptionTarget(o.target) && o.target != tSamplerID:
+				p.hasRate = true
+			case o.target >= tPostNATSrc4 && o.target <= tPostNATDst6:
+				p.hasNAT = true
+			}
+		}
+		p.mergeSkips()
 		if p.section.op != noOp {
-			p.section.offsets = fixedOffsets(s.Fields)
+			p.section.offsets = p.fixedOffsets()
 		}
 		return p, nil
 	}
+}
+
+// mergeSkips folds the fixed-length fields that decode into nothing
+// (elements flowpipe does not use, e.g. a vendor's) into the skip of the
+// op after them, so that a record walks only the fields it uses.
+// Section-related ops stay addressable.
+func (p *program) mergeSkips() {
+	s := &p.section
+	keep := func(i int) bool { return i == s.op || i == s.frameType || i == s.offset }
+	out := make([]op, 0, len(p.ops))
+	remap := make([]int, len(p.ops))
+	pending := 0
+	for i, o := range p.ops {
+		if o.target == tSkip && o.mapIdx < 0 && o.length != template.VariableLength && !keep(i) {
+			pending += int(o.length)
+			remap[i] = -1
+			continue
+		}
+		if pending >= template.VariableLength { // a run too long to fold: its own op
+			out = append(out, op{length: uint16(min(pending, template.VariableLength-1)), mapIdx: -1})
+			pending -= int(out[len(out)-1].length)
+			for pending >= template.VariableLength {
+				out = append(out, op{length: template.VariableLength - 1, mapIdx: -1})
+				pending -= template.VariableLength - 1
+			}
+		}
+		o.skip = uint16(pending)
+		pending = 0
+		remap[i] = len(out)
+		out = append(out, o)
+	}
+	for pending > 0 { // trailing unused fields
+		n := min(pending, template.VariableLength-1)
+		out = append(out, op{length: uint16(n), mapIdx: -1})
+		pending -= n
+	}
+	p.ops = out
+	for _, idx := range []*int{&s.op, &s.frameType, &s.offset} {
+		if *idx != noOp {
+			*idx = remap[*idx]
+		}
+	}
+}
+
+// fixedOffsets returns where each op's bytes start (after its skip), up to
+// and including the first variable-length one (the offsets after it vary
+// by record).
+func (p *program) fixedOffsets() []int {
+	offs := make([]int, 0, len(p.ops))
+	off := 0
+	for _, o := range p.ops {
+		off += int(o.skip)
+		offs = append(offs, off)
+		if o.length == template.VariableLength {
+			break
+		}
+		off += int(o.length)
+	}
+	return offs
 }
 
 // note records op i if it is a packet section or one of its companions.
@@ -436,21 +513,6 @@ func (s *sectionSpec) note(i int, id uint16) {
 	case ieIPHeaderSection:
 		s.first = packet.None
 	}
-}
-
-// fixedOffsets returns where each field starts, up to and including the
-// first variable-length one (the offsets after it vary by record).
-func fixedOffsets(fields []template.Field) []int {
-	offs := make([]int, 0, len(fields))
-	off := 0
-	for _, f := range fields {
-		offs = append(offs, off)
-		if f.Length == template.VariableLength {
-			break
-		}
-		off += int(f.Length)
-	}
-	return offs
 }
 
 func isOptionTarget(t target) bool {

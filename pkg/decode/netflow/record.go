@@ -42,7 +42,7 @@ type record struct {
 // ok is false when a variable-length field runs past b.
 func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, emit decode.Emit) (int, bool) {
 	m := &d.msg
-	resetMsg(m)
+	resetMsg(m, p.section.op != noOp, p.hasNAT)
 	d.rec = record{}
 	r := &d.rec
 	d.unknown = d.unknown[:0]
@@ -52,6 +52,7 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 	off := 0
 	for i := range p.ops {
 		o := &p.ops[i]
+		off += int(o.skip)
 		l := int(o.length)
 		if o.length == template.VariableLength {
 			if off >= len(b) {
@@ -416,7 +417,9 @@ func (d *Decoder) finish(c *pktCtx, p *program, samp *samplingState, r *record) 
 	}
 	// Sampling rate: the record's own, else its sampler's, else the
 	// exporter's (its domain's default).
-	m.SamplingRate = r.rate()
+	if p.hasRate {
+		m.SamplingRate = r.rate()
+	}
 	if m.SamplingRate == 0 && samp != nil {
 		m.SamplingRate = samp.rate
 		if r.hasSamplerID && samp.byID != nil {
@@ -489,13 +492,24 @@ func reverse(m *flowpb.FlowMessage, r *record) {
 }
 
 // resetMsg clears m keeping its slices' capacity, like ResetVT without the
-// reflection bookkeeping of Reset (measurable per record).
-func resetMsg(m *flowpb.FlowMessage) {
+// reflection bookkeeping of Reset (measurable per record). The slices only
+// packet sections (layers) and NAT elements fill are kept only for the
+// programs that fill them: keeping a slice costs a write per record.
+func resetMsg(m *flowpb.FlowMessage, layers, nat bool) {
 	src, dst, sampler, nh, bgp, labels := m.SrcAddr[:0], m.DstAddr[:0], m.SamplerAddress[:0], m.NextHop[:0], m.BgpNextHop[:0], m.MplsLabel[:0]
+	if !layers && !nat {
+		*m = flowpb.FlowMessage{}
+		m.SrcAddr, m.DstAddr, m.SamplerAddress, m.NextHop, m.BgpNextHop, m.MplsLabel = src, dst, sampler, nh, bgp, labels
+		return
+	}
 	ttls, stack, sizes, srh := m.MplsTtl[:0], m.LayerStack[:0], m.LayerSize[:0], m.Ipv6RoutingHeaderAddresses[:0]
 	natSrc, natDst := m.PostNatSrcAddr[:0], m.PostNatDstAddr[:0]
 	*m = flowpb.FlowMessage{}
 	m.SrcAddr, m.DstAddr, m.SamplerAddress, m.NextHop, m.BgpNextHop, m.MplsLabel = src, dst, sampler, nh, bgp, labels
-	m.MplsTtl, m.LayerStack, m.LayerSize, m.Ipv6RoutingHeaderAddresses = ttls, stack, sizes, srh
-	m.PostNatSrcAddr, m.PostNatDstAddr = natSrc, natDst
+	if layers {
+		m.MplsTtl, m.LayerStack, m.LayerSize, m.Ipv6RoutingHeaderAddresses = ttls, stack, sizes, srh
+	}
+	if nat {
+		m.PostNatSrcAddr, m.PostNatDstAddr = natSrc, natDst
+	}
 }

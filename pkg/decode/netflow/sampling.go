@@ -53,6 +53,9 @@ func (s *samplingState) set(rate uint64, id uint64, hasID bool) bool {
 }
 
 func (d *Decoder) samplingFor(k seqKey) *samplingState {
+	if s := d.lastSamp; s != nil && s.key == k {
+		return s // an exporter's sets come one after the other
+	}
 	s := d.samplers[k]
 	if s == nil {
 		if len(d.samplers) >= maxSeqStates {
@@ -61,6 +64,7 @@ func (d *Decoder) samplingFor(k seqKey) *samplingState {
 		s = d.sampling.seed(k)
 		d.samplers[k] = s
 	}
+	d.lastSamp = s
 	return s
 }
 

@@ -3,6 +3,7 @@ package netflow
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"math"
 	"net/netip"
 	"path/filepath"
@@ -219,5 +220,58 @@ func TestSamplingPublishIsCheap(t *testing.T) {
 	}
 	if d.Sampling().Len() != 1 {
 		t.Errorf("store has %d domains", d.Sampling().Len())
+	}
+}
+
+// TestSelectorIDAsScope: IPFIX selector reports (RFC 5476) give the
+// selectorId as the options template's scope; records naming that
+// selector get its rate.
+func TestSelectorIDAsScope(t *testing.T) {
+	ot := u16(nil, 510)
+	ot = u16(ot, 3)
+	ot = u16(ot, 1) // one scope field: selectorId
+	for _, f := range [][2]uint16{{302, 8}, {305, 4}, {306, 4}} {
+		ot = u16(u16(ot, f[0]), f[1])
+	}
+	opt := func(id uint64, interval, space uint32) []byte {
+		return u32(u32(binary.BigEndian.AppendUint64(nil, id), interval), space)
+	}
+	data := [][3]uint32{{8, 4, 0}, {12, 4, 0}, {1, 8, 0}, {2, 4, 0}, {4, 1, 0}, {302, 8, 0}}
+	rec := func(id uint64) []byte { return binary.BigEndian.AppendUint64(simpleRecord(1, 100), id) }
+	msgs, errs := decodeAll(t, NewDecoder(Config{}), exporterA,
+		ipfixMsg(1, 0, set(3, ot), set(2, tmpl(300, data...)), set(510, opt(7, 1, 63), opt(8, 1, 1023))),
+		ipfixMsg(1, 1, set(300, rec(8), rec(7))))
+	if errs != nil || len(msgs) != 2 || msgs[0].SamplingRate != 1024 || msgs[1].SamplingRate != 64 {
+		t.Fatalf("%v %v", msgs, errs)
+	}
+}
+
+// TestSamplingConcurrent: decoders sharing a Sampling learn rates while
+// another goroutine saves it (run with -race).
+func TestSamplingConcurrent(t *testing.T) {
+	shared := NewSampling(time.Hour)
+	ot := samplingOptions([][2]uint16{{34, 4}})
+	done := make(chan struct{})
+	for w := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			d := NewDecoder(Config{Sampling: shared})
+			for i := range 200 {
+				exp := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(w)}), 2055)
+				pkt := ipfixMsg(uint32(i%7), uint32(i), ot, set(500, u32(u32(nil, 1), uint32(1+i%5))))
+				_ = d.Decode(decode.Packet{Data: pkt, Exporter: exp, ReceivedNs: uint64(i) * uint64(time.Second)}, func(*flowpb.FlowMessage) {})
+			}
+		}()
+	}
+	for range 50 {
+		if err := shared.Save(io.Discard, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		<-done
+	}
+	if n := shared.Len(); n != 4*7 {
+		t.Errorf("%d domains, want 28", n)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/decode"
 	"github.com/flowpipe/flowpipe/pkg/decode/mapping"
 	"github.com/flowpipe/flowpipe/pkg/decode/packet"
+	"github.com/flowpipe/flowpipe/pkg/decode/template"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/testutil/frames"
 	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
@@ -489,4 +490,56 @@ ipfix:
 			t.Errorf("mapped Juniper CPIDs %x", cpids)
 		}
 	}
+}
+
+// TestSkippedFieldsFolded: unused fixed-length fields are folded into the
+// next op's skip (or trailing ops); records keep their length and fields.
+func TestSkippedFieldsFolded(t *testing.T) {
+	fields := [][3]uint32{{61, 1, 0}, {999, 2, 9}, {8, 4, 0}, {137, 8, penJuniper}, {12, 4, 0}, {1, 8, 0},
+		{61, 1, 0}, {137, 8, penJuniper}}
+	p, err := compile(nil)(template.Key{Version: 10, ID: 300}, &template.Spec{Fields: toFields(fields)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.ops) != 4 || p.ops[0].skip != 3 || p.ops[1].skip != 8 || p.ops[3].length != 9 || p.fixedLen != 36 {
+		t.Fatalf("ops %+v", p.ops)
+	}
+	var set300 []byte
+	for i := range 3 {
+		b := []byte{1, 0xaa, 0xbb, 10, 0, 0, byte(i)}
+		b = binary.BigEndian.AppendUint64(b, 0x1122334455667788)
+		b = append(b, 192, 0, 2, 1)
+		b = binary.BigEndian.AppendUint64(b, uint64(100*(i+1)))
+		b = append(b, 0)
+		set300 = append(set300, binary.BigEndian.AppendUint64(b, 42)...)
+	}
+	msgs, errs := decodeAll(t, NewDecoder(Config{}), exporterA, ipfixMsg(1, 0, set(2, tmpl(300, fields...)), set(300, set300)))
+	if errs != nil || len(msgs) != 3 {
+		t.Fatalf("%d records %v", len(msgs), errs)
+	}
+	for i, m := range msgs {
+		if addrText(m.SrcAddr) != "10.0.0."+strconv.Itoa(i) || addrText(m.DstAddr) != "192.0.2.1" || m.Bytes != uint64(100*(i+1)) {
+			t.Errorf("record %d: %v", i, m)
+		}
+	}
+	// Runs longer than an op can say stay whole.
+	long, err := compile(nil)(template.Key{Version: 10, ID: 301}, &template.Spec{Fields: toFields([][3]uint32{{999, 40000, 9}, {998, 40000, 9}, {8, 4, 0}})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, o := range long.ops {
+		total += int(o.skip) + int(o.length)
+	}
+	if total != 80004 || long.ops[len(long.ops)-1].target != tSrcAddr4 {
+		t.Errorf("long run: %+v", long.ops)
+	}
+}
+
+func toFields(fs [][3]uint32) []template.Field {
+	out := make([]template.Field, len(fs))
+	for i, f := range fs {
+		out[i] = template.Field{ID: uint16(f[0]), Length: uint16(f[1]), PEN: f[2]}
+	}
+	return out
 }
