@@ -27,7 +27,6 @@ var (
 	v6b  = netip.MustParseAddr("2001:db8:2::20")
 	seg1 = netip.MustParseAddr("2001:db8:ff::1")
 	seg2 = netip.MustParseAddr("2001:db8:ff::2")
-	seg3 = netip.MustParseAddr("2001:db8:ff::3")
 )
 
 // MACs: the router's ports, and customer MACs of the usual OUI form
