@@ -153,6 +153,8 @@ var (
 		"Held data sets decoded once their template arrived.", nil, nil)
 	descTemplateEvents = prometheus.NewDesc("flowcollect_template_events_total",
 		"Template cache events: expired, withdrawn, refused by a limit, updated.", []string{"event"}, nil)
+	descSamplingRates = prometheus.NewDesc("flowcollect_sampling_rates",
+		"Exporter observation domains with a sampling rate learned from options data (restored from --templates-file included).", nil, nil)
 	descSFlowSamples = prometheus.NewDesc("flowcollect_sflow_samples_total",
 		"sFlow samples seen, by kind; counter samples are counted, not turned into flows.", []string{"kind"}, nil)
 )
@@ -160,7 +162,7 @@ var (
 type decoderCollector struct{ s *StandardDecoders }
 
 func (c *decoderCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTemplates, descPendingSets, descPendingBytes, descPendingDropped, descPendingDecoded, descTemplateEvents, descSFlowSamples} {
+	for _, d := range []*prometheus.Desc{descTemplates, descPendingSets, descPendingBytes, descPendingDropped, descPendingDecoded, descTemplateEvents, descSamplingRates, descSFlowSamples} {
 		ch <- d
 	}
 }
@@ -172,6 +174,7 @@ func (c *decoderCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPendingBytes, prometheus.GaugeValue, float64(st.PendingBytes))
 	ch <- prometheus.MustNewConstMetric(descPendingDropped, prometheus.CounterValue, float64(st.PendingDropped))
 	ch <- prometheus.MustNewConstMetric(descPendingDecoded, prometheus.CounterValue, float64(st.PendingDecoded))
+	ch <- prometheus.MustNewConstMetric(descSamplingRates, prometheus.GaugeValue, float64(c.s.sampling.Len()))
 	for _, e := range []struct {
 		name string
 		v    uint64

@@ -100,6 +100,12 @@ func FuzzDecodeV9(f *testing.F) {
 func FuzzDecodeIPFIX(f *testing.F) {
 	fuzzSeeds(f, 10, "softflowd-ipfix", "softflowd-ipfix-biflow", "softflowd-ipfix-nano", "pmacct-ipfix", "pmacct-ipfix-sampled")
 	f.Add(ipfixMsg(1, 0, set(2, tmpl(400, [3]uint32{8, 0, 0})), set(400, make([]byte, 32))))
+	eompls := sectionFrames()[4]
+	f.Add(ipfixMsg(juniperDomain, 0, set(2, tmpl(juniperTemplateID, juniperFields...)),
+		set(juniperTemplateID, juniperRecord(1, 2, eompls.wireSize, eompls.frame))))
+	for _, p := range natPackets() {
+		f.Add(p)
+	}
 	prime := primeFrom("softflowd-ipfix-biflow")
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzDecode(t, 10, prime, data) })
 }
