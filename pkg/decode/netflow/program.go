@@ -316,6 +316,7 @@ type program struct {
 	hasMapped  bool
 	hasRate    bool // a flow template with sampling elements of its own
 	hasNAT     bool // post-NAT addresses
+	hasTimes   bool // relative or event times to turn into flow times
 	section    sectionSpec
 }
 
@@ -423,6 +424,8 @@ func compile(m *mapping.Mapping) func(template.Key, *template.Spec) (*program, e
 				p.hasRate = true
 			case o.target >= tPostNATSrc4 && o.target <= tPostNATDst6:
 				p.hasNAT = true
+			case o.target >= tStartDeltaUs && o.target <= tObsNTP:
+				p.hasTimes = true
 			}
 		}
 		p.mergeSkips()

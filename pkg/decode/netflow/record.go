@@ -333,7 +333,11 @@ const ntpUnixOffset = 2208988800
 // finish turns the collected state into message fields.
 func (d *Decoder) finish(c *pktCtx, p *program, samp *samplingState, r *record) {
 	m := &d.msg
-	d.setCommon(m, c.ftype, c.addr, c.receivedNs, c.seq, c.domain)
+	m.Type = c.ftype
+	m.TimeReceivedNs = c.receivedNs
+	m.SequenceNum = c.seq
+	m.ObservationDomainId = c.domain
+	m.SamplerAddress = append(m.SamplerAddress[:0], c.sampler[:c.samplerLen]...)
 	switch r.ipVersion {
 	case 4:
 		m.Etype = 0x800
@@ -376,44 +380,8 @@ func (d *Decoder) finish(c *pktCtx, p *program, samp *samplingState, r *record) 
 			m.MplsLabel = append(m.MplsLabel, r.mpls[i])
 		}
 	}
-	exportNs := uint64(c.exportSecs) * 1e9
-	if r.hasStartDelta {
-		m.TimeFlowStartNs = sub(exportNs, r.startDelta*1e3)
-	}
-	if r.hasEndDelta {
-		m.TimeFlowEndNs = sub(exportNs, r.endDelta*1e3)
-	}
-	if r.hasStartUp || r.hasEndUp {
-		if c.version == 9 {
-			if r.hasStartUp {
-				m.TimeFlowStartNs = uptimeTime(exportNs, c.uptimeMs, r.startUp)
-			}
-			if r.hasEndUp {
-				m.TimeFlowEndNs = uptimeTime(exportNs, c.uptimeMs, r.endUp)
-			}
-		} else {
-			init := r.systemInitMs
-			if init == 0 && samp != nil {
-				init = samp.systemInitMs
-			}
-			if init != 0 {
-				if r.hasStartUp {
-					m.TimeFlowStartNs = (init + uint64(r.startUp)) * 1e6
-				}
-				if r.hasEndUp {
-					m.TimeFlowEndNs = (init + uint64(r.endUp)) * 1e6
-				}
-			}
-		}
-	}
-	// An event's one instant (NAT events carry no flow times).
-	if r.observedNs != 0 {
-		if m.TimeFlowStartNs == 0 {
-			m.TimeFlowStartNs = r.observedNs
-		}
-		if m.TimeFlowEndNs == 0 {
-			m.TimeFlowEndNs = r.observedNs
-		}
+	if p.hasTimes {
+		d.times(c, samp, r)
 	}
 	// Sampling rate: the record's own, else its sampler's, else the
 	// exporter's (its domain's default).
@@ -511,5 +479,49 @@ func resetMsg(m *flowpb.FlowMessage, layers, nat bool) {
 	}
 	if nat {
 		m.PostNatSrcAddr, m.PostNatDstAddr = natSrc, natDst
+	}
+}
+
+// times turns the record's relative and event times into flow times.
+func (d *Decoder) times(c *pktCtx, samp *samplingState, r *record) {
+	m := &d.msg
+	exportNs := uint64(c.exportSecs) * 1e9
+	if r.hasStartDelta {
+		m.TimeFlowStartNs = sub(exportNs, r.startDelta*1e3)
+	}
+	if r.hasEndDelta {
+		m.TimeFlowEndNs = sub(exportNs, r.endDelta*1e3)
+	}
+	if r.hasStartUp || r.hasEndUp {
+		if c.version == 9 {
+			if r.hasStartUp {
+				m.TimeFlowStartNs = uptimeTime(exportNs, c.uptimeMs, r.startUp)
+			}
+			if r.hasEndUp {
+				m.TimeFlowEndNs = uptimeTime(exportNs, c.uptimeMs, r.endUp)
+			}
+		} else {
+			init := r.systemInitMs
+			if init == 0 && samp != nil {
+				init = samp.systemInitMs
+			}
+			if init != 0 {
+				if r.hasStartUp {
+					m.TimeFlowStartNs = (init + uint64(r.startUp)) * 1e6
+				}
+				if r.hasEndUp {
+					m.TimeFlowEndNs = (init + uint64(r.endUp)) * 1e6
+				}
+			}
+		}
+	}
+	// An event's one instant (NAT events carry no flow times).
+	if r.observedNs != 0 {
+		if m.TimeFlowStartNs == 0 {
+			m.TimeFlowStartNs = r.observedNs
+		}
+		if m.TimeFlowEndNs == 0 {
+			m.TimeFlowEndNs = r.observedNs
+		}
 	}
 }
