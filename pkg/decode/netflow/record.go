@@ -50,8 +50,9 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 		d.section(p, b, r) // first: the record's own elements then overwrite it
 	}
 	off := 0
-	for i := range p.ops {
-		o := &p.ops[i]
+	ops := p.ops // a local: the loop's stores could alias p, which would reload it
+	for i := range ops {
+		o := &ops[i]
 		off += int(o.skip)
 		l := int(o.length)
 		if o.length == template.VariableLength {
