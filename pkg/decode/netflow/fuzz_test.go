@@ -9,8 +9,8 @@ import (
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
 	"github.com/flowpipe/flowpipe/pkg/decode/packet"
-	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
 )
 
