@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -134,6 +135,22 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 		return err
 	}
 	defer stopMetrics()
+
+	// SIGHUP (systemctl reload, a terminal closing) must not end a stage
+	// and lose what it holds: there is nothing to reload, say so and go on.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP: flowpublish has nothing to reload; going on")
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 
 	command.GrowPipe(s.In) // flowenrich's 256 KiB writes: one read and wake-up each
 	in, restore := pollable(s.In)

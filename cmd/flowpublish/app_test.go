@@ -454,7 +454,7 @@ func TestBinarySignalsAndPipes(t *testing.T) {
 			return -1
 		}
 	}
-	if err := kadmCreate(addr, "sigterm", "eof", "cut"); err != nil {
+	if err := kadmCreate(addr, "sigterm", "eof", "cut", "sighup"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -493,6 +493,26 @@ func TestBinarySignalsAndPipes(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
 		checkFlows(t, decodeSorted(t, bytes.Join(consume(t, 2000, "eof", kgo.SeedBrokers(addr)), nil)), 2000)
+	})
+	t.Run("sighup", func(t *testing.T) {
+		cmd, w, errb := start("sighup")
+		if _, err := w.Write(stream(t, 0, 1000)); err != nil {
+			t.Fatal(err)
+		}
+		if len(consume(t, 1, "sighup", kgo.SeedBrokers(addr))) == 0 {
+			t.Fatal("nothing produced")
+		}
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(stream(t, 1000, 2000)); err != nil {
+			t.Fatalf("flowpublish gone after SIGHUP: %v", err)
+		}
+		w.Close()
+		if code := exitCode(cmd); code != 0 || !strings.Contains(errb.String(), "SIGHUP: flowpublish has nothing to reload") {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		checkFlows(t, decodeSorted(t, bytes.Join(consume(t, 2000, "sighup", kgo.SeedBrokers(addr)), nil)), 2000)
 	})
 	t.Run("upstream-dies-mid-frame", func(t *testing.T) {
 		cmd, w, errb := start("cut")
