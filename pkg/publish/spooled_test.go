@@ -210,3 +210,72 @@ func TestSpoolLocked(t *testing.T) {
 		t.Fatalf("second publisher on the spool: %v", err)
 	}
 }
+
+// TestSpoolFullPolicies: a stalled broker and a 4 MiB spool. Under
+// drop-oldest and drop-newest reading never stops; what was dropped is
+// counted, and everything else is delivered once the broker answers:
+// read = produced + dropped. (block is TestBackpressure's behaviour; the
+// spool's own tests cover it.)
+func TestSpoolFullPolicies(t *testing.T) {
+	const n = 100000
+	for _, policy := range []spool.FullPolicy{spool.DropOldest, spool.DropNewest} {
+		t.Run(policy.String(), func(t *testing.T) {
+			c := newCluster(t)
+			release := make(chan struct{})
+			c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+				<-release
+				return nil, nil, false
+			})
+			cfg := spoolConfig(t.TempDir())
+			cfg.Spool.MaxBytes, cfg.Spool.Full = 4<<20, policy
+			cfg.MaxBufferedRecords = 1000
+			p, reg := newPublisher(t, c.ListenAddrs(), cfg)
+			f, r := newFeeder(t, n, 4)
+			done := runAsync(p, r)
+			go f.feed(n)
+			waitFor(t, "every record read", func() bool { return p.Stats().Read == n })
+			close(release)
+			f.w.Close()
+			if err := wait(t, done); err != nil {
+				t.Fatal(err)
+			}
+			st := p.Stats()
+			if st.Dropped == 0 || st.Produced+st.Dropped != n || st.Spooled != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+			reason := map[spool.FullPolicy]string{spool.DropOldest: "drop_oldest", spool.DropNewest: "drop_newest"}[policy]
+			if got := gatheredLabel(t, reg, "flowpublish_spool_dropped_records_total", reason); got != float64(st.Dropped) {
+				t.Errorf("dropped{reason=%s} = %v, stats say %d", reason, got, st.Dropped)
+			}
+			recs := consumeAll(t, c.ListenAddrs(), int(st.Produced))
+			if len(recs) != int(st.Produced) {
+				t.Fatalf("%d records in Kafka, %d produced", len(recs), st.Produced)
+			}
+		})
+	}
+}
+
+// gatheredLabel returns the value of name{reason=reason} from reg.
+func gatheredLabel(t *testing.T, reg interface {
+	Gather() ([]*dto.MetricFamily, error)
+}, name, reason string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{reason=%q}", name, reason)
+	return 0
+}
