@@ -555,7 +555,11 @@ func (s *Spool) dropOldest() {
 	s.bytes -= seg.size
 	s.segs = s.segs[1:]
 	if s.rpos.Seg <= seg.id {
-		s.rpos = Pos{Seg: s.segs[0].id, Off: s.segs[0].firstOff()}
+		if len(s.segs) > 0 {
+			s.rpos = Pos{Seg: s.segs[0].id, Off: s.segs[0].firstOff()}
+		} else {
+			s.rpos = Pos{Seg: s.nextID, Off: segmentHeader}
+		}
 	}
 	s.removeFile(seg)
 	s.log.Warn("spool: full; dropped its oldest segment", "file", seg.path, "count", lost)

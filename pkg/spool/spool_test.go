@@ -495,3 +495,25 @@ func TestSyncOnlyWhatWaits(t *testing.T) {
 	write(t, s, 100, 110, 10) // waits
 	waitFor(t, "an fsync of a waiting record", func() bool { return syncs.Load() > 0 })
 }
+
+// TestDropOldestRecovered: a spool full of a previous run's segments
+// drops them for new records (none of this run is written yet).
+func TestDropOldestRecovered(t *testing.T) {
+	dir := t.TempDir()
+	o := fullOptions(dir, DropOldest)
+	s := open(t, o)
+	fill(t, s, 30000) // about 3.5 MiB
+	s.Close()
+	s = open(t, o)
+	defer s.Close()
+	recovered := s.Stats().Recovered
+	fill(t, s, 30000)
+	st := s.Stats()
+	if st.DroppedOldest == 0 || st.Records+st.DroppedOldest != recovered+30000 || st.Bytes > 4<<20 {
+		t.Fatalf("recovered %d, stats %+v", recovered, st)
+	}
+	s.CloseWrite()
+	if got := readAll(t, s, 100000, false); len(got) != int(st.Records) {
+		t.Fatalf("read %d, want %d", len(got), st.Records)
+	}
+}
