@@ -235,14 +235,17 @@ type Spool struct {
 	bytes  int64
 	recs   int64
 
-	rpos   Pos // where the reader reads the files next
-	rseg   uint64
-	rfile  *os.File
-	live   bool // the reader is caught up: writes go to mem
-	mem    []Chunk
-	wdone  bool // no more writes
-	rstop  bool // no more reads
-	closed bool
+	rpos  Pos // where the reader reads the files next
+	rseg  uint64
+	rfile *os.File
+	// reading: readFiles reads rfile without the lock; rstale: the file
+	// was removed meanwhile and is closed after that read.
+	reading, rstale bool
+	live            bool // the reader is caught up: writes go to mem
+	mem             []Chunk
+	wdone           bool // no more writes
+	rstop           bool // no more reads
+	closed          bool
 	// interrupted makes a blocked Write go on over the bound.
 	interrupted bool
 
@@ -574,7 +577,11 @@ func (seg *segment) firstOff() int64 {
 
 func (s *Spool) removeFile(seg *segment) {
 	if s.rfile != nil && s.rseg == seg.id {
-		s.rfile.Close()
+		if s.reading {
+			s.rstale = true // readFiles closes it after its read (an unlinked file still reads)
+		} else {
+			s.rfile.Close()
+		}
 		s.rfile = nil
 	}
 	if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -690,9 +697,15 @@ func (s *Spool) readFiles(buf []byte) (c Chunk, err error, ok bool) {
 			seg.split = true // the next write starts a new chunk
 		}
 		f, recovered := s.rfile, seg.recovered
+		s.reading = true
 		s.mu.Unlock()
 		_, err = f.ReadAt(buf[:n], from)
 		s.mu.Lock()
+		s.reading = false
+		if s.rstale {
+			f.Close()
+			s.rstale = false
+		}
 		if err != nil {
 			return Chunk{}, fmt.Errorf("spool: read %s: %w", seg.path, err), true
 		}
