@@ -9,8 +9,8 @@
 // process loses nothing it wrote. Every Options.SyncInterval the files are
 // fsynced if a record older than that still waits for the reader's
 // acknowledgement, and they are at Close: a power loss can take at most the
-// last interval's writes. Records acknowledged within the interval never
-// cost a disk write.
+// last interval's writes. Records acknowledged within the interval are
+// never fsynced.
 //
 // The reader takes Chunks in order with Next: while it keeps up, straight
 // from the writer's memory (a chunk's Ref is the writer's handle on it);
@@ -816,9 +816,8 @@ type sealedFile struct {
 // When force is false and no record waiting for Kafka is older than the
 // sync interval, the segments are not fsynced: a power loss may take
 // the last interval's writes anyway, and records Kafka acknowledges
-// within it never cost a disk write (their deleted files' pages are
-// dropped unwritten). So while Kafka keeps up the spool does not write
-// to the disk at all.
+// within it need no fsync (at high rates their files are deleted before
+// the kernel writes them back at all).
 func (s *Spool) sync(force bool) (bool, error) {
 	s.mu.Lock()
 	need := force || s.recs > 0 && time.Duration(time.Now().UnixNano()-s.oldestTime()) >= s.opt.SyncInterval
