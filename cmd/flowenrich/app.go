@@ -2,13 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"runtime/debug"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -16,7 +11,6 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/command"
 	"github.com/flowpipe/flowpipe/pkg/enrich"
 	"github.com/flowpipe/flowpipe/pkg/framing"
-	"github.com/flowpipe/flowpipe/pkg/telemetry"
 )
 
 const description = `flowenrich reads a flow stream (bin or JSON, detected) on stdin and writes it
@@ -61,17 +55,13 @@ func newApp() command.App {
 			&cli.StringFlag{Name: "input-format", Value: "auto", Usage: "auto, bin or json"},
 			&cli.StringFlag{Name: "format", Value: "bin", Usage: "output: bin or json"},
 			&cli.DurationFlag{Name: "reload-interval", Value: 5 * time.Second, Usage: "check the files for changes this often (0: only on SIGHUP)"},
-			command.MetricsFlag(""),
 		},
 		Action: run,
 	}
 }
 
-func run(ctx context.Context, c *cli.Context, s command.Streams) error {
-	log, err := command.NewLogger(c, s.Err)
-	if err != nil {
-		return err
-	}
+func run(ctx context.Context, st *command.Stage) error {
+	c, log := st.Flags, st.Log
 	mode, err := enrich.ParseLookupMode(c.String("lookup-mode"))
 	if err != nil {
 		return command.Usagef("--lookup-mode: %v", err)
@@ -108,45 +98,30 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	// the process sit at its load-time peak.
 	debug.FreeOSMemory()
 
-	reg := telemetry.NewRegistry()
-	m := newMetrics(reg)
+	m := newMetrics(st.Metrics)
 	m.loaded(e)
-	stopMetrics, err := command.StartMetrics(c, reg, log)
-	if err != nil {
+	if _, err := st.ServeMetrics(); err != nil {
 		return err
 	}
-	defer stopMetrics()
 
 	ctx, cancel := context.WithCancel(ctx)
+	hup := make(chan struct{}, 1)
+	st.OnReload(func() {
+		select {
+		case hup <- struct{}{}: // the watcher reloads; one pending is enough
+		default:
+		}
+	})
 	watching := make(chan struct{})
 	go func() {
 		defer close(watching)
-		watch(ctx, e, c.Duration("reload-interval"), log, m)
+		watch(ctx, e, c.Duration("reload-interval"), hup, log, m)
 	}()
 	defer func() { cancel(); <-watching }() // no reload outlives the run
 
-	// A blocked read of stdin only returns when stdin is closed: close it
-	// on SIGTERM (as goflow2's enricher does); Run then flushes and ends.
-	done := make(chan struct{})
-	defer close(done)
-	command.GrowPipe(s.In) // fewer, larger reads from flowcollect
-	in := s.In
-	if f, ok := in.(*os.File); ok {
-		pollable, restore := pollableFile(f)
-		defer restore()
-		in = pollable
-	}
-	if closer, ok := in.(io.Closer); ok {
-		go func() {
-			select {
-			case <-ctx.Done():
-				_ = closer.Close()
-			case <-done:
-			}
-		}()
-	}
+	in := st.Input(ctx) // SIGTERM interrupts a read that waits for flowcollect
 	stream := enrich.NewStream(e, enrich.StreamConfig{
-		In: in, Out: s.Out,
+		In: in, Out: st.Out,
 		InputFormat: inFormat, OutputFormat: outFormat,
 		Report: m.add,
 	})
@@ -171,10 +146,7 @@ func logLoaded(log *slog.Logger, e *enrich.Enricher, took time.Duration) {
 // watch reloads on SIGHUP (everything) and when a file changes (that
 // file), until ctx ends. A failing file is reported once per new error, not
 // at every poll.
-func watch(ctx context.Context, e *enrich.Enricher, interval time.Duration, log *slog.Logger, m *metrics) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func watch(ctx context.Context, e *enrich.Enricher, interval time.Duration, hup <-chan struct{}, log *slog.Logger, m *metrics) {
 	var tick <-chan time.Time
 	if interval > 0 {
 		t := time.NewTicker(interval)
@@ -213,23 +185,4 @@ func watch(ctx context.Context, e *enrich.Enricher, interval time.Duration, log 
 			}
 		}
 	}
-}
-
-// pollableFile returns a non-blocking handle on f, so that Go's poller
-// serves its reads and Close interrupts a blocked one (a pipe inherited in
-// blocking mode would keep the read, and SIGTERM, waiting for the writer).
-// For a pipe or a terminal, reopening /proc/self/fd/N gives a new file
-// description, so the mode of the one shared with the shell is untouched;
-// otherwise (a socket) the shared one is switched and restored at the end.
-func pollableFile(f *os.File) (*os.File, func()) {
-	fd := int(f.Fd())
-	if fi, err := f.Stat(); err == nil && fi.Mode()&(os.ModeNamedPipe|os.ModeCharDevice) != 0 {
-		if g, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", fd), os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
-			return g, func() { _ = g.Close() }
-		}
-	}
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		return f, func() {}
-	}
-	return os.NewFile(uintptr(fd), f.Name()), func() { _ = syscall.SetNonblock(fd, false) }
 }

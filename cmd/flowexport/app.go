@@ -7,7 +7,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/time/rate"
 
 	"github.com/flowpipe/flowpipe/pkg/command"
 	"github.com/flowpipe/flowpipe/pkg/export"
@@ -67,9 +66,12 @@ func newApp() command.App {
 				Usage: "series kept; beyond it new pairs fold into the \"other\" series"},
 			&cli.DurationFlag{Name: "pair-ttl", Value: export.DefaultConfig().PairTTL,
 				Usage: "drop a series after this long without traffic"},
-			command.MetricsFlag(":9590"),
 		}, kafkaFlags()...),
-		Action: run,
+		// All interfaces, unlike the other tools: these counters are the
+		// product, scraped by a remote Prometheus, and :9590 is
+		// flow-exporter's default that its users' scrape configs expect.
+		MetricsListen: ":9590",
+		Action:        run,
 	}
 }
 
@@ -85,11 +87,8 @@ func kafkaFlags() []cli.Flag {
 	return flags
 }
 
-func run(ctx context.Context, c *cli.Context, s command.Streams) error {
-	log, err := command.NewLogger(c, s.Err)
-	if err != nil {
-		return err
-	}
+func run(ctx context.Context, st *command.Stage) error {
+	c, log := st.Flags, st.Log
 	cfg, ccfg, err := configFromFlags(c)
 	if err != nil {
 		return err
@@ -106,20 +105,19 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	if err != nil {
 		return command.Usagef("%v", err)
 	}
-	reg := telemetry.NewRegistry()
-	reg.MustRegister(table)
-	m := export.NewMetrics(reg)
+	if path := c.Path("asn-db"); path != "" {
+		st.OnReload(func() { reloadASNames(table, path, log) })
+	}
+	st.Metrics.MustRegister(table)
+	m := export.NewMetrics(st.Metrics)
 
-	invalidLog := rate.Sometimes{First: 3, Interval: 30 * time.Second}
-	errorLog := rate.Sometimes{First: 3, Interval: 30 * time.Second}
+	logs := telemetry.NewThrottle(30*time.Second, 3)
 	ccfg.OnInvalid = func(r *kgo.Record, err error) {
-		invalidLog.Do(func() {
-			log.Warn("skipping a record that is no flow", "topic", r.Topic, "partition", r.Partition,
-				"offset", r.Offset, "err", err)
-		})
+		logs.Log(log, slog.LevelWarn, "invalid", "skipping a record that is no flow", slog.String("topic", r.Topic),
+			slog.Int("partition", int(r.Partition)), slog.Int64("offset", r.Offset), slog.Any("err", err))
 	}
 	ccfg.OnError = func(err error) {
-		errorLog.Do(func() { log.Warn("kafka", "err", err) })
+		logs.Log(log, slog.LevelWarn, "kafka", "kafka", slog.Any("err", err))
 	}
 	kcfg, err := kafkaopt.FromCLI(c, "")
 	if err != nil {
@@ -137,15 +135,26 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	if err != nil {
 		return err
 	}
-	stopMetrics, err := command.StartMetrics(c, reg, log)
-	if err != nil {
+	if _, err := st.ServeMetrics(); err != nil {
 		return err
 	}
-	defer stopMetrics()
 	log.Info("consuming", "topic", ccfg.Topic, "group", ccfg.Group, "start_offset", string(ccfg.Start))
 	err = cons.Run(ctx)
 	log.LogAttrs(context.Background(), slog.LevelInfo, "stopped", slog.Int("pairs", table.Len()))
 	return err
+}
+
+// reloadASNames is the SIGHUP hook of --asn-db: the file was replaced (a
+// monthly database update). A file that does not load leaves the names as
+// they were.
+func reloadASNames(table *export.Table, path string, log *slog.Logger) {
+	names, err := export.LoadASNames(path)
+	if err != nil {
+		log.Error("AS names not reloaded; keeping the loaded ones", "err", err)
+		return
+	}
+	table.SetASNames(names)
+	log.Info("reloaded AS names", "path", path, "count", len(names))
 }
 
 func configFromFlags(c *cli.Context) (export.Config, export.ConsumerConfig, error) {

@@ -1,0 +1,215 @@
+//go:build unix
+
+package command
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	stagetestOnce sync.Once
+	stagetestBin  string
+	stagetestErr  error
+)
+
+// stagetest builds testdata/stagetest once per test binary.
+func stagetest(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	stagetestOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "stagetest")
+		if err != nil {
+			stagetestErr = err
+			return
+		}
+		stagetestBin = filepath.Join(dir, "stagetest")
+		if out, err := exec.Command("go", "build", "-o", stagetestBin, "./testdata/stagetest").CombinedOutput(); err != nil {
+			stagetestErr = err
+			stagetestBin = string(out)
+		}
+	})
+	if stagetestErr != nil {
+		t.Fatalf("build: %v\n%s", stagetestErr, stagetestBin)
+	}
+	return stagetestBin
+}
+
+// logLines is a process's stderr, searchable while it runs.
+type logLines struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logLines) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
+}
+
+func (l *logLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logLines) waitFor(t *testing.T, s string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); l.count(s) < n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q not logged %d times in 10s:\n%s", s, n, l.String())
+		}
+	}
+}
+
+func waitExit(t *testing.T, cmd *exec.Cmd, within time.Duration) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+		return cmd.ProcessState.ExitCode()
+	case <-time.After(within):
+		_ = cmd.Process.Kill()
+		t.Fatalf("no exit within %s", within)
+		return -1
+	}
+}
+
+// TestBrokenPipeEndsQuietly runs a real process whose stdout is a closed
+// pipe: the write fails with EPIPE and the tool must exit 0 silently
+// instead of dying of SIGPIPE.
+func TestBrokenPipeEndsQuietly(t *testing.T) {
+	bin := stagetest(t)
+	errFile := t.TempDir() + "/stderr"
+	cmd := exec.Command("bash", "-c", "set -o pipefail; "+bin+" --log-level warn 2>"+errFile+" | head -c 10 >/dev/null; echo rc=$?; cat "+errFile)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if strings.TrimSpace(string(out)) != "rc=0" {
+		t.Fatalf("want exit 0 and no stderr, got %q", out)
+	}
+}
+
+// TestSignalsOnAStage drives a real process that copies its stdin (a pipe
+// that stays open) to stdout: SIGHUPs run every reload hook and never end
+// it, data keeps flowing between them, and SIGTERM interrupts the read that
+// waits for more input: exit 0, with every byte written before it out.
+func TestSignalsOnAStage(t *testing.T) {
+	bin := stagetest(t)
+	cmd := exec.Command(bin, "--mode", "cat", "--hooks", "2")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logLines{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() { _, _ = io.Copy(&out, stdout); close(copied) }()
+	logs.waitFor(t, "msg=ready", 1)
+
+	var sent bytes.Buffer
+	w := bufio.NewWriter(io.MultiWriter(stdin, &sent))
+	const hups = 5
+	for i := range hups {
+		for j := range 2000 {
+			writeLine(w, i, j)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		logs.waitFor(t, "reload hook ran", 2*(i+1))
+	}
+	if n := logs.count("hook=0"); n != hups {
+		t.Fatalf("hook 0 ran %d times for %d SIGHUPs", n, hups)
+	}
+	// stdin stays open: the process waits in a read when SIGTERM comes.
+	time.Sleep(50 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-copied
+	if code := waitExit(t, cmd, 10*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM:\n%s", code, logs.String())
+	}
+	if !bytes.Equal(out.Bytes(), sent.Bytes()) {
+		t.Fatalf("copied %d bytes of %d", out.Len(), sent.Len())
+	}
+	stdin.Close()
+}
+
+func writeLine(w *bufio.Writer, i, j int) {
+	w.WriteString("line ")
+	w.WriteString(strings.Repeat("abcdefgh", 3))
+	w.WriteByte(byte('0' + i))
+	w.WriteByte(byte('0' + j%10))
+	w.WriteByte('\n')
+}
+
+// TestSIGHUPWithoutHooks: a tool that registered nothing to reload logs
+// the SIGHUP and goes on; then the second SIGTERM of a tool that does not
+// drain exits at once with 1.
+func TestSIGHUPWithoutHooks(t *testing.T) {
+	bin := stagetest(t)
+	cmd := exec.Command(bin, "--mode", "stuck")
+	logs := &logLines{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	logs.waitFor(t, "msg=ready", 1)
+	for i := range 3 {
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		logs.waitFor(t, "nothing to reload", i+1)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	logs.waitFor(t, "draining", 1)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil { // while draining too
+		t.Fatal(err)
+	}
+	logs.waitFor(t, "nothing to reload", 4)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExit(t, cmd, 10*time.Second); code != ExitRuntime {
+		t.Fatalf("exit %d after a second SIGTERM, want %d:\n%s", code, ExitRuntime, logs.String())
+	}
+	if !strings.Contains(logs.String(), "stagetest: second signal, exiting without draining") {
+		t.Fatalf("no explanation:\n%s", logs.String())
+	}
+}
