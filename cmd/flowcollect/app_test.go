@@ -22,9 +22,10 @@ import (
 	"time"
 
 	"github.com/flowpipe/flowpipe/pkg/command"
-	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/cli golden files")
@@ -415,11 +416,8 @@ func checkMetrics(t *testing.T, p *proc) {
 			t.Errorf("exposition lacks %s", want)
 		}
 	}
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool missing")
-		}
+	promtool, ok := tools.Optional(t, "promtool")
+	if !ok {
 		t.Log("promtool missing: lint skipped")
 		return
 	}

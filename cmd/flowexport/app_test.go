@@ -29,6 +29,7 @@ import (
 
 	"github.com/flowpipe/flowpipe/pkg/command"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 const topic = "flows"
@@ -184,18 +185,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed", name)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return path
-}
-
 // TestExportEndToEnd runs flowexport in-process against kfake, checks its
 // exposition (values and promtool check metrics), then lets a real
 // Prometheus scrape it and checks the sums with PromQL.
@@ -252,7 +241,7 @@ func TestExportEndToEnd(t *testing.T) {
 	}
 
 	t.Run("promtool", func(t *testing.T) {
-		promtool := needTool(t, "promtool")
+		promtool := tools.Require(t, "promtool")
 		cmd := exec.Command(promtool, "check", "metrics")
 		cmd.Stdin = strings.NewReader(expo)
 		if b, err := cmd.CombinedOutput(); err != nil {
@@ -261,7 +250,7 @@ func TestExportEndToEnd(t *testing.T) {
 	})
 
 	t.Run("prometheus", func(t *testing.T) {
-		prom := needTool(t, "prometheus")
+		prom := tools.Require(t, "prometheus")
 		dir := t.TempDir()
 		cfg := filepath.Join(dir, "prometheus.yml")
 		if err := os.WriteFile(cfg, fmt.Appendf(nil, "global:\n  scrape_interval: 1s\nscrape_configs:\n"+

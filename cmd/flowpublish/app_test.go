@@ -29,6 +29,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
 	"github.com/flowpipe/flowpipe/pkg/testutil/kafkatest"
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 // flow i of a varied test stream: IPv4 and IPv6, 5 exporters.
@@ -279,7 +280,7 @@ func TestTLSAndSASL(t *testing.T) {
 // TestKcatInterop: librdkafka (Debian's kcat) reads what flowpublish wrote
 // in every codec, and the values decode to the flows sent.
 func TestKcatInterop(t *testing.T) {
-	kcat := lookTool(t, "kcat")
+	kcat := tools.Require(t, "kcat")
 	const n = 500
 	c := cluster(t, kfake.SeedTopics(2, "none", "gzip", "snappy", "lz4", "zstd"))
 	addr := c.ListenAddrs()[0]
@@ -304,21 +305,9 @@ func TestKcatInterop(t *testing.T) {
 	}
 }
 
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
-
 // TestMetrics scrapes /metrics while records flow and lints it.
 func TestMetrics(t *testing.T) {
-	promtool := lookTool(t, "promtool")
+	promtool := tools.Require(t, "promtool")
 	c := cluster(t)
 	port := freePort(t)
 	pr, pw := io.Pipe()

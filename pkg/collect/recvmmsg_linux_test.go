@@ -16,13 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// received is one datagram as the reader returned it.
-type received struct {
-	data      []byte
-	from      netip.AddrPort
-	truncated bool
-}
-
 // testReader binds network/addr and reads with batch headers of size
 // bytes; every datagram is copied into got, and each batch's length into
 // batches.
@@ -89,25 +82,6 @@ func (tr *testReader) readN(t *testing.T, n int) {
 			t.Fatalf("after %d of %d datagrams: %v", len(tr.got), n, err)
 		}
 	}
-}
-
-func dial(t *testing.T, network string, to netip.AddrPort) *net.UDPConn {
-	t.Helper()
-	c, err := net.DialUDP(network, nil, net.UDPAddrFromAddrPort(to))
-	if err != nil {
-		t.Skipf("dial %s %s: %v", network, to, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func numbered(i, size int) []byte {
-	b := make([]byte, size)
-	binary.BigEndian.PutUint32(b, uint32(i))
-	for j := 4; j < size; j++ {
-		b[j] = byte(i + j)
-	}
-	return b
 }
 
 // TestMmsgReaderSources: the source of a datagram is the sender's address,

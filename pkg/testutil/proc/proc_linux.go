@@ -1,4 +1,4 @@
-package sflow
+package proc
 
 import (
 	"time"
@@ -6,8 +6,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// threadCPU is the CPU time of the calling OS thread: unlike wall time it
-// does not count what other processes on a busy machine take.
 func threadCPU() time.Duration {
 	var ru unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
