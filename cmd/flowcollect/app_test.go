@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -176,55 +175,12 @@ func (epipeWriter) Write([]byte) (int, error) { return 0, syscall.EPIPE }
 
 // --- tests of the built binary: signals, UDP, metrics ---
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "flowcollect-test")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "flowcollect")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("%v: %s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
 type proc struct {
 	cmd     *exec.Cmd
-	stdout  *syncBuf
-	stderr  *syncBuf
+	stdout  *tools.Output
+	stderr  *tools.Output
 	addrs   map[string]netip.AddrPort // listener URI -> bound address
 	metrics string
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
 }
 
 var (
@@ -235,8 +191,8 @@ var (
 // start runs the binary and waits until it listens on every listener.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{stdout: &syncBuf{}, stderr: &syncBuf{}, addrs: map[string]netip.AddrPort{}}
-	p.cmd = exec.Command(binary(t), args...)
+	p := &proc{stdout: &tools.Output{}, stderr: &tools.Output{}, addrs: map[string]netip.AddrPort{}}
+	p.cmd = exec.Command(tools.Build(t, "."), args...)
 	p.cmd.Stdout = p.stdout
 	pr, pw := io.Pipe()
 	p.cmd.Stderr = io.MultiWriter(p.stderr, pw)

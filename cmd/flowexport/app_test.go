@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -16,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,26 +32,8 @@ import (
 
 const topic = "flows"
 
-// syncBuffer is a bytes.Buffer safe to read while the app writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func runApp(ctx context.Context, args ...string) (int, string) {
-	var stdout, stderr syncBuffer
+	var stdout, stderr tools.Output
 	code := command.Run(ctx, newApp(), append([]string{"flowexport"}, args...),
 		command.Streams{In: strings.NewReader(""), Out: &stdout, Err: &stderr})
 	return code, stdout.String() + stderr.String()
@@ -260,7 +240,7 @@ func TestExportEndToEnd(t *testing.T) {
 		promAddr := freePort(t)
 		pctx, pcancel := context.WithCancel(context.Background())
 		defer pcancel()
-		var logs syncBuffer
+		var logs tools.Output
 		cmd := exec.CommandContext(pctx, prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 			"--web.listen-address="+promAddr)
 		cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -294,6 +274,14 @@ func TestExportEndToEnd(t *testing.T) {
 // writeASNDB writes a GeoLite2-ASN-shaped mmdb naming each AS "AS<n> name".
 func writeASNDB(t *testing.T, nets map[string]uint32) string {
 	t.Helper()
+	path := filepath.Join(t.TempDir(), "asn.mmdb")
+	writeASNDBAt(t, path, nets, "name")
+	return path
+}
+
+// writeASNDBAt writes the database to path, naming each AS "AS<n> <suffix>".
+func writeASNDBAt(t *testing.T, path string, nets map[string]uint32, suffix string) {
+	t.Helper()
 	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoLite2-ASN", RecordSize: 24})
 	if err != nil {
 		t.Fatal(err)
@@ -305,12 +293,11 @@ func writeASNDB(t *testing.T, nets map[string]uint32) string {
 		}
 		if err := tree.Insert(ipnet, mmdbtype.Map{
 			"autonomous_system_number":       mmdbtype.Uint32(as),
-			"autonomous_system_organization": mmdbtype.String(fmt.Sprintf("AS%d name", as)),
+			"autonomous_system_organization": mmdbtype.String(fmt.Sprintf("AS%d %s", as, suffix)),
 		}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	path := filepath.Join(t.TempDir(), "asn.mmdb")
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
@@ -319,7 +306,6 @@ func writeASNDB(t *testing.T, nets map[string]uint32) string {
 	if _, err := tree.WriteTo(f); err != nil {
 		t.Fatal(err)
 	}
-	return path
 }
 
 // promQuery returns the value of a one-sample instant query, or "".
@@ -346,20 +332,14 @@ func promQuery(addr, query string) string {
 // TestSIGTERMCommits builds the binary, lets it count, sends SIGTERM and
 // checks that it exits 0 with every partition committed to its end.
 func TestSIGTERMCommits(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
+	bin := tools.Build(t, ".")
 	d := makeTestData()
 	c := startCluster(t, d)
-	bin := filepath.Join(t.TempDir(), "flowexport")
-	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
 	metricsAddr := freePort(t)
 	cmd := exec.Command(bin, "--broker", c.ListenAddrs()[0], "--topic", topic, "--asn", "64500",
 		"--group", "sigterm", "--metrics-listen", metricsAddr)
 	cmd.Env = append(os.Environ(), "FLOWEXPORT_START_OFFSET=earliest")
-	var logs syncBuffer
+	var logs tools.Output
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

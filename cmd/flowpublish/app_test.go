@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -367,17 +366,6 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// buildBinary builds flowpublish once per test run.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "flowpublish")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 var doneLine = regexp.MustCompile(`msg=done read=(\d+) produced=(\d+) failed=(\d+)`)
 
 // TestBinarySignalsAndPipes runs the built binary with a real pipe on
@@ -385,7 +373,7 @@ var doneLine = regexp.MustCompile(`msg=done read=(\d+) produced=(\d+) failed=(\d
 // interrupted; everything read is acknowledged, exit 0), EOF, and an
 // upstream that dies inside a frame.
 func TestBinarySignalsAndPipes(t *testing.T) {
-	bin := buildBinary(t)
+	bin := tools.Build(t, ".")
 	c := cluster(t)
 	// Slow acknowledgements, so SIGTERM finds records in flight.
 	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {

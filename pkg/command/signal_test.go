@@ -6,78 +6,17 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
-var (
-	stagetestOnce sync.Once
-	stagetestBin  string
-	stagetestErr  error
-)
-
-// stagetest builds testdata/stagetest once per test binary.
-func stagetest(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds a binary")
-	}
-	stagetestOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "stagetest")
-		if err != nil {
-			stagetestErr = err
-			return
-		}
-		stagetestBin = filepath.Join(dir, "stagetest")
-		if out, err := exec.Command("go", "build", "-o", stagetestBin, "./testdata/stagetest").CombinedOutput(); err != nil {
-			stagetestErr = err
-			stagetestBin = string(out)
-		}
-	})
-	if stagetestErr != nil {
-		t.Fatalf("build: %v\n%s", stagetestErr, stagetestBin)
-	}
-	return stagetestBin
-}
-
-// logLines is a process's stderr, searchable while it runs.
-type logLines struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logLines) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logLines) waitFor(t *testing.T, s string, n int) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); l.count(s) < n; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%q not logged %d times in 10s:\n%s", s, n, l.String())
-		}
-	}
-}
+// stagetest is testdata/stagetest, built.
+func stagetest(t *testing.T) string { return tools.Build(t, "testdata/stagetest") }
 
 func waitExit(t *testing.T, cmd *exec.Cmd, within time.Duration) int {
 	t.Helper()
@@ -124,7 +63,7 @@ func TestSignalsOnAStage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logLines{}
+	logs := &tools.Output{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -133,7 +72,7 @@ func TestSignalsOnAStage(t *testing.T) {
 	var out bytes.Buffer
 	copied := make(chan struct{})
 	go func() { _, _ = io.Copy(&out, stdout); close(copied) }()
-	logs.waitFor(t, "msg=ready", 1)
+	logs.WaitFor(t, "msg=ready", 1, 10*time.Second)
 
 	var sent bytes.Buffer
 	w := bufio.NewWriter(io.MultiWriter(stdin, &sent))
@@ -148,9 +87,9 @@ func TestSignalsOnAStage(t *testing.T) {
 		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		logs.waitFor(t, "reload hook ran", 2*(i+1))
+		logs.WaitFor(t, "reload hook ran", 2*(i+1), 10*time.Second)
 	}
-	if n := logs.count("hook=0"); n != hups {
+	if n := logs.Count("hook=0"); n != hups {
 		t.Fatalf("hook 0 ran %d times for %d SIGHUPs", n, hups)
 	}
 	// stdin stays open: the process waits in a read when SIGTERM comes.
@@ -182,27 +121,27 @@ func writeLine(w *bufio.Writer, i, j int) {
 func TestSIGHUPWithoutHooks(t *testing.T) {
 	bin := stagetest(t)
 	cmd := exec.Command(bin, "--mode", "stuck")
-	logs := &logLines{}
+	logs := &tools.Output{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	logs.waitFor(t, "msg=ready", 1)
+	logs.WaitFor(t, "msg=ready", 1, 10*time.Second)
 	for i := range 3 {
 		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		logs.waitFor(t, "nothing to reload", i+1)
+		logs.WaitFor(t, "nothing to reload", i+1, 10*time.Second)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	logs.waitFor(t, "draining", 1)
+	logs.WaitFor(t, "draining", 1, 10*time.Second)
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil { // while draining too
 		t.Fatal(err)
 	}
-	logs.waitFor(t, "nothing to reload", 4)
+	logs.WaitFor(t, "nothing to reload", 4, 10*time.Second)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -4,9 +4,14 @@
 package tools
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
 	"testing"
+	"time"
 )
 
 // Require returns the path of program name, found on PATH; when it is
@@ -38,3 +43,87 @@ func Optional(t testing.TB, name string) (string, bool) {
 // InCI reports whether the tests run in CI, where nothing may be skipped
 // for a missing tool.
 func InCI() bool { return os.Getenv("CI") != "" }
+
+var (
+	buildMu sync.Mutex
+	built   = map[string]string{} // absolute package directory -> binary
+)
+
+// Build builds the main package in dir (relative to the test's working
+// directory, "." for the package under test) once per test process, and
+// returns the binary's path. Tests of signals, pipes and exit codes run the
+// real binary. It skips under -short.
+func Build(t testing.TB, dir string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := built[abs]; ok {
+		return bin
+	}
+	out, err := os.MkdirTemp("", "flowpipe-build")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(out, filepath.Base(abs))
+	if runtime.GOOS == "windows" {
+		bin += ".exe"
+	}
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = abs
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", dir, err, b)
+	}
+	built[abs] = bin
+	return bin
+}
+
+// Output collects what a program under test writes (its stderr, say),
+// safe to read from the test while the program writes.
+type Output struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.Write(p)
+}
+
+// Bytes is a copy of what was written so far.
+func (o *Output) Bytes() []byte {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return bytes.Clone(o.b.Bytes())
+}
+
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String()
+}
+
+// Count is how many times s was written so far.
+func (o *Output) Count(s string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return bytes.Count(o.b.Bytes(), []byte(s))
+}
+
+// WaitFor waits until s was written n times, and fails t with the whole
+// output when that takes longer than timeout.
+func (o *Output) WaitFor(t testing.TB, s string, n int, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); o.Count(s) < n; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q not written %d times in %s:\n%s", s, n, timeout, o.String())
+		}
+	}
+}
