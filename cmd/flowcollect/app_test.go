@@ -248,15 +248,8 @@ func (p *proc) addr(t *testing.T, uri string) netip.AddrPort {
 func (p *proc) stop(t *testing.T) {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, p.stderr.Bytes())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no exit 20s after SIGTERM")
+	if code := tools.WaitExit(t, p.cmd, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM\n%s", code, p.stderr.Bytes())
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,21 +18,8 @@ import (
 func TestSIGTERMDrains(t *testing.T) {
 	bin := tools.Build(t, ".")
 	f := newFixture(t)
-	cmd := exec.Command(bin, f.args("--format", "json")[1:]...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	p := tools.Start(t, bin, f.args("--format", "json")[1:]...)
+	cmd, stdin, stdout, stderr := p.Cmd, p.Stdin, p.Stdout, p.Log
 	const n = 100
 	go func() {
 		w := bufio.NewWriter(stdin)
@@ -85,21 +71,8 @@ func TestSIGTERMDrains(t *testing.T) {
 func TestSIGHUPUnderLoad(t *testing.T) {
 	bin := tools.Build(t, ".")
 	f := newFixture(t)
-	cmd := exec.Command(bin, f.args("--format", "json", "--reload-interval", "0")[1:]...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &tools.Output{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	p := tools.Start(t, bin, f.args("--format", "json", "--reload-interval", "0")[1:]...)
+	cmd, stdin, stdout, logs := p.Cmd, p.Stdin, p.Stdout, p.Log
 	var lines []string
 	read := make(chan struct{})
 	go func() {

@@ -104,14 +104,7 @@ func TestSIGHUPUnderLoad(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- cmd.Wait() }()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, logs.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no exit after SIGTERM\n%s", logs.String())
+	if code := tools.WaitExit(t, cmd, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM\n%s", code, logs.String())
 	}
 }

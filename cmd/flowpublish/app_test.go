@@ -397,18 +397,7 @@ func TestBinarySignalsAndPipes(t *testing.T) {
 		r.Close()
 		return cmd, w, &errb
 	}
-	exitCode := func(cmd *exec.Cmd) int {
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-			return cmd.ProcessState.ExitCode()
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatal("flowpublish did not exit")
-			return -1
-		}
-	}
+	exitCode := func(cmd *exec.Cmd) int { return tools.WaitExit(t, cmd, 30*time.Second) }
 	if err := kadmCreate(addr, "sigterm", "eof", "cut"); err != nil {
 		t.Fatal(err)
 	}

@@ -46,15 +46,8 @@ func TestSIGHUPUnderLoad(t *testing.T) {
 		logs.WaitFor(t, "SIGHUP: nothing to reload", i+1, 20*time.Second)
 	}
 	w.Close()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, logs.String())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("no exit 60s after end of input\n%s", logs.String())
+	if code := tools.WaitExit(t, cmd, 60*time.Second); code != 0 {
+		t.Fatalf("exit %d at end of input\n%s", code, logs.String())
 	}
 	m := doneLine.FindStringSubmatch(logs.String())
 	if m == nil || m[1] != "30000" || m[2] != "30000" || m[3] != "0" {

@@ -28,6 +28,16 @@ func dial(t *testing.T, network string, to netip.AddrPort) *net.UDPConn {
 	return c
 }
 
+// sourceCases are the socket families a reader must report sources for:
+// IPv4, IPv6, and IPv4 received on a dual-stack socket (unmapped).
+var sourceCases = []struct {
+	name, listenNet, listenAddr, dialNet, dialHost string
+}{
+	{"ipv4", "udp4", "127.0.0.1:0", "udp4", "127.0.0.1"},
+	{"ipv6", "udp6", "[::1]:0", "udp6", "::1"},
+	{"ipv4-mapped", "udp", "[::]:0", "udp4", "127.0.0.1"},
+}
+
 func numbered(i, size int) []byte {
 	b := make([]byte, size)
 	binary.BigEndian.PutUint32(b, uint32(i))
@@ -71,13 +81,7 @@ func portable(t *testing.T, network, addr string, size int) (*net.UDPConn, *port
 // TestPortableReader: sources unmapped as mmsgReader gives them, payloads
 // whole and in order, a datagram longer than the buffer flagged and cut.
 func TestPortableReader(t *testing.T) {
-	for _, tc := range []struct {
-		name, listenNet, listenAddr, dialNet, dialHost string
-	}{
-		{"ipv4", "udp4", "127.0.0.1:0", "udp4", "127.0.0.1"},
-		{"ipv6", "udp6", "[::1]:0", "udp6", "::1"},
-		{"ipv4-mapped", "udp", "[::]:0", "udp4", "127.0.0.1"},
-	} {
+	for _, tc := range sourceCases {
 		t.Run(tc.name, func(t *testing.T) {
 			conn, rd, got := portable(t, tc.listenNet, tc.listenAddr, 512)
 			c := dial(t, tc.dialNet, netip.AddrPortFrom(netip.MustParseAddr(tc.dialHost), conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()))

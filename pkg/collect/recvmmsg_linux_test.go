@@ -87,13 +87,7 @@ func (tr *testReader) readN(t *testing.T, n int) {
 // TestMmsgReaderSources: the source of a datagram is the sender's address,
 // unmapped, over IPv4, IPv6 and a dual-stack socket receiving IPv4.
 func TestMmsgReaderSources(t *testing.T) {
-	for _, tc := range []struct {
-		name, listenNet, listenAddr, dialNet, dialHost string
-	}{
-		{"ipv4", "udp4", "127.0.0.1:0", "udp4", "127.0.0.1"},
-		{"ipv6", "udp6", "[::1]:0", "udp6", "::1"},
-		{"ipv4-mapped", "udp", "[::]:0", "udp4", "127.0.0.1"},
-	} {
+	for _, tc := range sourceCases {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := newTestReader(t, tc.listenNet, tc.listenAddr, readBatch, MaxDatagram)
 			c := dial(t, tc.dialNet, netip.AddrPortFrom(netip.MustParseAddr(tc.dialHost), tr.port()))

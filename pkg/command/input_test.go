@@ -12,6 +12,17 @@ import (
 	"time"
 )
 
+// pipe returns both ends of a pipe, closed when the test ends.
+func pipe(t *testing.T) (r, w *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
+}
+
 // readBlocked starts a Read on in and returns its result once it returns.
 func readBlocked(in io.Reader) <-chan error {
 	done := make(chan error, 1)
@@ -59,12 +70,7 @@ func checkInterrupt(t *testing.T, in *Input, w io.Writer) {
 // TestInputPipe: stdin a pipe in blocking mode, as a shell hands it over
 // (the platform's path: reopened or switched on Unix, read ahead elsewhere).
 func TestInputPipe(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
+	r, w := pipe(t)
 	in := OpenInput(r)
 	defer in.Close()
 	checkInterrupt(t, in, w)
@@ -73,12 +79,7 @@ func TestInputPipe(t *testing.T) {
 // TestInputReadAhead tests the fallback of systems whose poller cannot
 // serve stdin (Windows pipes), on this system's pipe.
 func TestInputReadAhead(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
+	r, w := pipe(t)
 	a := newAsyncReader(r, 4096)
 	in := &Input{r: a, interrupt: a.abandon, release: func() {}}
 	checkInterrupt(t, in, w)

@@ -13,12 +13,7 @@ import (
 // reopened (no /proc, the BSDs, a socket): the shared open file is switched
 // to non-blocking mode and back, through a duplicate descriptor.
 func TestInputSharedNonblocking(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
+	r, w := pipe(t)
 	pf, release, ok := shareNonblocking(r)
 	if !ok {
 		t.Fatal("a pipe must be pollable")

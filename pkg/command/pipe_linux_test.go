@@ -11,12 +11,7 @@ import (
 // TestGrowPipe: a pipe is enlarged (unless this user's pipe limits forbid
 // it, when it keeps its size); a regular file is left alone.
 func TestGrowPipe(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
+	r, _ := pipe(t)
 	before, err := unix.FcntlInt(r.Fd(), unix.F_GETPIPE_SZ, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -18,20 +18,6 @@ import (
 // stagetest is testdata/stagetest, built.
 func stagetest(t *testing.T) string { return tools.Build(t, "testdata/stagetest") }
 
-func waitExit(t *testing.T, cmd *exec.Cmd, within time.Duration) int {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-		return cmd.ProcessState.ExitCode()
-	case <-time.After(within):
-		_ = cmd.Process.Kill()
-		t.Fatalf("no exit within %s", within)
-		return -1
-	}
-}
-
 // TestBrokenPipeEndsQuietly runs a real process whose stdout is a closed
 // pipe: the write fails with EPIPE and the tool must exit 0 silently
 // instead of dying of SIGPIPE.
@@ -54,21 +40,8 @@ func TestBrokenPipeEndsQuietly(t *testing.T) {
 // waits for more input: exit 0, with every byte written before it out.
 func TestSignalsOnAStage(t *testing.T) {
 	bin := stagetest(t)
-	cmd := exec.Command(bin, "--mode", "cat", "--hooks", "2")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &tools.Output{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	p := tools.Start(t, bin, "--mode", "cat", "--hooks", "2")
+	cmd, stdin, stdout, logs := p.Cmd, p.Stdin, p.Stdout, p.Log
 	var out bytes.Buffer
 	copied := make(chan struct{})
 	go func() { _, _ = io.Copy(&out, stdout); close(copied) }()
@@ -98,7 +71,7 @@ func TestSignalsOnAStage(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-copied
-	if code := waitExit(t, cmd, 10*time.Second); code != 0 {
+	if code := tools.WaitExit(t, cmd, 10*time.Second); code != 0 {
 		t.Fatalf("exit %d after SIGTERM:\n%s", code, logs.String())
 	}
 	if !bytes.Equal(out.Bytes(), sent.Bytes()) {
@@ -120,13 +93,8 @@ func writeLine(w *bufio.Writer, i, j int) {
 // drain exits at once with 1.
 func TestSIGHUPWithoutHooks(t *testing.T) {
 	bin := stagetest(t)
-	cmd := exec.Command(bin, "--mode", "stuck")
-	logs := &tools.Output{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	p := tools.Start(t, bin, "--mode", "stuck")
+	cmd, logs := p.Cmd, p.Log
 	logs.WaitFor(t, "msg=ready", 1, 10*time.Second)
 	for i := range 3 {
 		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -145,7 +113,7 @@ func TestSIGHUPWithoutHooks(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := waitExit(t, cmd, 10*time.Second); code != ExitRuntime {
+	if code := tools.WaitExit(t, cmd, 10*time.Second); code != ExitRuntime {
 		t.Fatalf("exit %d after a second SIGTERM, want %d:\n%s", code, ExitRuntime, logs.String())
 	}
 	if !strings.Contains(logs.String(), "stagetest: second signal, exiting without draining") {

@@ -5,6 +5,7 @@ package tools
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,4 +127,55 @@ func (o *Output) WaitFor(t testing.TB, s string, n int, timeout time.Duration) {
 			t.Fatalf("%q not written %d times in %s:\n%s", s, n, timeout, o.String())
 		}
 	}
+}
+
+// WaitExit waits for the started cmd to exit and returns its exit code; if
+// it has not exited within timeout, it kills it and fails t.
+func WaitExit(t testing.TB, cmd *exec.Cmd, timeout time.Duration) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+		return cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s did not exit within %s", filepath.Base(cmd.Path), timeout)
+		return -1
+	}
+}
+
+// Process is a program started by Start: stdin and stdout are pipes the
+// test writes and reads, stderr is collected in Log.
+type Process struct {
+	Cmd    *exec.Cmd
+	Stdin  io.WriteCloser
+	Stdout io.ReadCloser
+	Log    *Output
+}
+
+// Start starts bin with args, as a stage of a pipeline; it is killed when
+// the test ends if it is still running.
+func Start(t testing.TB, bin string, args ...string) *Process {
+	t.Helper()
+	p := &Process{Cmd: exec.Command(bin, args...), Log: &Output{}}
+	var err error
+	if p.Stdin, err = p.Cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Stdout, err = p.Cmd.StdoutPipe(); err != nil {
+		t.Fatal(err)
+	}
+	p.Cmd.Stderr = p.Log
+	if err := p.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.Cmd.ProcessState == nil {
+			_ = p.Cmd.Process.Kill()
+			_ = p.Cmd.Wait()
+		}
+	})
+	return p
 }
