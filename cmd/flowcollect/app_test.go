@@ -468,3 +468,32 @@ func TestAllowListBinary(t *testing.T) {
 		t.Fatalf("drop not explained in the log:\n%s", p.stderr.Bytes())
 	}
 }
+
+// TestFlagsAfterFiles: `flowcollect -r a.pcap b.pcap --format json` reads
+// both captures and takes --format as a flag, not a file (issue 17).
+func TestFlagsAfterFiles(t *testing.T) {
+	dir := t.TempDir()
+	var paths []string
+	want := 0
+	for i := range 2 {
+		_, packets, flows := generate(t, flowgen.NetFlowV5, uint64(i+1), 3)
+		want += len(flows)
+		p := filepath.Join(dir, fmt.Sprintf("%d.pcap", i))
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := flowgen.WritePcap(f, packets, netip.MustParseAddrPort("192.0.2.1:1"), netip.MustParseAddrPort("192.0.2.2:2055"), time.Unix(0, 0)); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		paths = append(paths, p)
+	}
+	code, out, errs := runApp(t, "-r", paths[0], paths[1], "--format", "json", "--metrics-listen", "")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if n := strings.Count(out, "\n"); n != want || !strings.HasPrefix(out, "{") {
+		t.Fatalf("%d JSON lines, want %d: %.200s", n, want, out)
+	}
+}
