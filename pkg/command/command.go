@@ -82,6 +82,8 @@ type App struct {
 	// MetricsListen is the default of --metrics-listen; empty leaves the
 	// metrics server off unless asked for.
 	MetricsListen string
+	// MetricsAliases are other names of --metrics-listen (a peer tool's).
+	MetricsAliases []string
 	// Action runs the tool with a context cancelled on the first SIGINT or
 	// SIGTERM; it must then drain, flush and return nil.
 	Action func(ctx context.Context, st *Stage) error
@@ -140,7 +142,7 @@ func Run(ctx context.Context, app App, args []string, s Streams) int {
 	defer stop()
 
 	envPrefix := strings.ToUpper(strings.ReplaceAll(app.Name, "-", "_")) + "_"
-	flags := append(append(append([]cli.Flag{}, app.Flags...), metricsFlags(app.MetricsListen)...), logFlags()...)
+	flags := append(append(append([]cli.Flag{}, app.Flags...), metricsFlags(app.MetricsListen, app.MetricsAliases)...), logFlags()...)
 	for _, f := range flags {
 		addEnvVar(f, envPrefix)
 	}

@@ -8,9 +8,9 @@ import (
 
 // metricsFlags are added to every tool: --metrics-listen with the tool's
 // default, and --pprof.
-func metricsFlags(defaultAddr string) []cli.Flag {
+func metricsFlags(defaultAddr string, aliases []string) []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "metrics-listen", Value: defaultAddr,
+		&cli.StringFlag{Name: "metrics-listen", Aliases: aliases, Value: defaultAddr,
 			Usage: "serve Prometheus /metrics, /healthz and /__health on this `ADDRESS` (empty: off)"},
 		&cli.BoolFlag{Name: "pprof", Usage: "also serve /debug/pprof/ on --metrics-listen (profiles show internals; keep that address private)"},
 	}
