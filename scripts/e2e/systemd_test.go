@@ -49,7 +49,7 @@ func TestSystemdWrapper(t *testing.T) {
 	}
 
 	gen := exec.Command(bin("flowgen"), "--protocol", "ipfix", "--seed", strconv.Itoa(seed), "--ipv6-ratio", "0.3",
-		"--send", fmt.Sprintf("127.0.0.1:%d", port), "--count", strconv.Itoa(packets), "--rate", "2000")
+		"--send", fmt.Sprintf("127.0.0.1:%d", port), "--count", strconv.Itoa(packets), "--rate", "20000")
 	var genOut bytes.Buffer
 	gen.Stdout, gen.Stderr = &genOut, &genOut
 	if err := gen.Start(); err != nil {
