@@ -344,6 +344,7 @@ func TestUDPEndToEndDrainOnSIGTERM(t *testing.T) {
 		sendUDP(t, to, packets) // the data from another
 		all = append(all, flows...)
 	}
+	p.waitMetric(t, "flowcollect_packets_received_total{")
 	checkMetrics(t, p)
 	p.stop(t)
 	checkFlows(t, readStream(t, p.stdout.Bytes()), all)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -48,6 +49,25 @@ func (p *proc) waitLog(t *testing.T, what string, n int) {
 	for deadline := time.Now().Add(10 * time.Second); p.stderr.Count(what) < n; time.Sleep(2 * time.Millisecond) {
 		if time.Now().After(deadline) || p.cmd.ProcessState != nil {
 			t.Fatalf("%q not logged %d times (process exited: %v):\n%s", what, n, p.cmd.ProcessState != nil, p.stderr.Bytes())
+		}
+	}
+}
+
+// waitMetric waits until the exposition contains text.
+func (p *proc) waitMetric(t *testing.T, text string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		resp, err := http.Get("http://" + p.metrics + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if bytes.Contains(body, []byte(text)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the exposition after 10s:\n%s", text, body)
 		}
 	}
 }
