@@ -2,11 +2,7 @@ package main
 
 import (
 	"context"
-	"io"
-	"os"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kversion"
 	"github.com/urfave/cli/v2"
@@ -15,7 +11,6 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/framing"
 	"github.com/flowpipe/flowpipe/pkg/kafkaopt"
 	"github.com/flowpipe/flowpipe/pkg/publish"
-	"github.com/flowpipe/flowpipe/pkg/telemetry"
 )
 
 const description = `flowpublish reads a flow stream (bin or JSON, detected) on stdin and produces
@@ -62,7 +57,6 @@ func newApp() command.App {
 		&cli.BoolFlag{Name: "create-topic", Usage: "create the topic if it does not exist"},
 		&cli.IntFlag{Name: "partitions", Value: int(def.Partitions), Usage: "partitions for --create-topic"},
 		&cli.IntFlag{Name: "replication-factor", Value: int(def.ReplicationFactor), Usage: "replication factor for --create-topic"},
-		command.MetricsFlag(""),
 	}
 	return command.App{
 		Name:        "flowpublish",
@@ -74,11 +68,8 @@ func newApp() command.App {
 	}
 }
 
-func run(ctx context.Context, c *cli.Context, s command.Streams) error {
-	log, err := command.NewLogger(c, s.Err)
-	if err != nil {
-		return err
-	}
+func run(ctx context.Context, st *command.Stage) error {
+	c, log := st.Flags, st.Log
 	cfg, err := configFromCLI(c)
 	if err != nil {
 		return err
@@ -99,22 +90,19 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	if err != nil {
 		return err
 	}
-	reg := telemetry.NewRegistry()
-	conn = append(conn, kafkaopt.WithLogger(log), kafkaopt.WithMetrics("flowpublish", reg))
-	p, err := publish.New(cfg, conn, reg, log)
+	conn = append(conn, kafkaopt.WithLogger(log), kafkaopt.WithMetrics("flowpublish", st.Metrics))
+	p, err := publish.New(cfg, conn, st.Metrics, log)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	stopMetrics, err := command.StartMetrics(c, reg, log)
-	if err != nil {
+	if _, err := st.ServeMetrics(); err != nil {
 		return err
 	}
-	defer stopMetrics()
+	// Records read are in flight to Kafka: nothing to reload, and SIGHUP
+	// must not stop the stage (Run logs it and goes on).
 
-	command.GrowPipe(s.In) // flowenrich's 256 KiB writes: one read and wake-up each
-	in, restore := pollable(s.In)
-	defer restore()
+	in := st.Input(ctx) // grown pipe: flowenrich's 256 KiB writes cost one read each
 	log.Info("publishing", "brokers", strings.Join(kcfg.Brokers, ","), "topic", cfg.Topic, "key", cfg.Key.String(),
 		"value_format", cfg.ValueFormat.String(), "compression", cfg.Compression)
 	return p.Run(ctx, in)
@@ -155,30 +143,4 @@ func configFromCLI(c *cli.Context) (publish.Config, error) {
 		return cfg, command.Usagef("%v", err)
 	}
 	return cfg, nil
-}
-
-// pollable makes a pipe or socket on stdin non-blocking and reopens it
-// through the runtime poller, so that SIGTERM can interrupt a read that
-// waits for upstream (via SetReadDeadline) and flowpublish can flush and
-// exit. Files and terminals are left alone. restore puts the blocking mode
-// back, as the descriptor is shared with the parent.
-func pollable(r io.Reader) (io.Reader, func()) {
-	f, ok := r.(*os.File)
-	if !ok {
-		return r, func() {}
-	}
-	st, err := f.Stat()
-	if err != nil || st.Mode()&(os.ModeNamedPipe|os.ModeSocket) == 0 {
-		return r, func() {}
-	}
-	fd := int(f.Fd()) // Fd leaves f in blocking mode; we switch the copy below
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		return r, func() {}
-	}
-	nf := os.NewFile(uintptr(fd), f.Name()) // non-blocking fd: registered with the poller
-	if err := nf.SetReadDeadline(time.Time{}); err != nil {
-		_ = syscall.SetNonblock(fd, false)
-		return r, func() {}
-	}
-	return nf, func() { _ = syscall.SetNonblock(fd, false) }
 }

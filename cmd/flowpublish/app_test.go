@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -29,6 +28,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
 	"github.com/flowpipe/flowpipe/pkg/testutil/kafkatest"
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 // flow i of a varied test stream: IPv4 and IPv6, 5 exporters.
@@ -279,7 +279,7 @@ func TestTLSAndSASL(t *testing.T) {
 // TestKcatInterop: librdkafka (Debian's kcat) reads what flowpublish wrote
 // in every codec, and the values decode to the flows sent.
 func TestKcatInterop(t *testing.T) {
-	kcat := lookTool(t, "kcat")
+	kcat := tools.Require(t, "kcat")
 	const n = 500
 	c := cluster(t, kfake.SeedTopics(2, "none", "gzip", "snappy", "lz4", "zstd"))
 	addr := c.ListenAddrs()[0]
@@ -304,21 +304,9 @@ func TestKcatInterop(t *testing.T) {
 	}
 }
 
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
-
 // TestMetrics scrapes /metrics while records flow and lints it.
 func TestMetrics(t *testing.T) {
-	promtool := lookTool(t, "promtool")
+	promtool := tools.Require(t, "promtool")
 	c := cluster(t)
 	port := freePort(t)
 	pr, pw := io.Pipe()
@@ -378,17 +366,6 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// buildBinary builds flowpublish once per test run.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "flowpublish")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 var doneLine = regexp.MustCompile(`msg=done read=(\d+) produced=(\d+) failed=(\d+)`)
 
 // TestBinarySignalsAndPipes runs the built binary with a real pipe on
@@ -396,7 +373,7 @@ var doneLine = regexp.MustCompile(`msg=done read=(\d+) produced=(\d+) failed=(\d
 // interrupted; everything read is acknowledged, exit 0), EOF, and an
 // upstream that dies inside a frame.
 func TestBinarySignalsAndPipes(t *testing.T) {
-	bin := buildBinary(t)
+	bin := tools.Build(t, ".")
 	c := cluster(t)
 	// Slow acknowledgements, so SIGTERM finds records in flight.
 	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
@@ -420,18 +397,7 @@ func TestBinarySignalsAndPipes(t *testing.T) {
 		r.Close()
 		return cmd, w, &errb
 	}
-	exitCode := func(cmd *exec.Cmd) int {
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-			return cmd.ProcessState.ExitCode()
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatal("flowpublish did not exit")
-			return -1
-		}
-	}
+	exitCode := func(cmd *exec.Cmd) int { return tools.WaitExit(t, cmd, 30*time.Second) }
 	if err := kadmCreate(addr, "sigterm", "eof", "cut"); err != nil {
 		t.Fatal(err)
 	}
