@@ -4,14 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"math"
-	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kversion"
 	"github.com/urfave/cli/v2"
@@ -21,7 +16,6 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/kafkaopt"
 	"github.com/flowpipe/flowpipe/pkg/publish"
 	"github.com/flowpipe/flowpipe/pkg/spool"
-	"github.com/flowpipe/flowpipe/pkg/telemetry"
 )
 
 const description = `flowpublish reads a flow stream (bin or JSON, detected) on stdin and produces
@@ -38,13 +32,13 @@ flowpublish_records_failed_total and logged).
 
 With --spool-dir DIR, every record read is first written to segment files in
 DIR (checksummed; in the file before the next read waits, so kill -9 loses
-none; fsynced every --spool-sync while records wait for Kafka) and produced from there in order: reading
-never waits for Kafka, an outage fills the spool instead of the pipe, and a
-restart on the same DIR delivers what was not acknowledged (at least once).
---spool-max-bytes bounds DIR; when full, --spool-full says what gives:
-block (stop reading), drop-oldest or drop-newest (counted in
-flowpublish_spool_dropped_records_total). A second flowpublish on the same
-DIR is refused (exit 1).
+none; fsynced every --spool-sync while records wait for Kafka) and produced
+from there in order: reading never waits for Kafka, an outage fills the spool
+instead of the pipe, and a restart on the same DIR delivers what was not
+acknowledged (at least once). --spool-max-bytes bounds DIR; when full,
+--spool-full says what gives: block (stop reading), drop-oldest or
+drop-newest (counted in flowpublish_spool_dropped_records_total). A second
+flowpublish on the same DIR is refused (exit 1).
 
 Keys (--key): none (sticky batches, the fastest), sampler_address (one
 exporter's flows in order on one partition), src_dst, or a comma-separated
@@ -79,7 +73,6 @@ func newApp() command.App {
 		&cli.BoolFlag{Name: "create-topic", Usage: "create the topic if it does not exist"},
 		&cli.IntFlag{Name: "partitions", Value: int(def.Partitions), Usage: "partitions for --create-topic"},
 		&cli.IntFlag{Name: "replication-factor", Value: int(def.ReplicationFactor), Usage: "replication factor for --create-topic"},
-		command.MetricsFlag(""),
 		&cli.StringFlag{Name: "spool-dir", Category: spoolCategory, Usage: "spool every record in this directory first (created if missing; empty: no spool)"},
 		&cli.StringFlag{Name: "spool-max-bytes", Category: spoolCategory, Value: "4GiB", Usage: "bound on the spool's files: bytes, or with KiB, MiB, GiB, TiB"},
 		&cli.StringFlag{Name: "spool-full", Category: spoolCategory, Value: spool.Block.String(), Usage: "when the spool is full: block (stop reading), drop-oldest or drop-newest"},
@@ -96,11 +89,8 @@ func newApp() command.App {
 	}
 }
 
-func run(ctx context.Context, c *cli.Context, s command.Streams) error {
-	log, err := command.NewLogger(c, s.Err)
-	if err != nil {
-		return err
-	}
+func run(ctx context.Context, st *command.Stage) error {
+	c, log := st.Flags, st.Log
 	cfg, err := configFromCLI(c)
 	if err != nil {
 		return err
@@ -121,40 +111,21 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	if err != nil {
 		return err
 	}
-	reg := telemetry.NewRegistry()
 	// flowpublish_records_produced_total counts acknowledged records:
 	// kprom's produce_records_total would be the same fact twice.
-	conn = append(conn, kafkaopt.WithLogger(log), kafkaopt.WithMetrics("flowpublish", reg, "produce_records_total"))
-	p, err := publish.New(cfg, conn, reg, log)
+	conn = append(conn, kafkaopt.WithLogger(log), kafkaopt.WithMetrics("flowpublish", st.Metrics, "produce_records_total"))
+	p, err := publish.New(cfg, conn, st.Metrics, log)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	stopMetrics, err := command.StartMetrics(c, reg, log)
-	if err != nil {
+	if _, err := st.ServeMetrics(); err != nil {
 		return err
 	}
-	defer stopMetrics()
+	// Records read are in flight to Kafka: nothing to reload, and SIGHUP
+	// must not stop the stage (Run logs it and goes on).
 
-	// SIGHUP (systemctl reload, a terminal closing) must not end a stage
-	// and lose what it holds: there is nothing to reload, say so and go on.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-hup:
-				log.Info("SIGHUP: flowpublish has nothing to reload; going on")
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-
-	command.GrowPipe(s.In) // flowenrich's 256 KiB writes: one read and wake-up each
-	in, restore := pollable(s.In)
-	defer restore()
+	in := st.Input(ctx) // grown pipe: flowenrich's 256 KiB writes cost one read each
 	attrs := []any{"brokers", strings.Join(kcfg.Brokers, ","), "topic", cfg.Topic, "key", cfg.Key.String(),
 		"value_format", cfg.ValueFormat.String(), "compression", cfg.Compression}
 	if cfg.Spool != nil {
@@ -246,30 +217,4 @@ func parseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("want a size such as 4GiB or 500MiB, got %q", s)
 	}
 	return n << sh, nil
-}
-
-// pollable makes a pipe or socket on stdin non-blocking and reopens it
-// through the runtime poller, so that SIGTERM can interrupt a read that
-// waits for upstream (via SetReadDeadline) and flowpublish can flush and
-// exit. Files and terminals are left alone. restore puts the blocking mode
-// back, as the descriptor is shared with the parent.
-func pollable(r io.Reader) (io.Reader, func()) {
-	f, ok := r.(*os.File)
-	if !ok {
-		return r, func() {}
-	}
-	st, err := f.Stat()
-	if err != nil || st.Mode()&(os.ModeNamedPipe|os.ModeSocket) == 0 {
-		return r, func() {}
-	}
-	fd := int(f.Fd()) // Fd leaves f in blocking mode; we switch the copy below
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		return r, func() {}
-	}
-	nf := os.NewFile(uintptr(fd), f.Name()) // non-blocking fd: registered with the poller
-	if err := nf.SetReadDeadline(time.Time{}); err != nil {
-		_ = syscall.SetNonblock(fd, false)
-		return r, func() {}
-	}
-	return nf, func() { _ = syscall.SetNonblock(fd, false) }
 }

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -30,6 +29,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/framing"
 	"github.com/flowpipe/flowpipe/pkg/spool"
 	"github.com/flowpipe/flowpipe/pkg/testutil/kafkatest"
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 // flow i of a varied test stream: IPv4 and IPv6, 5 exporters.
@@ -284,7 +284,7 @@ func TestTLSAndSASL(t *testing.T) {
 // TestKcatInterop: librdkafka (Debian's kcat) reads what flowpublish wrote
 // in every codec, and the values decode to the flows sent.
 func TestKcatInterop(t *testing.T) {
-	kcat := lookTool(t, "kcat")
+	kcat := tools.Require(t, "kcat")
 	const n = 500
 	c := cluster(t, kfake.SeedTopics(2, "none", "gzip", "snappy", "lz4", "zstd"))
 	addr := c.ListenAddrs()[0]
@@ -309,23 +309,11 @@ func TestKcatInterop(t *testing.T) {
 	}
 }
 
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
-
 // TestMetrics scrapes /metrics while records flow and lints it, without
 // and with a spool. Acknowledged records are counted once
 // (records_produced_total, not kprom's produce_records_total as well).
 func TestMetrics(t *testing.T) {
-	promtool := lookTool(t, "promtool")
+	promtool := tools.Require(t, "promtool")
 	t.Run("no-spool", func(t *testing.T) { testMetrics(t, promtool) })
 	t.Run("spool", func(t *testing.T) {
 		testMetrics(t, promtool, "--spool-dir", t.TempDir())
@@ -400,17 +388,6 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// buildBinary builds flowpublish once per test run.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "flowpublish")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 var doneLine = regexp.MustCompile(`msg=done read=(\d+) produced=(\d+) failed=(\d+)`)
 
 // TestBinarySignalsAndPipes runs the built binary with a real pipe on
@@ -418,7 +395,7 @@ var doneLine = regexp.MustCompile(`msg=done read=(\d+) produced=(\d+) failed=(\d
 // interrupted; everything read is acknowledged, exit 0), EOF, and an
 // upstream that dies inside a frame.
 func TestBinarySignalsAndPipes(t *testing.T) {
-	bin := buildBinary(t)
+	bin := tools.Build(t, ".")
 	c := cluster(t)
 	// Slow acknowledgements, so SIGTERM finds records in flight.
 	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
@@ -442,18 +419,7 @@ func TestBinarySignalsAndPipes(t *testing.T) {
 		r.Close()
 		return cmd, w, &errb
 	}
-	exitCode := func(cmd *exec.Cmd) int {
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-			return cmd.ProcessState.ExitCode()
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatal("flowpublish did not exit")
-			return -1
-		}
-	}
+	exitCode := func(cmd *exec.Cmd) int { return tools.WaitExit(t, cmd, 30*time.Second) }
 	if err := kadmCreate(addr, "sigterm", "eof", "cut", "sighup"); err != nil {
 		t.Fatal(err)
 	}
@@ -509,7 +475,7 @@ func TestBinarySignalsAndPipes(t *testing.T) {
 			t.Fatalf("flowpublish gone after SIGHUP: %v", err)
 		}
 		w.Close()
-		if code := exitCode(cmd); code != 0 || !strings.Contains(errb.String(), "SIGHUP: flowpublish has nothing to reload") {
+		if code := exitCode(cmd); code != 0 || !strings.Contains(errb.String(), "SIGHUP: nothing to reload; going on") {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
 		checkFlows(t, decodeSorted(t, bytes.Join(consume(t, 2000, "sighup", kgo.SeedBrokers(addr)), nil)), 2000)
