@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 // TestGeneratedCodeIsFresh regenerates the Go code from flow.proto with the
@@ -16,9 +18,9 @@ import (
 // checked-in files differ: someone edited flow.proto without running make
 // proto.
 func TestGeneratedCodeIsFresh(t *testing.T) {
-	path := protoTools(t)
+	protoTools(t)
 	out := t.TempDir()
-	runProtoc(t, path, "flow.proto", out)
+	runProtoc(t, "flow.proto", out)
 	for _, f := range []string{"flow.pb.go", "flow_vtproto.pb.go"} {
 		sameFile(t, filepath.Join(out, f), f)
 	}
@@ -45,25 +47,19 @@ func sameFile(t *testing.T, fresh, checkedIn string) {
 	}
 }
 
-// protoTools returns a PATH holding the generators, or skips (fails in CI).
-func protoTools(t *testing.T) string {
+// protoTools puts the generators on PATH, or skips (fails in CI).
+func protoTools(t *testing.T) {
 	t.Helper()
-	gobin := filepath.Join(goEnv(t, "GOPATH"), "bin")
-	path := gobin + string(os.PathListSeparator) + os.Getenv("PATH")
+	// make proto-tools installs the generators into GOPATH/bin.
+	t.Setenv("PATH", filepath.Join(goEnv(t, "GOPATH"), "bin")+string(os.PathListSeparator)+os.Getenv("PATH"))
 	for _, tool := range []string{"protoc", "protoc-gen-go", "protoc-gen-go-vtproto"} {
-		if _, err := lookPath(tool, path); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is required in CI (make proto-tools): %v", tool, err)
-			}
-			t.Skipf("%s not installed (make proto-tools)", tool)
-		}
+		tools.Require(t, tool)
 	}
-	return path
 }
 
 // runProtoc runs gen.go's protoc line on proto (in its own directory),
 // writing into out.
-func runProtoc(t *testing.T, path, proto, out string) {
+func runProtoc(t *testing.T, proto, out string) {
 	t.Helper()
 	src, err := os.ReadFile("gen.go")
 	if err != nil {
@@ -84,7 +80,6 @@ func runProtoc(t *testing.T, path, proto, out string) {
 	}
 	args[len(args)-1] = filepath.Base(proto)
 	cmd := exec.Command("protoc", args...)
-	cmd.Env = append(os.Environ(), "PATH="+path)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("protoc: %v\n%s", err, b)
 	}
@@ -110,7 +105,7 @@ func TestAddFieldToProto(t *testing.T) {
 	if testing.Short() {
 		t.Skip("rebuilds the stages (-short)")
 	}
-	path := protoTools(t)
+	protoTools(t)
 	dir := t.TempDir()
 	src, err := os.ReadFile("flow.proto")
 	if err != nil {
@@ -129,7 +124,7 @@ func TestAddFieldToProto(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	runProtoc(t, path, proto, gen)
+	runProtoc(t, proto, gen)
 	here, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
@@ -165,14 +160,4 @@ func goEnv(t *testing.T, key string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
-}
-
-func lookPath(name, path string) (string, error) {
-	for _, dir := range filepath.SplitList(path) {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return exec.LookPath(name)
 }
