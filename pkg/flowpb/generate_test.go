@@ -97,8 +97,8 @@ func goRun(t *testing.T, env []string, args ...string) {
 
 // TestAddFieldToProto is the promise of flow.proto's header: adding a
 // field and regenerating is all it takes for every stage to carry, splice,
-// key, export and render it. It appends two fields to a copy of
-// flow.proto, regenerates everything from it (protoc, then fieldgen) and
+// key, export and render it. It appends fields of every supported kind
+// to a copy of flow.proto, regenerates everything from it (protoc, then fieldgen) and
 // runs TestEveryFieldCarried on the regenerated code through a build
 // overlay: no other file changes.
 func TestAddFieldToProto(t *testing.T) {
@@ -112,7 +112,15 @@ func TestAddFieldToProto(t *testing.T) {
 		t.Fatal(err)
 	}
 	end := bytes.LastIndexByte(src, '}')
-	added := "  string carried_tenant = 1990;\n  uint32 carried_vrf_id = 1991;\n  bytes carried_peer_addr = 1992;\n"
+	added := `  string carried_tenant = 1990;
+  uint32 carried_vrf_id = 1991;
+  bytes carried_peer_addr = 1992;
+  int64 carried_offset = 1993;
+  repeated string carried_tags = 1994;
+  repeated bytes carried_hops = 1995;
+  repeated int32 carried_deltas = 1996;
+  map<string, string> carried_attrs = 1997;
+`
 	proto := filepath.Join(dir, "flow.proto")
 	if err := os.WriteFile(proto, slices.Concat(src[:end], []byte(added), src[end:]), 0o644); err != nil {
 		t.Fatal(err)
@@ -139,7 +147,7 @@ func TestAddFieldToProto(t *testing.T) {
 	replace[filepath.Join(here, "fields.pb.go")] = filepath.Join(flowpbOut, "fields.pb.go")
 	replace[filepath.Join(here, "..", "framing", "fields.pb.go")] = filepath.Join(framingOut, "fields.pb.go")
 	writeOverlay(t, overlay, replace)
-	goRun(t, []string{addedFieldsEnv + "=carried_tenant,carried_vrf_id,carried_peer_addr"},
+	goRun(t, []string{addedFieldsEnv + "=carried_tenant,carried_vrf_id,carried_peer_addr,carried_offset,carried_tags,carried_hops,carried_deltas,carried_attrs"},
 		"test", "-overlay", overlay, "-count=1", "-run", "^TestEveryFieldCarried$", ".")
 }
 
