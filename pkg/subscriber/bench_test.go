@@ -1,0 +1,209 @@
+package subscriber
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// subscriberAddr is the i-th subscriber's address: spread over
+// 100.64.0.0/10 (4 M addresses) in a fixed random order.
+func subscriberAddr(i int) netip.Addr {
+	v := uint32(i)*2654435761%(1<<22) | 100<<24 | 64<<16
+	return addrFromU32(v)
+}
+
+// startRecord is a realistic Start: user name, 16-hex-digit session id,
+// MAC as Calling-Station-Id.
+func startRecord(r *Record, i int, at int64) {
+	r.Reset()
+	r.Status = StatusStart
+	r.NASIP = netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + i%16)})
+	r.SessionID = fmt.Sprintf("%016X", uint64(i)*0x9E3779B97F4A7C15)
+	r.User = fmt.Sprintf("sub%07d@isp.example", i)
+	r.CallingStationID = fmt.Sprintf("02-00-%02X-%02X-%02X-%02X", byte(i>>24), byte(i>>16), byte(i>>8), byte(i))
+	r.SetFramedIP(subscriberAddr(i))
+	r.EventTime = at
+}
+
+// fillV4 opens n IPv4 sessions starting at t0.
+func fillV4(tb testing.TB, tbl *Table, n int, t0 int64) {
+	tb.Helper()
+	var r Record
+	for i := range n {
+		startRecord(&r, i, t0+int64(i)*int64(time.Millisecond))
+		if err := tbl.Apply(&r); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// TestMemoryPerSession measures the heap a table of sessions needs: 1 M
+// with -test.short unset (the scale), 100 k otherwise.
+func TestMemoryPerSession(t *testing.T) {
+	n := 1_000_000
+	if testing.Short() {
+		n = 100_000
+	}
+	perSession := heapPerSession(t, n)
+	t.Logf("%d sessions: %.0f bytes/session", n, perSession)
+	if perSession > 250 {
+		t.Errorf("%.0f bytes per session, budget 250", perSession)
+	}
+}
+
+func heapPerSession(tb testing.TB, n int) float64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	tbl := New(Config{})
+	fillV4(tb, tbl, n, day.UnixNano())
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if tbl.Len() != n {
+		tb.Fatalf("%d sessions, want %d", tbl.Len(), n)
+	}
+	runtime.KeepAlive(tbl)
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+}
+
+// BenchmarkLookup looks up addresses in a table of 1 M open sessions:
+// "hit" draws subscribers uniformly (every lookup a cache miss), "zipf"
+// with a Zipf law (a few heavy users, a long tail, as real traffic), "miss"
+// public addresses held by no session.
+func BenchmarkLookup(b *testing.B) {
+	const n = 1_000_000
+	tbl := New(Config{})
+	t0 := day.UnixNano()
+	fillV4(b, tbl, n, t0)
+	now := t0 + int64(2*time.Hour)
+	rng := rand.New(rand.NewPCG(1, 2))
+	zipf := rand.NewZipf(rand.New(rand.NewPCG(3, 4)), 1.1, 1, n-1)
+	for _, tc := range []struct {
+		name string
+		addr func() netip.Addr
+		hit  bool
+	}{
+		{"hit", func() netip.Addr { return subscriberAddr(rng.IntN(n)) }, true},
+		{"zipf", func() netip.Addr { return subscriberAddr(int(zipf.Uint64())) }, true},
+		{"miss", func() netip.Addr { return netip.AddrFrom4([4]byte{198, 51, byte(rng.IntN(256)), byte(rng.IntN(256))}) }, false},
+	} {
+		addrs := make([]netip.Addr, 1<<20)
+		for i := range addrs {
+			addrs[i] = tc.addr()
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i, found := 0, 0
+			for b.Loop() {
+				if tbl.Lookup(addrs[i&(len(addrs)-1)], now) != nil {
+					found++
+				}
+				i++
+			}
+			if (found == i) != tc.hit || (tc.hit && found != i) {
+				b.Fatalf("%d of %d found", found, i)
+			}
+		})
+	}
+}
+
+// BenchmarkApply measures applying records to a table of 1 M sessions:
+// Interim-Updates of existing sessions and Start/Stop churn.
+func BenchmarkApply(b *testing.B) {
+	const n = 1_000_000
+	tbl := New(Config{})
+	t0 := day.UnixNano()
+	fillV4(b, tbl, n, t0)
+	recs := make([]Record, 1<<16)
+	for i := range recs {
+		startRecord(&recs[i], rand.IntN(n), 0)
+		recs[i].Status = uint32([]int{StatusInterim, StatusInterim, StatusStop, StatusStart}[i%4])
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r := &recs[i&(len(recs)-1)]
+		r.EventTime = t0 + int64(time.Hour) + int64(i)*int64(time.Millisecond)
+		if err := tbl.Apply(r); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkLookupWhileApplying looks up addresses as fast as it can while
+// another goroutine applies 20 000 accounting records per second to the
+// same 1 M-session table (Interim-Updates, Stops and Starts that reassign
+// addresses), as a large BNG fleet sends them. It reports the updates
+// actually absorbed; lookups must not slow down or fail meanwhile.
+func BenchmarkLookupWhileApplying(b *testing.B) {
+	const n = 1_000_000
+	const rate = 20_000
+	tbl := New(Config{})
+	t0 := day.UnixNano()
+	fillV4(b, tbl, n, t0)
+	rng := rand.New(rand.NewPCG(5, 6))
+	addrs := make([]netip.Addr, 1<<20)
+	for i := range addrs {
+		addrs[i] = subscriberAddr(rng.IntN(n))
+	}
+	now := t0 + int64(2*time.Hour)
+	var applied atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var r Record
+		tick := time.NewTicker(10 * time.Millisecond) // rate/100 records each tick
+		defer tick.Stop()
+		k := 0
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			for range rate / 100 {
+				i := rand.IntN(n)
+				startRecord(&r, i, 0)
+				switch k % 4 {
+				case 0, 1:
+					r.Status = StatusInterim
+				case 2:
+					r.Status = StatusStop
+				default:
+					// A new session on the address: the old one is closed.
+					r.SessionID = fmt.Sprintf("new%013d", k)
+				}
+				r.EventTime = t0 + int64(time.Hour) + int64(k)*int64(time.Microsecond)
+				if err := tbl.Apply(&r); err != nil {
+					b.Error(err)
+					return
+				}
+				applied.Add(1)
+				k++
+			}
+		}
+	}()
+	b.ReportAllocs()
+	start := time.Now()
+	i, found := 0, 0
+	for b.Loop() {
+		if tbl.Lookup(addrs[i&(len(addrs)-1)], now) != nil {
+			found++
+		}
+		i++
+	}
+	elapsed := time.Since(start)
+	close(stop)
+	wg.Wait()
+	b.ReportMetric(float64(applied.Load())/elapsed.Seconds(), "updates/s")
+	b.ReportMetric(float64(found)/float64(i), "hit-ratio")
+}
