@@ -20,10 +20,10 @@ const (
 // post_nat_src_addr (the public one), nat_port_range_start/end, and the
 // record's time (time_flow_start_ns, else time_received_ns).
 type NATEvent struct {
-	Event            uint32
-	Private, Public  netip.Addr
+	Event             uint32
+	Private, Public   netip.Addr
 	PortLow, PortHigh uint16
-	Time             int64 // Unix ns
+	Time              int64 // Unix ns
 }
 
 // Via says how a side of a flow was attributed.
@@ -69,7 +69,7 @@ type natBlock struct {
 
 // NATStats counts port blocks and events.
 type NATStats struct {
-	Open, Closed int64 // port blocks held
+	Open, Closed               int64 // port blocks held
 	Allocations, Deallocations int64
 	// Unmatched are de-allocations of blocks never seen allocated; Ignored
 	// are events without the fields the rule needs or of other types.

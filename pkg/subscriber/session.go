@@ -13,16 +13,17 @@ const open = math.MaxInt64
 // Session is one accounting session. Lookup returns it; its strings are
 // immutable and stay valid as long as the caller holds the Session.
 //
-// The hot fields come first and the strings are stored inline, in the same
-// allocation: a lookup that hits touches the index slot and this one
-// object. start and end change under the Table's writer lock and are read
-// atomically, as are flags; everything else is set before the session is
-// published and never changes (a change of identity or of IPv4 address
-// publishes a new Session in its place).
+// The hot fields come first and the strings are stored inline, right after
+// the struct in the same allocation (see newSession): a lookup that hits
+// touches the index slot and this one object, and the strings' address
+// does not depend on a pointer loaded from it, so both of its cache lines
+// are fetched at once. start and end change under the Table's writer lock
+// and are read atomically, as are flags; everything else is set before the
+// session is published and never changes (a change of identity or of IPv4
+// address publishes a new Session in its place).
 type Session struct {
 	start, end atomic.Int64            // Unix ns; [start, end) is held, end == open while open
 	olderV4    atomic.Pointer[Session] // the previous holder of v4, older start
-	data       *byte                   // user, then session id, then calling station id (inline)
 	v6         atomic.Pointer[v6Binding]
 	v4         uint32 // Framed-IP-Address, 0 if none
 	nas        uint32 // index of the NAS in the Table
@@ -32,6 +33,9 @@ type Session struct {
 	source     Source
 	flags      atomic.Uint32 // changed by the writer, read by state saving
 }
+
+// sessionSize is where a Session's strings begin, from its address.
+const sessionSize = unsafe.Sizeof(Session{})
 
 const (
 	flagStartKnown = 1 << iota // start is a Start record's time, not derived
@@ -43,18 +47,21 @@ const (
 func (s *Session) User() string { return s.str(0, s.userLen) }
 
 // SessionID is the session's Acct-Session-Id.
-func (s *Session) SessionID() string { return s.str(int(s.userLen), s.idLen) }
+func (s *Session) SessionID() string { return s.str(uintptr(s.userLen), s.idLen) }
 
 // CallingStationID is the session's Calling-Station-Id.
 func (s *Session) CallingStationID() string {
-	return s.str(int(s.userLen)+int(s.idLen), s.csidLen)
+	return s.str(uintptr(s.userLen)+uintptr(s.idLen), s.csidLen)
 }
 
-func (s *Session) str(off int, n uint8) string {
+// str is n bytes of the inline strings from off. Every Session is the
+// first field of one of the sessionN structs below, so the bytes after it
+// are that struct's buffer.
+func (s *Session) str(off uintptr, n uint8) string {
 	if n == 0 {
 		return ""
 	}
-	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(s.data), off)), int(n))
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(s), sessionSize+off)), int(n))
 }
 
 // Start is when the session began, in Unix nanoseconds.
@@ -86,71 +93,100 @@ func (s *Session) Prefixes() []netip.Prefix {
 	return nil
 }
 
-// holds reports whether s held its addresses at t.
-func (s *Session) holds(t int64) bool { return t >= s.start.Load() && t < s.end.Load() }
-
-// Inline buffer sizes: a Session (56 bytes) plus its strings rounded to the
-// Go allocator's size classes, so that the three strings cost no more than
-// their bytes and a little padding.
+// Inline buffer sizes: a Session (48 bytes) plus its strings, each struct
+// exactly one of the Go allocator's size classes, so that the three
+// strings cost their bytes and a little padding. A typical session (a
+// 20-byte user name, a 16-byte id, a 17-byte MAC) takes 112 bytes.
 type (
-	session24  struct{ Session; b [24]byte }
-	session40  struct{ Session; b [40]byte }
-	session56  struct{ Session; b [56]byte }
-	session72  struct{ Session; b [72]byte }
-	session88  struct{ Session; b [88]byte }
-	session104 struct{ Session; b [104]byte }
-	session136 struct{ Session; b [136]byte }
-	session200 struct{ Session; b [200]byte }
-	session264 struct{ Session; b [264]byte }
-	session456 struct{ Session; b [456]byte }
-	session768 struct{ Session; b [3 * MaxStringLen]byte }
+	session16 struct {
+		Session
+		b [16]byte
+	}
+	session32 struct {
+		Session
+		b [32]byte
+	}
+	session48 struct {
+		Session
+		b [48]byte
+	}
+	session64 struct {
+		Session
+		b [64]byte
+	}
+	session80 struct {
+		Session
+		b [80]byte
+	}
+	session112 struct {
+		Session
+		b [112]byte
+	}
+	session160 struct {
+		Session
+		b [160]byte
+	}
+	session208 struct {
+		Session
+		b [208]byte
+	}
+	session272 struct {
+		Session
+		b [272]byte
+	}
+	session464 struct {
+		Session
+		b [464]byte
+	}
+	session848 struct {
+		Session
+		b [848]byte
+	}
 )
 
 // newSession allocates a Session with room for its strings inline and
 // copies them in. Each string must be at most MaxStringLen bytes.
 func newSession(user, id, csid string) *Session {
-	n := len(user) + len(id) + len(csid)
 	var s *Session
 	var buf []byte
-	switch {
-	case n <= 24:
-		x := new(session24)
+	switch n := len(user) + len(id) + len(csid); {
+	case n <= 16:
+		x := new(session16)
 		s, buf = &x.Session, x.b[:]
-	case n <= 40:
-		x := new(session40)
+	case n <= 32:
+		x := new(session32)
 		s, buf = &x.Session, x.b[:]
-	case n <= 56:
-		x := new(session56)
+	case n <= 48:
+		x := new(session48)
 		s, buf = &x.Session, x.b[:]
-	case n <= 72:
-		x := new(session72)
+	case n <= 64:
+		x := new(session64)
 		s, buf = &x.Session, x.b[:]
-	case n <= 88:
-		x := new(session88)
+	case n <= 80:
+		x := new(session80)
 		s, buf = &x.Session, x.b[:]
-	case n <= 104:
-		x := new(session104)
+	case n <= 112:
+		x := new(session112)
 		s, buf = &x.Session, x.b[:]
-	case n <= 136:
-		x := new(session136)
+	case n <= 160:
+		x := new(session160)
 		s, buf = &x.Session, x.b[:]
-	case n <= 200:
-		x := new(session200)
+	case n <= 208:
+		x := new(session208)
 		s, buf = &x.Session, x.b[:]
-	case n <= 264:
-		x := new(session264)
+	case n <= 272:
+		x := new(session272)
 		s, buf = &x.Session, x.b[:]
-	case n <= 456:
-		x := new(session456)
+	case n <= 464:
+		x := new(session464)
 		s, buf = &x.Session, x.b[:]
 	default:
-		x := new(session768)
+		x := new(session848)
 		s, buf = &x.Session, x.b[:]
 	}
 	copy(buf, user)
 	copy(buf[len(user):], id)
 	copy(buf[len(user)+len(id):], csid)
-	s.data = &buf[0]
 	s.userLen, s.idLen, s.csidLen = uint8(len(user)), uint8(len(id)), uint8(len(csid))
 	return s
 }

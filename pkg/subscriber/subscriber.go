@@ -57,6 +57,7 @@ package subscriber
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 )
 
 // Source is where a record or a session came from; it labels metrics.
@@ -95,16 +96,16 @@ type Reason uint8
 // Reasons a record is rejected. The first ones apply to every source; the
 // packet ones only to the RADIUS listener, bad_json to Kafka.
 const (
-	ReasonMalformed     Reason = iota // unparsable record or attribute value
-	ReasonNoStatus                    // no Acct-Status-Type
-	ReasonUnusedStatus                // a status that says nothing about sessions (Failed, Tunnel-*)
-	ReasonNoSessionID                 // Start, Interim-Update or Stop without Acct-Session-Id
-	ReasonNoTime                      // neither Event-Timestamp nor a record time
-	ReasonNotAllowed                  // packet from an address outside --radius-allow
-	ReasonNotAccounting               // packet code other than Accounting-Request
-	ReasonBadAuthenticator            // Request Authenticator does not match the secret
-	ReasonBadMessageAuth              // Message-Authenticator does not match the secret
-	ReasonBadJSON                     // Kafka record that is not a JSON object
+	ReasonMalformed        Reason = iota // unparsable record or attribute value
+	ReasonNoStatus                       // no Acct-Status-Type
+	ReasonUnusedStatus                   // a status that says nothing about sessions (Failed, Tunnel-*)
+	ReasonNoSessionID                    // Start, Interim-Update or Stop without Acct-Session-Id
+	ReasonNoTime                         // neither Event-Timestamp nor a record time
+	ReasonNotAllowed                     // packet from an address outside --radius-allow
+	ReasonNotAccounting                  // packet code other than Accounting-Request
+	ReasonBadAuthenticator               // Request Authenticator does not match the secret
+	ReasonBadMessageAuth                 // Message-Authenticator does not match the secret
+	ReasonBadJSON                        // Kafka record that is not a JSON object
 	NumReasons
 )
 
@@ -147,3 +148,17 @@ func ReasonOf(err error) Reason {
 }
 
 func reject(r Reason, err error) error { return &RejectError{Reason: r, Err: err} }
+
+// Counts are the accounting records read and rejected, by source. Sources
+// add to them concurrently; metrics read them.
+type Counts struct {
+	Read     [NumSources]atomic.Int64
+	Rejected [NumSources][NumReasons]atomic.Int64
+}
+
+// Reject counts a record of source rejected for the reason err carries.
+func (c *Counts) Reject(source Source, err error) Reason {
+	r := ReasonOf(err)
+	c.Rejected[source][r].Add(1)
+	return r
+}

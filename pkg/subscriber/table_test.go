@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // day is the date of every time in the scripts below.
@@ -391,5 +392,34 @@ func checkInvariants(t *testing.T, tbl *Table) {
 	a, st := tbl.Counts()
 	if a != active || st != stopped {
 		t.Errorf("counts: active %v stopped %v, held %v and %v", a, st, active, stopped)
+	}
+}
+
+// TestSessionLayout checks what the inline strings rely on: a Session is
+// 48 bytes, and each wrapper's buffer starts right after it, in a struct
+// the size of an allocator size class.
+func TestSessionLayout(t *testing.T) {
+	if sessionSize != 48 {
+		t.Errorf("Session is %d bytes, want 48", sessionSize)
+	}
+	for _, c := range []struct {
+		off, size uintptr
+	}{
+		{unsafe.Offsetof(session16{}.b), unsafe.Sizeof(session16{})},
+		{unsafe.Offsetof(session64{}.b), unsafe.Sizeof(session64{})},
+		{unsafe.Offsetof(session848{}.b), unsafe.Sizeof(session848{})},
+	} {
+		if c.off != sessionSize {
+			t.Errorf("buffer at %d, want %d", c.off, sessionSize)
+		}
+	}
+	for _, n := range []int{0, 1, 16, 17, 53, 112, 113, 759} {
+		u := strings.Repeat("u", n/3)
+		id := strings.Repeat("i", n/3)
+		c := strings.Repeat("c", n-2*(n/3))
+		s := newSession(u, id, c)
+		if s.User() != u || s.SessionID() != id || s.CallingStationID() != c {
+			t.Errorf("%d bytes: got %q %q %q", n, s.User(), s.SessionID(), s.CallingStationID())
+		}
 	}
 }
