@@ -53,16 +53,16 @@ func TestParseFreeRADIUSDetail(t *testing.T) {
 
 func TestNext(t *testing.T) {
 	for _, tc := range []struct {
-		in     string
-		eof    bool
-		block  string
-		adv    int
-		isNil  bool
+		in    string
+		eof   bool
+		block string
+		adv   int
+		isNil bool
 	}{
 		{"", false, "", 0, true},
-		{"Date\n\tA = 1\n", false, "", 0, true},           // no blank line yet
+		{"Date\n\tA = 1\n", false, "", 0, true},                 // no blank line yet
 		{"Date\n\tA = 1\n", true, "Date\n\tA = 1\n", 12, false}, // at EOF
-		{"Date\n\tA = 1", true, "", 0, true},              // partial line
+		{"Date\n\tA = 1", true, "", 0, true},                    // partial line
 		{"Date\n\tA = 1\n\nDate\n", false, "Date\n\tA = 1\n", 13, false},
 		{"\n\n\nDate\n\tA = 1\n\n", false, "Date\n\tA = 1\n", 16, false}, // blank lines first
 		{"\n\n", false, "", 2, true},

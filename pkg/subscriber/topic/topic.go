@@ -134,7 +134,9 @@ func (s *Source) highWatermarks(ctx context.Context) (map[int32]int64, error) {
 				err = perr
 			}
 		}
-		s.warn.Do(func() { s.cfg.Log.Warn("kafka: cannot list the topic's offsets yet, retrying", "topic", s.cfg.Topic, "err", err) })
+		s.warn.Do(func() {
+			s.cfg.Log.Warn("kafka: cannot list the topic's offsets yet, retrying", "topic", s.cfg.Topic, "err", err)
+		})
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()

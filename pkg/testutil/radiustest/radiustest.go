@@ -66,7 +66,7 @@ type Server struct {
 	// DetailGlob matches the detail files it writes (example config);
 	// JSONPath is its JSON lines file.
 	DetailGlob, JSONPath string
-	log              *bytes.Buffer
+	log                  *bytes.Buffer
 }
 
 // Config says where the example configuration sends copies.
