@@ -2,8 +2,11 @@ package subscriber
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -422,4 +425,69 @@ func TestSessionLayout(t *testing.T) {
 			t.Errorf("%d bytes: got %q %q %q", n, s.User(), s.SessionID(), s.CallingStationID())
 		}
 	}
+}
+
+// TestTableConcurrentChurn applies random accounting (Starts, Interim-
+// Updates and Stops in any order, reused ids and addresses, IPv6 prefixes,
+// Accounting-On, NAT blocks) from two writers while two readers look up
+// and attribute without pause (run with -race), then checks the
+// invariants: counters match the sessions held, chains are ordered
+// without overlaps.
+func TestTableConcurrentChurn(t *testing.T) {
+	tbl := New(Config{History: time.Hour})
+	t0 := day.UnixNano()
+	var stop atomic.Bool
+	var readers sync.WaitGroup
+	for r := range 2 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 9))
+			for !stop.Load() {
+				a := netip.AddrFrom4([4]byte{100, 64, 0, byte(rng.IntN(64))})
+				at := t0 + int64(rng.IntN(10_000))*int64(time.Second)
+				if s := tbl.Lookup(a, at); s != nil && (s.User() == "" || s.Start() > at) {
+					t.Errorf("lookup %v at %d: %q from %d", a, at, s.User(), s.Start())
+					return
+				}
+				tbl.Attribute(netip.AddrFrom4([4]byte{198, 51, 100, 1}), uint16(1024+rng.IntN(2048)), 6, at)
+				tbl.Lookup(netip.MustParseAddr("2001:db8::1"), at)
+			}
+		}()
+	}
+	var writers sync.WaitGroup
+	for w := range 2 {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for range 5_000 {
+				var r Record
+				r.Status = []uint32{StatusStart, StatusStart, StatusInterim, StatusStop, StatusStop, StatusOn}[rng.IntN(6)]
+				r.NASIP = netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + rng.IntN(3))})
+				id := rng.IntN(200)
+				r.SessionID = fmt.Sprint("s", id)
+				r.User = fmt.Sprint("user", id%50)
+				r.SetFramedIP(netip.AddrFrom4([4]byte{100, 64, 0, byte(rng.IntN(64))}))
+				if rng.IntN(3) == 0 {
+					r.AddPrefix(netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(rng.IntN(8))}), 48+8*rng.IntN(3)))
+				}
+				if rng.IntN(2) == 0 {
+					r.SessionTime, r.HasSessionTime = uint32(rng.IntN(5000)), true
+				}
+				r.EventTime = t0 + int64(rng.IntN(10_000))*int64(time.Second)
+				_ = tbl.Apply(&r)
+				if rng.IntN(10) == 0 {
+					lo := uint16(1024 + 512*rng.IntN(4))
+					_ = tbl.ApplyNAT(NATEvent{Event: uint32(16 + rng.IntN(2)), Private: r.FramedIP,
+						Public: netip.AddrFrom4([4]byte{198, 51, 100, 1}), PortLow: lo, PortHigh: lo + 511, Time: r.EventTime})
+				}
+			}
+		}()
+	}
+	writers.Wait()
+	stop.Store(true)
+	readers.Wait()
+	tbl.Prune()
+	checkInvariants(t, tbl)
 }
