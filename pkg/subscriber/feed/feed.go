@@ -57,9 +57,7 @@ type Config struct {
 	// after it flows pass anyway (a warning says so) while reading goes on.
 	CatchUpTimeout time.Duration
 
-	Log        *slog.Logger
-	Registerer prometheus.Registerer // metrics; may be nil
-	Namespace  string                // metric name prefix, e.g. "flowenrich"
+	Log *slog.Logger
 }
 
 // Enabled says whether any source is configured.
@@ -126,9 +124,6 @@ func Start(ctx context.Context, cfg Config) (*Feeds, error) {
 	}()
 
 	positions := f.loadState()
-	if cfg.Registerer != nil {
-		f.register(cfg.Registerer)
-	}
 	if cfg.Listen != "" {
 		l, err := radius.Listen(radius.ListenerConfig{Addr: cfg.Listen, Secret: cfg.Secret, Allow: cfg.Allow,
 			Apply: f.table.Apply, Counts: &f.counts, Log: f.log})

@@ -222,7 +222,8 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := start(t, Config{DetailPatterns: []string{path}, Listen: "127.0.0.1:0", Secret: []byte("s"),
-		StatePath: filepath.Join(dir, "state"), Registerer: reg, Namespace: "flowenrich"})
+		StatePath: filepath.Join(dir, "state")})
+	f.Register(reg, "flowenrich")
 	if err := f.Save(); err != nil {
 		t.Fatal(err)
 	}

@@ -28,8 +28,12 @@ type collector struct {
 	clock, natBlocks, natEvents, natIgn *prometheus.Desc
 }
 
-func (f *Feeds) register(reg prometheus.Registerer) {
-	ns := f.cfg.Namespace
+// Register registers the metrics of the sessions and their sources on
+// reg, named namespace_*: sessions by source and state, accounting
+// records read and rejected by source and reason, the sessions' clock,
+// NAT port blocks and events, state saves.
+func (f *Feeds) Register(reg prometheus.Registerer, namespace string) {
+	ns := namespace
 	name := func(n string) string { return prometheus.BuildFQName(ns, "", n) }
 	c := &collector{f: f,
 		sessions: prometheus.NewDesc(name("sessions"),
