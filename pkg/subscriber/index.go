@@ -3,6 +3,7 @@ package subscriber
 import (
 	"math/bits"
 	"sync/atomic"
+	"unsafe"
 )
 
 // addrIndex maps IPv4 addresses (as uint32, 0 never stored) to values,
@@ -65,7 +66,9 @@ const minIndexSlots = 1 << 10
 
 func newIndexTable[V any](slots int) *indexTable[V] {
 	n := max(minIndexSlots, 1<<bits.Len(uint(slots-1)))
-	return &indexTable[V]{slots: make([]indexSlot[V], n), mask: uint32(n - 1), shift: uint8(32 - bits.TrailingZeros(uint(n)))}
+	t := &indexTable[V]{slots: make([]indexSlot[V], n), mask: uint32(n - 1), shift: uint8(32 - bits.TrailingZeros(uint(n)))}
+	adviseHugePages(unsafe.Pointer(&t.slots[0]), uintptr(n)*unsafe.Sizeof(t.slots[0]))
+	return t
 }
 
 // home is the first slot probed for k: Fibonacci hashing, so that
