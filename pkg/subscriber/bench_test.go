@@ -137,11 +137,12 @@ func BenchmarkApply(b *testing.B) {
 	}
 }
 
-// BenchmarkLookupWhileApplying looks up addresses as fast as it can while
-// another goroutine applies 20 000 accounting records per second to the
-// same 1 M-session table (Interim-Updates, Stops and Starts that reassign
-// addresses), as a large BNG fleet sends them. It reports the updates
-// actually absorbed; lookups must not slow down or fail meanwhile.
+// BenchmarkLookupWhileApplying looks up addresses as fast as it can in a
+// 1 M-session table, "idle" and while another goroutine applies 20 000
+// accounting records per second to it (Interim-Updates, Stops, and Starts
+// that take addresses over), as a large BNG fleet sends them. The
+// updater keeps to its rate by catching up every 10 ms; updates/s is the
+// rate it reached. Lookups take no lock: their cost must not move.
 func BenchmarkLookupWhileApplying(b *testing.B) {
 	const n = 1_000_000
 	const rate = 20_000
@@ -154,56 +155,102 @@ func BenchmarkLookupWhileApplying(b *testing.B) {
 		addrs[i] = subscriberAddr(rng.IntN(n))
 	}
 	now := t0 + int64(2*time.Hour)
-	var applied atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var r Record
-		tick := time.NewTicker(10 * time.Millisecond) // rate/100 records each tick
-		defer tick.Stop()
-		k := 0
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			for range rate / 100 {
-				i := rand.IntN(n)
-				startRecord(&r, i, 0)
-				switch k % 4 {
-				case 0, 1:
-					r.Status = StatusInterim
-				case 2:
-					r.Status = StatusStop
-				default:
-					// A new session on the address: the old one is closed.
-					r.SessionID = fmt.Sprintf("new%013d", k)
-				}
-				r.EventTime = t0 + int64(time.Hour) + int64(k)*int64(time.Microsecond)
-				if err := tbl.Apply(&r); err != nil {
-					b.Error(err)
-					return
-				}
-				applied.Add(1)
-				k++
-			}
+	// Records prepared beforehand: the updater measures applying them.
+	recs := make([]Record, 1<<16)
+	for k := range recs {
+		startRecord(&recs[k], rand.IntN(n), 0)
+		switch k % 4 {
+		case 0, 1:
+			recs[k].Status = StatusInterim
+		case 2:
+			recs[k].Status = StatusStop
+		default:
+			recs[k].SessionID = fmt.Sprintf("new%013d", k) // a new session on the address
 		}
-	}()
-	b.ReportAllocs()
-	start := time.Now()
-	i, found := 0, 0
-	for b.Loop() {
-		if tbl.Lookup(addrs[i&(len(addrs)-1)], now) != nil {
-			found++
-		}
-		i++
 	}
-	elapsed := time.Since(start)
-	close(stop)
-	wg.Wait()
-	b.ReportMetric(float64(applied.Load())/elapsed.Seconds(), "updates/s")
-	b.ReportMetric(float64(found)/float64(i), "hit-ratio")
+	for _, withUpdates := range []bool{false, true} {
+		name := "idle"
+		if withUpdates {
+			name = "20k-updates"
+		}
+		b.Run(name, func(b *testing.B) {
+			var applied atomic.Int64
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			if withUpdates {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					tick := time.NewTicker(10 * time.Millisecond)
+					defer tick.Stop()
+					began := time.Now()
+					for k := 0; ; {
+						select {
+						case <-stop:
+							return
+						case <-tick.C:
+						}
+						due := int(time.Since(began).Seconds() * rate)
+						for ; k < due; k++ {
+							r := &recs[k%len(recs)]
+							r.EventTime = t0 + int64(time.Hour) + int64(k)*int64(time.Millisecond)
+							if err := tbl.Apply(r); err != nil {
+								b.Error(err)
+								return
+							}
+							applied.Add(1)
+						}
+					}
+				}()
+			}
+			b.ReportAllocs()
+			start := time.Now()
+			i, found := 0, 0
+			for b.Loop() {
+				if tbl.Lookup(addrs[i&(len(addrs)-1)], now) != nil {
+					found++
+				}
+				i++
+			}
+			elapsed := time.Since(start)
+			close(stop)
+			wg.Wait()
+			if withUpdates {
+				b.ReportMetric(float64(applied.Load())/elapsed.Seconds(), "updates/s")
+			}
+			b.ReportMetric(float64(found)/float64(i), "hit-ratio")
+		})
+	}
+}
+
+// BenchmarkMemory reports the heap per session for 1 M IPv4 sessions and
+// for 200 k dual-stack ones (an IPv4 address, a /64 and a delegated /56).
+func BenchmarkMemory(b *testing.B) {
+	b.Run("ipv4", func(b *testing.B) {
+		for b.Loop() {
+			b.ReportMetric(heapPerSession(b, 1_000_000), "bytes/session")
+		}
+	})
+	b.Run("dual-stack", func(b *testing.B) {
+		for b.Loop() {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			tbl := New(Config{})
+			const n = 200_000
+			var r Record
+			for i := range n {
+				startRecord(&r, i, day.UnixNano())
+				r.AddPrefix(netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 16), byte(i >> 8), byte(i)}), 64))
+				r.AddPrefix(netip.PrefixFrom(netip.AddrFrom16([16]byte{0x2a, 0x00, 0, byte(i >> 16), byte(i >> 8), byte(i)}), 56))
+				if err := tbl.Apply(&r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			runtime.KeepAlive(tbl)
+			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/session")
+		}
+	})
 }

@@ -162,6 +162,15 @@ func (x *addrIndex[V]) rebuild(t *indexTable[V]) {
 	x.cur.Store(n)
 }
 
+// reset empties the index; the caller is the writer.
+func (x *addrIndex[V]) reset() {
+	x.cur.Store(nil)
+	for i := range x.present {
+		x.present[i].Store(0)
+	}
+	clear(x.perNet)
+}
+
 // len is the number of live entries.
 func (x *addrIndex[V]) len() int {
 	if t := x.cur.Load(); t != nil {

@@ -87,10 +87,27 @@ func (s *Session) FramedIP() (netip.Addr, bool) {
 
 // Prefixes are the session's IPv6 prefixes.
 func (s *Session) Prefixes() []netip.Prefix {
-	if b := s.v6.Load(); b != nil {
-		return b.prefixes
+	b := s.v6.Load()
+	if b == nil {
+		return nil
 	}
-	return nil
+	ps := make([]netip.Prefix, len(b.links))
+	for i, l := range b.links {
+		ps[i] = l.prefix
+	}
+	return ps
+}
+
+// holdsPrefix reports whether s holds p.
+func (s *Session) holdsPrefix(p netip.Prefix) bool {
+	if b := s.v6.Load(); b != nil {
+		for _, l := range b.links {
+			if l.prefix == p {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Inline buffer sizes: a Session (48 bytes) plus its strings, each struct
@@ -191,18 +208,16 @@ func newSession(user, id, csid string) *Session {
 	return s
 }
 
-// v6Binding lists a session's IPv6 prefixes and its link in each
-// prefix's chain. It is replaced, never modified, once published.
-type v6Binding struct {
-	prefixes []netip.Prefix
-	links    []*v6Link
-}
+// v6Binding is a session's place in the chain of each IPv6 prefix it
+// holds. It is replaced, never modified, once published.
+type v6Binding struct{ links []*v6Link }
 
 // v6Link is one session's place in the chain of sessions that held an
 // IPv6 prefix, newest first.
 type v6Link struct {
-	s     atomic.Pointer[Session]
-	older atomic.Pointer[v6Link]
+	s      atomic.Pointer[Session]
+	older  atomic.Pointer[v6Link]
+	prefix netip.Prefix
 }
 
 func addrFromU32(v uint32) netip.Addr {

@@ -391,8 +391,8 @@ func (t *Table) restoreNAT(pub uint32, b *natBlock, to int64) {
 // resetLocked empties t after a failed load.
 func (t *Table) resetLocked() {
 	nt := New(Config{History: t.History()})
-	t.v4.cur.Store(nil)
-	t.v6.Store(nt.v6.Load())
+	t.v4.reset()
+	t.v6.reset()
 	t.ids = nt.ids
 	t.nasIdx, t.nases, t.closed = nt.nasIdx, nil, nil
 	t.clock.Store(0)
@@ -400,7 +400,7 @@ func (t *Table) resetLocked() {
 		t.counts[i][0].Store(0)
 		t.counts[i][1].Store(0)
 	}
-	t.nat.idx.cur.Store(nil)
+	t.nat.idx.reset()
 	t.nat.blocks[0].Store(0)
 	t.nat.blocks[1].Store(0)
 	t.nat.any.Store(false)

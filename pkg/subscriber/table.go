@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gaissmai/bart"
 )
 
 // DefaultHistory is how long stopped sessions are kept by default.
@@ -34,7 +33,7 @@ type Table struct {
 
 	mu     sync.Mutex // serialises writers of sessions
 	v4     addrIndex[Session]
-	v6     atomic.Pointer[bart.Table[*v6Head]]
+	v6     v6Index
 	ids    idIndex
 	nasIdx map[nasKey]uint32
 	nases  []nasKey
@@ -60,9 +59,6 @@ func (k nasKey) String() string {
 	return k.id
 }
 
-// v6Head is the chain of sessions that held one IPv6 prefix, newest first.
-type v6Head struct{ head atomic.Pointer[v6Link] }
-
 // New returns an empty Table.
 func New(cfg Config) *Table {
 	h := cfg.History
@@ -70,7 +66,6 @@ func New(cfg Config) *Table {
 		h = DefaultHistory
 	}
 	t := &Table{history: int64(h), ids: newIDIndex(), nasIdx: make(map[nasKey]uint32)}
-	t.v6.Store(new(bart.Table[*v6Head]))
 	return t
 }
 
@@ -259,9 +254,8 @@ func (t *Table) open(nas uint32, r *Record, start, end int64, flags uint32, byID
 		t.linkV4(s)
 	}
 	if r.NumPrefixes > 0 {
-		b := &v6Binding{}
+		b := &v6Binding{links: make([]*v6Link, 0, r.NumPrefixes)}
 		for _, p := range r.Prefixes[:r.NumPrefixes] {
-			b.prefixes = append(b.prefixes, p)
 			b.links = append(b.links, t.linkV6(s, p))
 		}
 		s.v6.Store(b)
@@ -301,10 +295,9 @@ func (t *Table) refresh(s *Session, r *Record, at int64) *Session {
 		t.ids.put(ns)
 		t.linkV4(ns)
 		if b := s.v6.Load(); b != nil {
-			nb := &v6Binding{}
-			for _, p := range b.prefixes {
-				nb.prefixes = append(nb.prefixes, p)
-				nb.links = append(nb.links, t.linkV6(ns, p))
+			nb := &v6Binding{links: make([]*v6Link, 0, len(b.links))}
+			for _, l := range b.links {
+				nb.links = append(nb.links, t.linkV6(ns, l.prefix))
 			}
 			ns.v6.Store(nb)
 		}
@@ -368,20 +361,17 @@ func (t *Table) addPrefixes(s *Session, r *Record) {
 	if r.NumPrefixes == 0 {
 		return
 	}
-	old := s.v6.Load()
 	var nb *v6Binding
 	for _, p := range r.Prefixes[:r.NumPrefixes] {
-		if old != nil && containsPrefix(old.prefixes, p) {
+		if s.holdsPrefix(p) || (nb != nil && nb.has(p)) {
 			continue
 		}
 		if nb == nil {
 			nb = &v6Binding{}
-			if old != nil {
-				nb.prefixes = append(nb.prefixes, old.prefixes...)
+			if old := s.v6.Load(); old != nil {
 				nb.links = append(nb.links, old.links...)
 			}
 		}
-		nb.prefixes = append(nb.prefixes, p)
 		nb.links = append(nb.links, t.linkV6(s, p))
 	}
 	if nb != nil {
@@ -389,9 +379,9 @@ func (t *Table) addPrefixes(s *Session, r *Record) {
 	}
 }
 
-func containsPrefix(ps []netip.Prefix, p netip.Prefix) bool {
-	for _, q := range ps {
-		if q == p {
+func (b *v6Binding) has(p netip.Prefix) bool {
+	for _, l := range b.links {
+		if l.prefix == p {
 			return true
 		}
 	}
@@ -456,12 +446,7 @@ func (t *Table) unlinkV4(s *Session) {
 
 // linkV6 inserts s in the chain of prefix p, as linkV4 does.
 func (t *Table) linkV6(s *Session, p netip.Prefix) *v6Link {
-	tbl := t.v6.Load()
-	h, ok := tbl.Get(p)
-	if !ok {
-		h = &v6Head{}
-		t.v6.Store(tbl.InsertPersist(p, h))
-	}
+	h := t.v6.head(p)
 	start := s.start.Load()
 	var newer *v6Link
 	n := h.head.Load()
@@ -471,7 +456,7 @@ func (t *Table) linkV6(s *Session, p netip.Prefix) *v6Link {
 	if newer != nil {
 		t.setEnd(s, newer.s.Load().start.Load())
 	}
-	l := &v6Link{}
+	l := &v6Link{prefix: p}
 	l.s.Store(s)
 	l.older.Store(n)
 	if newer == nil {
@@ -485,11 +470,11 @@ func (t *Table) linkV6(s *Session, p netip.Prefix) *v6Link {
 	return l
 }
 
-// unlinkV6 removes link l from the chain of p, and p from the table once
-// its chain is empty.
-func (t *Table) unlinkV6(p netip.Prefix, l *v6Link) {
-	tbl := t.v6.Load()
-	h, ok := tbl.Get(p)
+// unlinkV6 removes link l from the chain of its prefix, and the prefix
+// from the index once its chain is empty.
+func (t *Table) unlinkV6(l *v6Link) {
+	p := l.prefix
+	h, ok := t.v6.get(p)
 	if !ok {
 		return
 	}
@@ -504,7 +489,7 @@ func (t *Table) unlinkV6(p netip.Prefix, l *v6Link) {
 		}
 	}
 	if h.head.Load() == nil {
-		t.v6.Store(tbl.DeletePersist(p))
+		t.v6.remove(p)
 	}
 }
 
@@ -515,8 +500,8 @@ func (t *Table) moveStart(s *Session, start int64) {
 	}
 	b := s.v6.Load()
 	if b != nil {
-		for i, p := range b.prefixes {
-			t.unlinkV6(p, b.links[i])
+		for _, l := range b.links {
+			t.unlinkV6(l)
 		}
 	}
 	s.start.Store(start)
@@ -527,9 +512,9 @@ func (t *Table) moveStart(s *Session, start int64) {
 		t.linkV4(s)
 	}
 	if b != nil {
-		nb := &v6Binding{prefixes: b.prefixes}
-		for _, p := range b.prefixes {
-			nb.links = append(nb.links, t.linkV6(s, p))
+		nb := &v6Binding{links: make([]*v6Link, 0, len(b.links))}
+		for _, l := range b.links {
+			nb.links = append(nb.links, t.linkV6(s, l.prefix))
 		}
 		s.v6.Store(nb)
 	}
@@ -579,8 +564,8 @@ func (t *Table) prune(cutoff int64) {
 			t.unlinkV4(s)
 		}
 		if b := s.v6.Load(); b != nil {
-			for i, p := range b.prefixes {
-				t.unlinkV6(p, b.links[i])
+			for _, l := range b.links {
+				t.unlinkV6(l)
 			}
 		}
 		if t.ids.get(s.nas, s.SessionID()) == s {
@@ -618,40 +603,7 @@ func (t *Table) lookupV4(a uint32, at int64) *Session {
 	return nil
 }
 
-func (t *Table) lookupV6(a netip.Addr, at int64) *Session {
-	tbl := t.v6.Load()
-	if tbl.Size6() == 0 || !a.IsValid() {
-		return nil
-	}
-	q := netip.PrefixFrom(a, 128)
-	for {
-		p, h, ok := tbl.LookupPrefixLPM(q)
-		if !ok {
-			return nil
-		}
-		if s := h.at(at); s != nil {
-			return s
-		}
-		// A longer prefix free at that time: a shorter one may be held.
-		if p.Bits() == 0 {
-			return nil
-		}
-		q = netip.PrefixFrom(a, p.Bits()-1)
-	}
-}
-
-func (h *v6Head) at(at int64) *Session {
-	for l := h.head.Load(); l != nil; l = l.older.Load() {
-		s := l.s.Load()
-		if at >= s.start.Load() {
-			if at < s.end.Load() {
-				return s
-			}
-			return nil
-		}
-	}
-	return nil
-}
+func (t *Table) lookupV6(a netip.Addr, at int64) *Session { return t.v6.lookup(a, at) }
 
 // MemoryBytes estimates the memory of the indexes (not of the sessions
 // themselves), for tests and benchmarks.
