@@ -200,7 +200,7 @@ func TestFollowRun(t *testing.T) {
 	go func() { done <- f.Run(ctx) }()
 	appendFile(t, path, block("s1"))
 	deadline := time.Now().Add(5 * time.Second)
-	for len(c.ids) == 0 && time.Now().Before(deadline) {
+	for time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 		c.mu.Lock()
 		n := len(c.ids)
