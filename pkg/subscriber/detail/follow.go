@@ -26,6 +26,10 @@ const (
 	readChunk   = 1 << 20
 	maxBlock    = 1 << 20 // a longer "record" is garbage: skipped
 	fingerprint = 1024    // bytes at the start of a file that identify it
+	// idleAfter: a file read to its end and unchanged this long is closed
+	// (its position kept) until it grows, so that years of daily or
+	// hourly files matched by a glob do not hold a descriptor each.
+	idleAfter = 5 * time.Minute
 )
 
 // FollowerConfig configures a Follower.
@@ -67,6 +71,9 @@ type followed struct {
 	path string
 	pos  position
 	seen bool // matched by the patterns at this poll
+	// size and mtime at the last read
+	size  int64
+	mtime time.Time
 }
 
 // position is where reading of one file stands.
@@ -75,6 +82,7 @@ type position struct {
 	fpLen int    // bytes the fingerprint covers
 	fpSum uint64 // CRC-64 of them
 	path  string // last name seen, for logs
+	idle  bool   // closed while idle, until the file grows
 }
 
 var crcTable = crc64.MakeTable(crc64.ECMA)
@@ -156,12 +164,17 @@ func (f *Follower) poll(ctx context.Context) error {
 	for _, fl := range f.files {
 		fl.seen = false
 	}
+	matched := make(map[fileKey]bool, len(paths))
 	for _, path := range paths {
 		st, err := os.Stat(path)
 		if err != nil || !st.Mode().IsRegular() {
 			continue // gone since the glob, or a directory
 		}
 		k := keyOf(st)
+		matched[k] = true
+		if p, ok := f.saved[k]; ok && p.idle && st.Size() == p.off {
+			continue // closed while idle, still unchanged
+		}
 		if fl, ok := f.files[k]; ok {
 			if fl.path != path {
 				f.cfg.Log.Info("detail file renamed", "from", fl.path, "path", path)
@@ -201,11 +214,26 @@ func (f *Follower) poll(ctx context.Context) error {
 		if err := f.read(fl); err != nil {
 			errs = append(errs, err)
 		}
-		if !fl.seen {
+		switch {
+		case !fl.seen:
 			// Rotated away or deleted: it was read to its end above.
 			f.cfg.Log.Info("detail file no longer matched, read to its end", "path", fl.path, "offset", fl.pos.off)
 			delete(f.files, fl.key)
 			fl.f.Close()
+		case fl.pos.off == fl.size && time.Since(fl.mtime) > idleAfter:
+			f.cfg.Log.Debug("detail file idle, closed until it grows", "path", fl.path, "offset", fl.pos.off)
+			p := fl.pos
+			p.idle = true
+			f.saved[fl.key] = p
+			delete(f.files, fl.key)
+			fl.f.Close()
+		}
+	}
+	// Positions of files no longer matched are forgotten: such a file
+	// coming back is read from its start.
+	for k := range f.saved {
+		if !matched[k] {
+			delete(f.saved, k)
 		}
 	}
 	return errors.Join(errs...)
@@ -291,6 +319,7 @@ func (f *Follower) read(fl *followed) error {
 		copy(f.buf, f.buf[used:have])
 		have -= used
 		if eof {
+			fl.size, fl.mtime = fl.pos.off+int64(have), st.ModTime()
 			return nil
 		}
 		if have == len(f.buf) {

@@ -244,3 +244,38 @@ func TestFollowCountsRejected(t *testing.T) {
 		t.Errorf("%d sessions, want 1", tbl.Len())
 	}
 }
+
+// TestFollowIdleFiles: a file read to its end and unchanged for a while is
+// closed, keeps its position, and is opened again when it grows; the
+// position of a file gone is forgotten.
+func TestFollowIdleFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "detail-20260101")
+	c := &collector{}
+	f := newFollower(t, c, filepath.Join(dir, "detail-*"))
+	appendFile(t, path, block("s1"))
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, f, c, "s1")
+	if len(f.files) != 0 || len(f.saved) != 1 {
+		t.Fatalf("idle file still open: %d open, %d saved", len(f.files), len(f.saved))
+	}
+	poll(t, f, c)
+	if len(f.files) != 0 {
+		t.Fatal("unchanged idle file reopened")
+	}
+	if len(f.Positions()) == 0 {
+		t.Error("idle file's position not reported")
+	}
+	appendFile(t, path, block("s2"))
+	poll(t, f, c, "s2")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, f, c)
+	if len(f.files) != 0 || len(f.saved) != 0 {
+		t.Errorf("gone file: %d open, %d saved", len(f.files), len(f.saved))
+	}
+}
