@@ -113,6 +113,15 @@ func (t *Table) Apply(r *Record) error {
 	if len(r.User) > MaxStringLen || len(r.SessionID) > MaxStringLen || len(r.CallingStationID) > MaxStringLen {
 		return reject(ReasonMalformed, errors.New("string longer than a RADIUS attribute can be"))
 	}
+	if r.NumPrefixes < 0 || r.NumPrefixes > MaxPrefixes {
+		return reject(ReasonMalformed, errors.New("bad prefix count"))
+	}
+	for i, p := range r.Prefixes[:r.NumPrefixes] {
+		if !p.IsValid() || !p.Addr().Is6() || p.Addr().Is4In6() {
+			return reject(ReasonMalformed, fmt.Errorf("%v is not an IPv6 prefix", p))
+		}
+		r.Prefixes[i] = p.Masked()
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.advance(at)
@@ -127,6 +136,16 @@ func (t *Table) Apply(r *Record) error {
 	}
 	t.maybePrune()
 	return nil
+}
+
+// framedV4 is the record's Framed-IP-Address as a key, 0 if it has none
+// (or one that is not an IPv4 address).
+func framedV4(r *Record) uint32 {
+	a := r.FramedIP.Unmap()
+	if !a.Is4() || a.IsUnspecified() {
+		return 0
+	}
+	return u32FromAddr(a)
 }
 
 func (t *Table) advance(at int64) {
@@ -162,8 +181,8 @@ func (t *Table) start(nas uint32, r *Record, at int64) {
 		// session has a Start of its own, or another user): a duplicate
 		// if that session is known on its address, else it goes into the
 		// history without taking the id over.
-		if r.FramedIP.IsValid() {
-			for o := t.v4.get(u32FromAddr(r.FramedIP)); o != nil; o = o.olderV4.Load() {
+		if v4 := framedV4(r); v4 != 0 {
+			for o := t.v4.get(v4); o != nil; o = o.olderV4.Load() {
 				if o.nas == nas && o.start.Load() == at && o.SessionID() == r.SessionID {
 					return
 				}
@@ -238,9 +257,7 @@ func (t *Table) open(nas uint32, r *Record, start, end int64, flags uint32, byID
 	s := newSession(r.User, r.SessionID, r.CallingStationID)
 	s.nas, s.source = nas, r.Source
 	s.flags.Store(flags)
-	if r.FramedIP.IsValid() {
-		s.v4 = u32FromAddr(r.FramedIP)
-	}
+	s.v4 = framedV4(r)
 	s.start.Store(start)
 	s.end.Store(open)
 	t.counts[s.source][0].Add(1)
@@ -269,10 +286,7 @@ func (t *Table) open(nas uint32, r *Record, start, end int64, flags uint32, byID
 // identity or a first IPv4 address replaces it, new IPv6 prefixes are
 // added. It returns the session now in force.
 func (t *Table) refresh(s *Session, r *Record, at int64) *Session {
-	v4 := uint32(0)
-	if r.FramedIP.IsValid() {
-		v4 = u32FromAddr(r.FramedIP)
-	}
+	v4 := framedV4(r)
 	user, csid := s.User(), s.CallingStationID()
 	if r.User != "" {
 		user = r.User
