@@ -20,6 +20,7 @@ import (
 type splicer struct {
 	nets bool // the CIDR-context fields (1102-1108) are rewritten this record
 	subs bool // the subscriber fields (1130-1135) too
+	sub  subscriberFields
 	part flowpb.FlowMessage
 	out  []byte
 }
@@ -73,6 +74,7 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 	p.SrcNetLabels, p.DstNetLabels, p.FlowDirection = nil, nil, 0
 	if sp.subs {
 		clearSubscriberFields(p)
+		sp.sub.clear()
 	}
 	out := sp.out[:0]
 	run := 0 // start of the bytes still to copy
@@ -139,13 +141,16 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 				return nil, err
 			}
 		case sp.subs:
-			if err := readSubscriberField(p, num, typ, val); err != nil {
+			if err := sp.sub.read(p, num, typ, val); err != nil {
 				return nil, err
 			}
 		}
 		i = end
 	}
 	out = append(out, frame[run:]...)
+	if sp.subs {
+		sp.sub.decode(p, e.cfg.Sessions)
+	}
 	sn, dn := e.enrichWith(snap, p, st)
 	out = appendOwned(out, p, sn, dn)
 	sp.out = out

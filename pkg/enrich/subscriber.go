@@ -101,50 +101,103 @@ func subscriberReads(num protowire.Number) bool {
 		num == fieldTimeReceivedNs || num == fieldTimeFlowStartNs
 }
 
-// clearSubscriberFields clears the fields of p that readSubscriberField
-// and attribute set.
-func clearSubscriberFields(p *flowpb.FlowMessage) {
-	p.Proto, p.SrcPort, p.DstPort, p.TimeReceivedNs, p.TimeFlowStartNs = 0, 0, 0, 0, 0
-	p.PostNatSrcAddr, p.NatEvent, p.NatPortRangeStart, p.NatPortRangeEnd = nil, 0, 0, 0
-	p.SrcUser, p.DstUser, p.SrcSessionId, p.DstSessionId, p.SrcCallingStationId, p.DstCallingStationId = "", "", "", "", "", ""
+// subscriberFields are the encoded values of the fields attribution reads,
+// as the splicer finds them; decode turns only those needed into values:
+// a record's two times are 9-byte varints, and its ports matter only
+// when NAT port blocks are held.
+type subscriberFields struct {
+	raw [numRaw][]byte // varint bytes, nil when absent
 }
 
-// readSubscriberField keeps the value of a field attribution depends on;
-// other fields are ignored (and copied through by the splicer).
-func readSubscriberField(p *flowpb.FlowMessage, num protowire.Number, typ protowire.Type, val []byte) error {
+const (
+	rawTimeFlowStart = iota
+	rawTimeReceived
+	rawProto
+	rawSrcPort
+	rawDstPort
+	rawNatEvent
+	rawNatPortStart
+	rawNatPortEnd
+	numRaw
+)
+
+// clear forgets the previous record's fields.
+func (f *subscriberFields) clear() { f.raw = [numRaw][]byte{} }
+
+// read keeps field num's encoded value if attribution needs it; val is
+// the value and what follows it in the record.
+func (f *subscriberFields) read(p *flowpb.FlowMessage, num protowire.Number, typ protowire.Type, val []byte) error {
+	i := -1
 	switch num {
-	case fieldProto, fieldSrcPort, fieldDstPort, fieldTimeReceivedNs, fieldTimeFlowStartNs,
-		fieldNatEvent, fieldNatPortRangeStart, fieldNatPortRangeEnd:
-		if typ != protowire.VarintType {
-			return fmt.Errorf("field %d: wire type %d, want varint", num, typ)
-		}
-		v, _ := protowire.ConsumeVarint(val)
-		switch num {
-		case fieldProto:
-			p.Proto = uint32(v)
-		case fieldSrcPort:
-			p.SrcPort = uint32(v)
-		case fieldDstPort:
-			p.DstPort = uint32(v)
-		case fieldTimeReceivedNs:
-			p.TimeReceivedNs = v
-		case fieldTimeFlowStartNs:
-			p.TimeFlowStartNs = v
-		case fieldNatEvent:
-			p.NatEvent = uint32(v)
-		case fieldNatPortRangeStart:
-			p.NatPortRangeStart = uint32(v)
-		default:
-			p.NatPortRangeEnd = uint32(v)
-		}
 	case fieldPostNatSrcAddr:
 		b, err := bytesValue(num, typ, val)
 		if err != nil {
 			return err
 		}
 		p.PostNatSrcAddr = b
+		return nil
+	case fieldTimeFlowStartNs:
+		i = rawTimeFlowStart
+	case fieldTimeReceivedNs:
+		i = rawTimeReceived
+	case fieldProto:
+		i = rawProto
+	case fieldSrcPort:
+		i = rawSrcPort
+	case fieldDstPort:
+		i = rawDstPort
+	case fieldNatEvent:
+		i = rawNatEvent
+	case fieldNatPortRangeStart:
+		i = rawNatPortStart
+	case fieldNatPortRangeEnd:
+		i = rawNatPortEnd
+	default:
+		return nil
 	}
+	if typ != protowire.VarintType {
+		return fmt.Errorf("field %d: wire type %d, want varint", num, typ)
+	}
+	f.raw[i] = val
 	return nil
+}
+
+// decode sets in p the fields attribute uses: the flow's time, and the
+// NAT fields and ports when they can matter.
+func (f *subscriberFields) decode(p *flowpb.FlowMessage, tbl *subscriber.Table) {
+	p.TimeFlowStartNs = uvarint(f.raw[rawTimeFlowStart])
+	if p.TimeFlowStartNs == 0 {
+		p.TimeReceivedNs = uvarint(f.raw[rawTimeReceived])
+	}
+	if p.NatEvent = uint32(uvarint(f.raw[rawNatEvent])); p.NatEvent != 0 {
+		p.NatPortRangeStart = uint32(uvarint(f.raw[rawNatPortStart]))
+		p.NatPortRangeEnd = uint32(uvarint(f.raw[rawNatPortEnd]))
+	}
+	if tbl.HasNAT() {
+		p.Proto = uint32(uvarint(f.raw[rawProto]))
+		p.SrcPort = uint32(uvarint(f.raw[rawSrcPort]))
+		p.DstPort = uint32(uvarint(f.raw[rawDstPort]))
+	}
+}
+
+// uvarint decodes a varint the splicer has checked to be whole; nil is 0.
+func uvarint(b []byte) uint64 {
+	var v uint64
+	for i, c := range b {
+		v |= uint64(c&0x7f) << (7 * uint(i))
+		if c < 0x80 || i == binaryMaxVarintLen-1 {
+			break
+		}
+	}
+	return v
+}
+
+// clearSubscriberFields clears the fields of p that decode and attribute
+// set.
+func clearSubscriberFields(p *flowpb.FlowMessage) {
+	p.Proto, p.SrcPort, p.DstPort, p.TimeReceivedNs, p.TimeFlowStartNs = 0, 0, 0, 0, 0
+	p.PostNatSrcAddr, p.NatEvent, p.NatPortRangeStart, p.NatPortRangeEnd = nil, 0, 0, 0
+	p.SrcUser, p.DstUser, p.SrcSessionId, p.DstSessionId, p.SrcCallingStationId, p.DstCallingStationId = "", "", "", "", "", ""
 }
 
 // appendSubscriberFields encodes the user fields of p.

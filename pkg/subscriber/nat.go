@@ -264,6 +264,10 @@ func (t *Table) advanceAtomic(at int64) {
 	}
 }
 
+// HasNAT says whether any NAT port block was ever applied: until then a
+// flow's ports and protocol play no part in attribution.
+func (t *Table) HasNAT() bool { return t.nat.any.Load() }
+
 // natProtocol says whether a flow's ports are NAPT-translated ports: TCP,
 // UDP, DCCP and SCTP. ICMP identifiers are not exported as ports by flows.
 func natProtocol(proto uint8) bool { return proto == 6 || proto == 17 || proto == 33 || proto == 132 }
@@ -274,13 +278,24 @@ func natProtocol(proto uint8) bool { return proto == 6 || proto == 17 || proto =
 // port at that time, the session that held the block's private address
 // then. It takes no lock and does not allocate.
 func (t *Table) Attribute(a netip.Addr, port uint16, proto uint8, at int64) (*Session, Via) {
-	if s := t.Lookup(a, at); s != nil {
+	a = a.Unmap()
+	var k uint32
+	if a.Is4() {
+		// Most addresses of a flow's far side are in no subscriber pool:
+		// the /16 bitmap answers them without a call.
+		k = u32FromAddr(a)
+		if t.v4.mayHold(k) {
+			if s := t.lookupV4(k, at); s != nil {
+				return s, ViaSession
+			}
+		}
+	} else if s := t.lookupV6(a, at); s != nil {
 		return s, ViaSession
 	}
-	if !t.nat.any.Load() || !natProtocol(proto) || !a.Unmap().Is4() {
+	if !a.Is4() || !t.nat.any.Load() || !natProtocol(proto) || !t.nat.idx.mayHold(k) {
 		return nil, ViaNone
 	}
-	priv, ok := t.nat.lookup(u32FromAddr(a.Unmap()), port, at)
+	priv, ok := t.nat.lookup(k, port, at)
 	if !ok {
 		return nil, ViaNone
 	}
