@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -252,6 +253,31 @@ func BenchmarkMemory(b *testing.B) {
 			runtime.ReadMemStats(&after)
 			runtime.KeepAlive(tbl)
 			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/session")
+		}
+	})
+}
+
+// BenchmarkState saves and loads the state of 1 M IPv4 sessions, as a
+// restart does.
+func BenchmarkState(b *testing.B) {
+	tbl := New(Config{})
+	fillV4(b, tbl, 1_000_000, day.UnixNano())
+	path := b.TempDir() + "/state"
+	b.Run("save", func(b *testing.B) {
+		for b.Loop() {
+			if err := tbl.SaveState(path, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if st, err := os.Stat(path); err == nil {
+			b.ReportMetric(float64(st.Size())/1e6, "MB")
+		}
+	})
+	b.Run("load", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := New(Config{}).LoadState(path); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 }
