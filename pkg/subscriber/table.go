@@ -175,7 +175,7 @@ func (t *Table) nasOf(r *Record) uint32 {
 // start applies a Start.
 func (t *Table) start(nas uint32, r *Record, at int64) {
 	s := t.ids.get(nas, r.SessionID)
-	if s != nil && at < s.start.Load() && (s.flags.Load()&flagStartKnown != 0 || r.User != s.User()) {
+	if s != nil && at < s.start.Load() && (s.flags.Load()&flagStartKnown != 0 || !sameUser(r, s)) {
 		// The Start of an older session with the same id, late (the id's
 		// session has a Start of its own, or another user): a duplicate
 		// if that session is known on its address, else it goes into the
@@ -219,7 +219,7 @@ func (t *Table) update(nas uint32, r *Record, at int64, stop bool) {
 			// Before the session began: an earlier record of it (only
 			// when its start is a guess and the user agrees), else a
 			// late record of an older session with the same id.
-			if r.HasSessionTime && began < s.start.Load() && s.flags.Load()&flagStartKnown == 0 && r.User == s.User() {
+			if r.HasSessionTime && began < s.start.Load() && s.flags.Load()&flagStartKnown == 0 && sameUser(r, s) {
 				t.moveStart(s, began)
 			}
 			return
@@ -249,6 +249,10 @@ func (t *Table) update(nas uint32, r *Record, at int64, stop bool) {
 		s.flags.Or(flagStopped)
 	}
 }
+
+// sameUser says whether r may be about s's user: a record without
+// User-Name may.
+func sameUser(r *Record, s *Session) bool { return r.User == "" || r.User == s.User() }
 
 // open creates a session from r over [start, end) and links it on its
 // addresses; byID also makes it the session of its id.
