@@ -268,6 +268,12 @@ func (e *Enricher) Enrich(m *flowpb.FlowMessage, st *Stats) {
 // returns the CIDR context found for each side.
 func (e *Enricher) enrichWith(s *state, m *flowpb.FlowMessage, st *Stats) (sn, dn *netEntry) {
 	st.Records++
+	if e.cfg.Sessions != nil {
+		// The lookups below hide the wait for the sessions (see
+		// subscriber.Table.PrefetchSlot).
+		e.cfg.Sessions.PrefetchSession(m.SrcAddr)
+		e.cfg.Sessions.PrefetchSession(m.DstAddr)
+	}
 	src, srcOK := addrFrom(m.SrcAddr)
 	dst, dstOK := addrFrom(m.DstAddr)
 	if s.nets != nil {

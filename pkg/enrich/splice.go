@@ -134,6 +134,9 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 			} else {
 				p.DstAddr = b
 			}
+			if sp.subs {
+				e.cfg.Sessions.PrefetchSlot(b) // in cache by the end of the scan
+			}
 		case sp.owns(num):
 			out = append(out, frame[run:i]...)
 			run = end

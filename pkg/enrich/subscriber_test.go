@@ -272,18 +272,20 @@ func benchSessions(tb testing.TB, n int) *subscriber.Table {
 }
 
 // benchmarkSessions runs the stage with the test databases and the CIDR
-// context on flows whose inside side is one of 1 M subscriber addresses,
-// drawn uniformly (every session lookup a cache miss: the worst case) or
-// with a Zipf law (a few heavy users, a long tail, as real traffic), the
-// other side a public address: "off" without sessions, "1M" with 1 M open
-// sessions. The difference is what attribution costs.
+// context on flows whose inside side is a subscriber address and whose
+// other side is a public one: "off" without sessions, "1M" with 1 M open
+// sessions; the difference is what attribution costs. The subscribers
+// are drawn uniformly from all 1 M ("uniform": every session lookup a
+// cache miss, the worst case), with a Zipf law over all 1 M ("zipf": a
+// few heavy users, a long tail), or uniformly from 50 k of them spread
+// over the table ("active50k": the subscribers active in a given second).
 func benchmarkSessions(b *testing.B, run func(*testing.B, Config, []netip.Addr, func() netip.Addr)) {
 	const n = 1_000_000
 	tbl := benchSessions(b, n)
 	dir := b.TempDir()
 	asn, country := enrichtest.StandardASN(b, dir), enrichtest.StandardCountry(b, dir)
 	pool := benchAddrs(50_000)
-	for _, spread := range []string{"uniform", "zipf"} {
+	for _, spread := range []string{"uniform", "zipf", "active50k"} {
 		for _, with := range []bool{false, true} {
 			name := spread + "/off"
 			cfg := Config{ASNPath: asn, CountryPath: country}
@@ -294,8 +296,11 @@ func benchmarkSessions(b *testing.B, run func(*testing.B, Config, []netip.Addr, 
 				rng := rand.New(rand.NewPCG(7, 8))
 				zipf := rand.NewZipf(rand.New(rand.NewPCG(9, 10)), 1.1, 1, n-1)
 				inside := func() netip.Addr { return benchSubscriberAddr(rng.IntN(n)) }
-				if spread == "zipf" {
+				switch spread {
+				case "zipf":
 					inside = func() netip.Addr { return benchSubscriberAddr(int(zipf.Uint64())) }
+				case "active50k":
+					inside = func() netip.Addr { return benchSubscriberAddr(rng.IntN(50_000) * (n / 50_000)) }
 				}
 				run(b, cfg, pool, inside)
 			})
