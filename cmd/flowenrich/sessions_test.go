@@ -24,6 +24,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/framing"
 	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 	"github.com/flowpipe/flowpipe/pkg/testutil/radiustest"
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 // probeFlows are two flows per probe of the accounting scenario: the
@@ -298,11 +299,8 @@ func scrape(t *testing.T, addr netip.AddrPort) string {
 // lintMetrics runs promtool on the exposition, when it is installed.
 func lintMetrics(t *testing.T, body string) {
 	t.Helper()
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool missing")
-		}
+	promtool, ok := tools.Optional(t, "promtool")
+	if !ok {
 		t.Log("promtool missing: lint skipped")
 		return
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowpipe/flowpipe/pkg/subscriber"
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 func TestParse(t *testing.T) {
@@ -184,13 +185,7 @@ func TestSourceEmptyAndMissingTopics(t *testing.T) {
 // TestKcatProducer feeds the topic with Debian's kcat (librdkafka), one
 // message per line of a JSON lines file, as a shipper would.
 func TestKcatProducer(t *testing.T) {
-	kcat, err := exec.LookPath("kcat")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("kcat is required in CI")
-		}
-		t.Skip("kcat not installed")
-	}
+	kcat := tools.Require(t, "kcat")
 	c := newCluster(t)
 	lines := start("k1", "kim", "100.64.5.1", "Jan  1 2026 08:00:00 UTC") + "\n" +
 		`{"Acct-Status-Type":"Stop","NAS-IP-Address":"192.0.2.1","Acct-Session-Id":"k1","Event-Timestamp":"Jan  1 2026 09:00:00 UTC"}` + "\n"

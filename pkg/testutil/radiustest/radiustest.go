@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 // Timeout bounds every tool run.
@@ -32,15 +34,7 @@ const ClientSecret = "testing123"
 // is set) if it is not installed.
 func Require(t testing.TB, tool string) string {
 	t.Helper()
-	path, err := exec.LookPath(tool)
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("radiustest: %s is required in CI: %v", tool, err)
-	}
-	t.Skipf("radiustest: %s not installed", tool)
-	return ""
+	return tools.Require(t, tool)
 }
 
 // Radclient sends packets (radclient's input: "Attr = value" lines, a
