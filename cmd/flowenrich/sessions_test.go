@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/command"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/subscriber"
 	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 	"github.com/flowpipe/flowpipe/pkg/testutil/radiustest"
 	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
@@ -338,5 +340,51 @@ func TestSessionsUsage(t *testing.T) {
 	code, _, stderr = runApp(t, []string{"flowenrich", "--radius-listen", "127.0.0.1:0", "--radius-secret-file", "/nonexistent"}, nil)
 	if code != 1 || !strings.Contains(stderr, "secret") {
 		t.Errorf("missing secret file: exit %d: %s", code, stderr)
+	}
+}
+
+// TestSessionsSIGTERMSavesState runs the built binary with a detail file
+// and a state file on an input that stays open: an attributed record comes
+// out while the input is idle, and SIGTERM ends it with exit 0 and the
+// state saved, with the session and the detail file's position in it.
+func TestSessionsSIGTERMSavesState(t *testing.T) {
+	bin := tools.Build(t, ".")
+	dir := t.TempDir()
+	detail := filepath.Join(dir, "detail")
+	if err := os.WriteFile(detail, []byte("Thu Jan  1 08:00:00 2026\n\tAcct-Status-Type = Start\n\tNAS-IP-Address = 192.0.2.1\n"+
+		"\tAcct-Session-Id = \"s1\"\n\tUser-Name = \"alice\"\n\tFramed-IP-Address = 100.64.0.1\n\tTimestamp = 1767254400\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "sessions.state")
+	p := tools.Start(t, bin, "--radius-detail", detail, "--sessions-state", state, "--format", "json")
+	if _, err := p.Stdin.Write([]byte(`{"src_addr":"100.64.0.1","dst_addr":"192.0.2.10","time_flow_start_ns":1767254460000000000}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(p.Stdout)
+		if sc.Scan() {
+			line <- sc.Text()
+		}
+		close(line)
+	}()
+	select {
+	case <-line: // the JSON writer's names for the subscriber fields are another stage's work
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no record while the input was idle; stderr: %s", p.Log.String())
+	}
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v; stderr: %s", err, p.Log.String())
+	}
+	tbl := subscriber.New(subscriber.Config{})
+	pos, err := tbl.LoadState(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := tbl.Lookup(netip.MustParseAddr("100.64.0.1"), 1767254460e9); s == nil || s.User() != "alice" || len(pos["detail"]) == 0 {
+		t.Fatalf("state after SIGTERM: session %v, positions %q", s, pos)
 	}
 }
