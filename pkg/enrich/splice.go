@@ -18,9 +18,10 @@ import (
 //
 // The output differs from a decode/encode round trip only in field order
 // (the enrichment fields come last), which protobuf readers ignore. The
-// fields it stops at are declared below (spliceRead, spliceOwned); a field
-// added to flow.proto is carried without a change here.
+// fields it stops at are declared below (spliceRead, spliceOwned, ...); a
+// field added to flow.proto is carried without a change here.
 type splicer struct {
+	sub   subscriberFields
 	part  flowpb.FlowMessage
 	found []wire.Field // the fields the scan stopped at
 	out   []byte
@@ -40,20 +41,43 @@ var (
 	// CIDR context, always rewritten.
 	spliceOwnedNets = []protowire.Number{fieldSrcNetName, fieldDstNetName, fieldSrcNetLabels,
 		fieldDstNetLabels, fieldSrcNetPrefix, fieldDstNetPrefix, flowpb.FieldFlowDirection}
+	// spliceReadSubs are read too when subscribers are attributed: the
+	// flow's time, ports and NAT port block (see subscriberFields).
+	spliceReadSubs = []protowire.Number{flowpb.FieldProto, flowpb.FieldSrcPort, flowpb.FieldDstPort,
+		flowpb.FieldTimeReceivedNs, flowpb.FieldTimeFlowStartNs, flowpb.FieldPostNatSrcAddr,
+		flowpb.FieldNatEvent, flowpb.FieldNatPortRangeStart, flowpb.FieldNatPortRangeEnd}
+	// spliceOwnedSubs are owned then: the subscriber fields.
+	spliceOwnedSubs = []protowire.Number{flowpb.FieldSrcUser, flowpb.FieldDstUser, flowpb.FieldSrcSessionId,
+		flowpb.FieldDstSessionId, flowpb.FieldSrcCallingStationId, flowpb.FieldDstCallingStationId}
 )
 
-// spliceSets are the declarations above as sets, with and without the
-// CIDR context.
+// spliceSets are the declarations above as sets, by what is loaded: a
+// networks file (nets), a session table (subs).
 type spliceSets struct{ stop, owned *wire.FieldSet }
 
-var spliceGeo, spliceGeoNets = newSpliceSets(false), newSpliceSets(true)
+var spliceSetsBy = [2][2]spliceSets{
+	{newSpliceSets(false, false), newSpliceSets(false, true)},
+	{newSpliceSets(true, false), newSpliceSets(true, true)},
+}
 
-func newSpliceSets(nets bool) spliceSets {
+func newSpliceSets(nets, subs bool) spliceSets {
 	owned := wire.NewFieldSet(spliceOwned...)
+	read := wire.NewFieldSet(spliceRead...)
 	if nets {
 		owned = owned.Union(wire.NewFieldSet(spliceOwnedNets...))
 	}
-	return spliceSets{stop: owned.Union(wire.NewFieldSet(spliceRead...)), owned: owned}
+	if subs {
+		owned = owned.Union(wire.NewFieldSet(spliceOwnedSubs...))
+		read = read.Union(wire.NewFieldSet(spliceReadSubs...))
+	}
+	return spliceSets{stop: owned.Union(read), owned: owned}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // The CIDR-context fields, as networks.go pre-encodes them.
@@ -71,10 +95,8 @@ const (
 // result has been written.
 func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) {
 	snap := e.cur.Load()
-	sets := spliceGeo
-	if snap.nets != nil {
-		sets = spliceGeoNets
-	}
+	subs := e.cfg.Sessions != nil
+	sets := spliceSetsBy[b2i(snap.nets != nil)][b2i(subs)]
 	p := &sp.part
 	// Only the fields read below and set by enrichWith are ever set in p:
 	// clearing those beats zeroing the whole (large) message per record.
@@ -82,6 +104,10 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 	p.SrcCountry, p.DstCountry, p.SrcAsName, p.DstAsName = "", "", "", ""
 	p.SrcNetName, p.DstNetName, p.SrcNetPrefix, p.DstNetPrefix = "", "", "", ""
 	p.SrcNetLabels, p.DstNetLabels, p.FlowDirection = nil, nil, 0
+	if subs {
+		clearSubscriberFields(p)
+		sp.sub.clear()
+	}
 	out := sp.out[:0]
 	run := 0 // start of the bytes still to copy
 	found, err := wire.AppendFields(sp.found[:0], frame, sets.stop)
@@ -90,7 +116,13 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 		return nil, err
 	}
 	for _, f := range found {
-		if !sets.owned.Has(f.Num) { // read: an address
+		if !sets.owned.Has(f.Num) { // read: an address, or what attribution needs
+			if f.Num != flowpb.FieldSrcAddr && f.Num != flowpb.FieldDstAddr {
+				if err := sp.sub.read(p, f, frame); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			b, err := bytesValue(f, frame)
 			if err != nil {
 				return nil, err
@@ -99,6 +131,9 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 				p.SrcAddr = b
 			} else {
 				p.DstAddr = b
+			}
+			if subs {
+				e.cfg.Sessions.PrefetchSlot(b) // in cache by the time it is looked up
 			}
 			continue
 		}
@@ -109,6 +144,9 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 		}
 	}
 	out = append(out, frame[run:]...)
+	if subs {
+		sp.sub.decode(p, e.cfg.Sessions)
+	}
 	sn, dn := e.enrichWith(snap, p, st)
 	out = appendOwned(out, p, sn, dn)
 	sp.out = out
@@ -126,6 +164,7 @@ func appendOwned(b []byte, p *flowpb.FlowMessage, sn, dn *netEntry) []byte {
 	b = wire.AppendStringField(b, flowpb.FieldDstCountry, p.DstCountry)
 	b = wire.AppendStringField(b, flowpb.FieldSrcAsName, p.SrcAsName)
 	b = wire.AppendStringField(b, flowpb.FieldDstAsName, p.DstAsName)
+	b = appendSubscriberFields(b, p)
 	if sn != nil {
 		b = append(b, sn.encSrc...)
 	}
