@@ -82,18 +82,23 @@ func (p *jsonParser) object() error {
 	next := 0        // the field the next key most likely names
 	for more && err == nil {
 		start := s.Pos()
-		key, esc, kerr := s.Key()
-		if kerr != nil {
-			err = kerr
-			break
-		}
-		if esc {
-			key = wire.UnquoteJSON(buf[:0], key)
-		}
+		var key []byte
 		// Lines in the layout's order (AppendJSON's, goflow2's) name the
-		// field after the last one: one comparison instead of a search.
+		// field after the last one: one comparison instead of a scan of
+		// the key and a search for it.
 		i := next
-		if i >= len(jsonKeys) || string(key) != jsonKeys[i] {
+		if i < len(jsonKeys) && s.KeyIs(jsonKeys[i]) {
+			key = s.Bytes()[start+1 : start+1+len(jsonKeys[i])]
+		} else {
+			var esc bool
+			var kerr error
+			if key, esc, kerr = s.Key(); kerr != nil {
+				err = kerr
+				break
+			}
+			if esc {
+				key = wire.UnquoteJSON(buf[:0], key)
+			}
 			i = jsonKeyIndex(key)
 		}
 		if i >= 0 {

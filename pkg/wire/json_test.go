@@ -165,3 +165,26 @@ func BenchmarkJSONScannerSkip(b *testing.B) {
 		}
 	}
 }
+
+func TestJSONScannerKeyIs(t *testing.T) {
+	for _, tc := range []struct {
+		text, name string
+		ok         bool
+		rest       string
+	}{
+		{`"bytes":1`, "bytes", true, "1"},
+		{`"bytes" : 1`, "bytes", false, ""},
+		{`"bytes": 1`, "bytes", true, "1"},
+		{`"bytesx":1`, "bytes", false, ""},
+		{`"byte":1`, "bytes", false, ""},
+		{`"bytes"`, "bytes", false, ""},
+		{` "bytes":1`, "bytes", false, ""},
+		{`"by\u0074es":1`, "bytes", false, ""},
+	} {
+		var s wire.JSONScanner
+		s.Reset([]byte(tc.text))
+		if got := s.KeyIs(tc.name); got != tc.ok || got && string(s.Rest()) != tc.rest || !got && s.Pos() != 0 {
+			t.Errorf("KeyIs(%q) on %q = %v, rest %q", tc.name, tc.text, got, s.Rest())
+		}
+	}
+}
