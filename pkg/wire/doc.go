@@ -50,7 +50,8 @@
 //
 // A [JSONScanner] reads one JSON text in memory token by token, checking
 // the grammar of RFC 8259 as it goes: objects and arrays with [JSONScanner.Open],
-// [JSONScanner.Key] and [JSONScanner.More], strings with [JSONScanner.String]
+// [JSONScanner.Key] and [JSONScanner.More] (with [JSONScanner.KeyIs] and
+// [JSONScanner.Comma], their fast paths for a known layout), strings with [JSONScanner.String]
 // (raw, unescaped on demand by [UnquoteJSON]), integers with
 // [JSONScanner.Uint] and [JSONScanner.Int], true and false with
 // [JSONScanner.Bool], any value with [JSONScanner.Skip]. It builds nothing:
