@@ -60,7 +60,31 @@ func newCgroupParent() cgroupParent {
 		os.Remove(dir)
 		return cgroupParent{why: fmt.Sprintf("cgroup %s has no cpu.stat (kernel older than 4.15?)", dir)}
 	}
+	if err := probeCgroup(dir); err != nil {
+		os.Remove(dir)
+		return cgroupParent{why: fmt.Sprintf("cannot start a process in cgroup %s (%v)", dir, err)}
+	}
 	return cgroupParent{dir: dir}
+}
+
+// probeCgroup starts a shell that does nothing in a child cgroup of dir,
+// the way startMetered starts collectors.
+func probeCgroup(dir string) error {
+	probe, err := os.MkdirTemp(dir, "probe-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(probe)
+	newCmd := func(bin string, args ...string) *exec.Cmd {
+		cmd := exec.Command(bin, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+		return cmd
+	}
+	cmd, err := startInCgroup(newCmd, probe, "/bin/sh", []string{"-c", ":"})
+	if err != nil {
+		return err
+	}
+	return cmd.Wait()
 }
 
 // close removes bench's cgroup (its children must be gone).

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestCgroup2Mount(t *testing.T) {
@@ -104,5 +107,62 @@ func TestParsePss(t *testing.T) {
 	rollup := "559270863000-7ffd40924000 ---p 00000000 00:00 0  [rollup]\nRss:   1672 kB\nPss:    223 kB\nPss_Dirty:  112 kB\n"
 	if got := parsePss(rollup); got != 223<<10 {
 		t.Errorf("got %d", got)
+	}
+}
+
+// TestTreeMeter measures a small shell tree, in a cgroup where this
+// machine allows one and from /proc: the CPU of a child that has ended
+// counts, and a tree that outlives its first process is waited for, then
+// killed. (No collector: /bin/sh only.)
+func TestTreeMeter(t *testing.T) {
+	parents := map[string]cgroupParent{"proc": {why: "test"}}
+	if cg := newCgroupParent(); cg.dir != "" {
+		defer cg.close()
+		parents["cgroup"] = cg
+	} else {
+		t.Logf("no cgroup v2 here (%s): /proc only", cg.why)
+	}
+	for name, parent := range parents {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			// A child that burns CPU and is reaped before the shell ends.
+			m, err := startMetered(parent, "busy", dir+"/busy.log", "/bin/sh", "-c",
+				`(i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done); sleep 0.3`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.stop(0, 30*time.Second); err != nil { // signal 0: let it end by itself
+				t.Fatal(err)
+			}
+			cpu, err := m.cpu()
+			m.close()
+			if err != nil || cpu < 0.005 {
+				t.Errorf("cpu = %v, %v; want the busy child's CPU", cpu, err)
+			}
+			if m.peakRSS() == 0 {
+				t.Error("no peak memory seen")
+			}
+			if wantCgroup := name == "cgroup"; (m.method == "cgroup v2 cpu.stat") != wantCgroup {
+				t.Errorf("method %q", m.method)
+			}
+
+			// A grandchild that ignores the end of its parent.
+			m, err = startMetered(parent, "linger", dir+"/linger.log", "/bin/sh", "-c", `sleep 30 & echo started; wait`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.close()
+			for deadline := time.Now().Add(10 * time.Second); len(m.pids()) < 2 && time.Now().Before(deadline); {
+				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(150 * time.Millisecond) // one memory poll sees the tree
+			err = m.stop(syscall.SIGTERM, 500*time.Millisecond)
+			if err == nil || !strings.Contains(err.Error(), "did not end") {
+				t.Errorf("stop: err = %v, want a tree that did not end", err)
+			}
+			if !m.treeGone() {
+				t.Error("the tree is still there after kill")
+			}
+		})
 	}
 }
