@@ -407,6 +407,10 @@ func renderProfiles(w io.Writer, r *profilesReport) {
 	p("flowcollect (defaults, `--format bin --output FILE`) receives flowgen's datagrams over loopback UDP; a CPU profile is taken from its `/debug/pprof/profile` for the middle of the send (a second after the start, a second before the end). ")
 	p("Each sample is put in the first category its stack tells, leaf first: time in a syscall goes to what called it (recvmmsg: receive; write: write; epoll: scheduler); allocation and GC go to the runtime wherever they were called from. ")
 	p("CPU-µs/record is the collector's whole process tree over the whole send (cgroup), divided by the records in its output.\n\n")
+	for _, line := range profileFindings(r.Profiles) {
+		p("- %s\n", line)
+	}
+	p("\n")
 	p("| protocol | datagrams/s (achieved) | records | CPU-µs/record | sampled CPU in the window |")
 	for _, c := range categoryOrder {
 		p(" %s |", shortCat(c))
@@ -460,6 +464,51 @@ func renderProfiles(w io.Writer, r *profilesReport) {
 		}
 		p("\n")
 	}
+}
+
+// profileFindings sums the profiles up: the categories' shares as ranges
+// over the protocols, and each protocol's hottest function.
+func profileFindings(profiles []protoProfile) []string {
+	var ok []protoProfile
+	for _, pp := range profiles {
+		if pp.Err == "" && len(pp.Categories) > 0 {
+			ok = append(ok, pp)
+		}
+	}
+	if len(ok) == 0 {
+		return nil
+	}
+	pct := func(pp protoProfile, cats ...string) float64 {
+		var v float64
+		for _, c := range pp.Categories {
+			if slices.Contains(cats, c.Name) {
+				v += c.Pct
+			}
+		}
+		return v
+	}
+	span := func(cats ...string) string {
+		lo, hi := 100.0, 0.0
+		for _, pp := range ok {
+			v := pct(pp, cats...)
+			lo, hi = min(lo, v), max(hi, v)
+		}
+		if hi-lo < 0.5 {
+			return fmt.Sprintf("%.0f%%", hi)
+		}
+		return fmt.Sprintf("%.0f-%.0f%%", lo, hi)
+	}
+	out := []string{fmt.Sprintf("Decode and encode take %s of flowcollect's CPU (encode alone %s, decode %s); receive and write syscalls %s; "+
+		"batching, hand-off and metrics %s; GC and allocation %s; the scheduler %s.",
+		span(catDecode, catEncode), span(catEncode), span(catDecode), span(catReceive, catWrite), span(catCollect), span(catGC), span(catScheduler))}
+	var hot []string
+	for _, pp := range ok {
+		if len(pp.TopFlat) > 0 {
+			hot = append(hot, fmt.Sprintf("%s `%s` (%.0f%%)", protoTitle(pp.Protocol), pp.TopFlat[0].Name, pp.TopFlat[0].Pct))
+		}
+	}
+	out = append(out, "Hottest function by self time: "+strings.Join(hot, ", ")+".")
+	return out
 }
 
 // shortCat is a category's column title.
