@@ -21,6 +21,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/decode/template"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/rotate"
 	"github.com/flowpipe/flowpipe/pkg/telemetry"
 )
 
@@ -35,12 +36,15 @@ and ?rcvbuf=BYTES for the socket receive buffer. Hosts may be IPv4 or IPv6
 ([::]). One exporter's packets are always decoded in order by one worker.
 Templates are kept per exporter address (not port) and domain; with
 --templates-file they survive a restart. --output FILE appends and reopens
-the file on SIGHUP (logrotate). Datagrams from outside --allow, or that find
+the file on SIGHUP (logrotate); a time pattern in the name
+(flows-%Y%m%d-%H.json, UTC) starts a new file every period by itself,
+between records, and --output-keep N keeps the N newest closed ones. Datagrams from outside --allow, or that find
 a full worker queue, are dropped and counted in flowcollect_packets_dropped_total.
 
 Examples:
   flowcollect | flowenrich ... | flowpublish ...
   flowcollect --listen 'netflow://[::]:2055?count=4' --format json --output /var/log/flows.jsonl
+  flowcollect --format json --output '/var/log/flowpipe/flows-%Y%m%d-%H.json' --output-keep 48
   flowcollect --allow 10.0.0.0/8 --templates-file /var/lib/flowcollect/templates.json
   flowcollect -r capture.pcap --format json | head
   FLOWCOLLECT_LISTEN=netflow://:9995,sflow://:6343 flowcollect`
@@ -57,7 +61,8 @@ func newApp() command.App {
 				Usage: "listener URI, repeatable (netflow://:2055, ipfix://:4739, sflow://:6343, ?count=N&rcvbuf=BYTES)"},
 			&cli.StringSliceFlag{Name: "read", Aliases: []string{"r"}, Usage: "read pcap/pcapng `FILE` instead of listening, repeatable (also as arguments)"},
 			&cli.StringFlag{Name: "format", Value: "bin", Usage: "output format: bin (length-delimited protobuf) or json (lines)"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "output `PATH` (appended, reopened on SIGHUP); - is stdout"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "output `PATH` (appended, reopened on SIGHUP), or a time pattern rotating by itself (flows-%Y%m%d-%H.json: %Y %y %m %d %j %H %M %S %s, UTC); - is stdout"},
+			&cli.IntFlag{Name: "output-keep", Usage: "with a time pattern, keep this many closed files and remove older ones (0: keep all)"},
 			&cli.DurationFlag{Name: "flush-interval", Value: 100 * time.Millisecond, Usage: "longest time a decoded record waits before it is written"},
 			&cli.StringSliceFlag{Name: "allow", Usage: "accept exporters in this `CIDR` only, repeatable (default: all)"},
 			&cli.IntFlag{Name: "workers", Value: 0, Usage: "0 decodes on each socket's reader (least CPU; parallel over ?count= sockets; in order per exporter source port); N spreads decoding over N goroutines, one exporter always on the same one"},
@@ -151,7 +156,22 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	var out io.Writer = s.Out
 	var file *collect.FileOutput
 	if path := c.String("output"); path != "-" && path != "" {
-		if file, err = collect.OpenFileOutput(path); err != nil {
+		if c.Int("output-keep") < 0 {
+			return command.Usagef("--output-keep: must not be negative")
+		}
+		if err := rotate.CheckPath(path); err != nil {
+			return command.Usagef("--output: %v", err)
+		}
+		file, err = collect.OpenFileOutput(collect.OutputConfig{
+			Path: path, Keep: c.Int("output-keep"), Frames: format == framing.FormatBin,
+			OnRotate: func(closed, opened string, removed []string, err error) {
+				log.Info("output rotated", "closed", closed, "opened", opened, "removed", removed)
+				if err != nil {
+					log.Error("output rotation", "err", err)
+				}
+			},
+		})
+		if err != nil {
 			return err
 		}
 		defer file.Close()

@@ -16,6 +16,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/command"
 	"github.com/flowpipe/flowpipe/pkg/enrich"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/rotate"
 	"github.com/flowpipe/flowpipe/pkg/telemetry"
 )
 
@@ -27,10 +28,16 @@ to stdout with, for the source and destination of each record:
   - the named network, its labels and matched prefix from a networks file
     (YAML), and the flow direction (ingress, egress, internal, external).
 Every other field, unknown ones included, is written back byte for byte.
-An AS the exporter set is kept unless --asn-override is given. Private and
+Countries come from country.iso_code only: a GeoLite2 record without one
+(anycast, satellite) gives no country, unless --country-fallback registered
+takes its registered_country. An AS the exporter set is kept unless
+--asn-override is given. Private and
 reserved addresses get no AS and no country, unless a network gives one.
 Files are reloaded on SIGHUP and when they change; a failed reload keeps
-the loaded data. Free databases: scripts/dev/fetch-geo-db.sh.
+the loaded data. --output writes to a file instead of stdout: appended and
+reopened on SIGHUP, or with a time pattern (flows-%Y%m%d-%H.json, UTC) a
+new file every period, started between records, --output-keep N closed
+ones kept. Free databases: scripts/dev/fetch-geo-db.sh.
 
 Networks file:
   networks:
@@ -57,9 +64,12 @@ func newApp() command.App {
 			&cli.PathFlag{Name: "country-db", Usage: "country database (mmdb: GeoLite2-Country/City, DB-IP, ip-location-db)"},
 			&cli.PathFlag{Name: "networks", Usage: "CIDR context file (YAML): named networks with labels"},
 			&cli.BoolFlag{Name: "asn-override", Usage: "let the database's AS replace an AS the exporter set"},
+			&cli.StringFlag{Name: "country-fallback", Value: "none", Usage: "none: country.iso_code only; registered: GeoLite2's registered_country when the record has no country"},
 			&cli.StringFlag{Name: "lookup-mode", Value: "table", Usage: "table (networks loaded in memory, faster) or mmdb (walk the file, less memory)"},
 			&cli.StringFlag{Name: "input-format", Value: "auto", Usage: "auto, bin or json"},
 			&cli.StringFlag{Name: "format", Value: "bin", Usage: "output: bin or json"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "output `PATH` (appended, reopened on SIGHUP), or a time pattern rotating by itself (flows-%Y%m%d-%H.json, UTC); - is stdout"},
+			&cli.IntFlag{Name: "output-keep", Usage: "with a time pattern, keep this many closed files and remove older ones (0: keep all)"},
 			&cli.DurationFlag{Name: "reload-interval", Value: 5 * time.Second, Usage: "check the files for changes this often (0: only on SIGHUP)"},
 			command.MetricsFlag(""),
 		},
@@ -84,6 +94,10 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	if err != nil || outFormat == framing.FormatAuto {
 		return command.Usagef("--format: want bin or json, got %q", c.String("format"))
 	}
+	fallback, err := enrich.ParseCountryFallback(c.String("country-fallback"))
+	if err != nil {
+		return command.Usagef("--country-fallback: %v", err)
+	}
 	if c.Duration("reload-interval") < 0 {
 		return command.Usagef("--reload-interval: must not be negative")
 	}
@@ -93,6 +107,8 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 		NetworksPath: c.Path("networks"),
 		Mode:         mode,
 		ASNOverride:  c.Bool("asn-override"),
+
+		CountryFallback: fallback,
 	}
 	if cfg.ASNPath == "" && cfg.CountryPath == "" && cfg.NetworksPath == "" {
 		return command.Usagef("nothing to do: give --asn-db, --country-db or --networks")
@@ -145,8 +161,13 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 			}
 		}()
 	}
+	out, closeOut, err := openOutput(ctx, c, outFormat, s.Out, log)
+	if err != nil {
+		return err
+	}
+	defer closeOut()
 	stream := enrich.NewStream(e, enrich.StreamConfig{
-		In: in, Out: s.Out,
+		In: in, Out: out,
 		InputFormat: inFormat, OutputFormat: outFormat,
 		Report: m.add,
 	})
@@ -155,6 +176,59 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	}
 	log.Debug("input ended", "bytes", stream.Offset(), "format", stream.InputFormat().String())
 	return nil
+}
+
+// openOutput opens --output, or returns stdout, and reopens the file on
+// SIGHUP until ctx ends.
+func openOutput(ctx context.Context, c *cli.Context, format framing.Format, stdout io.Writer, log *slog.Logger) (io.Writer, func(), error) {
+	path := c.String("output")
+	if path == "" || path == "-" {
+		return stdout, func() {}, nil
+	}
+	if err := rotate.CheckPath(path); err != nil {
+		return nil, nil, command.Usagef("--output: %v", err)
+	}
+	if c.Int("output-keep") < 0 {
+		return nil, nil, command.Usagef("--output-keep: must not be negative")
+	}
+	b := rotate.Lines
+	if format == framing.FormatBin {
+		b = rotate.Frames
+	}
+	w, err := rotate.New(rotate.Config{Path: path, Keep: c.Int("output-keep"), Boundary: b,
+		OnRotate: func(closed, opened string, removed []string, err error) {
+			log.Info("output rotated", "closed", closed, "opened", opened, "removed", removed)
+			if err != nil {
+				log.Error("output rotation", "err", err)
+			}
+		}})
+	if err != nil {
+		return nil, nil, err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := w.Reopen(); err != nil {
+					log.Error("output not reopened; still writing to the old file", "err", err)
+				}
+			}
+		}
+	}()
+	return w, func() {
+		signal.Stop(hup)
+		close(stop)
+		if err := w.Close(); err != nil {
+			log.Error("output close", "err", err)
+		}
+	}, nil
 }
 
 func logLoaded(log *slog.Logger, e *enrich.Enricher, took time.Duration) {

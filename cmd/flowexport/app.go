@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -29,18 +32,29 @@ peer_ip_src, sampling_rate), detected per record; anything else is counted in
 flowexport_records_invalid_total and skipped. hostname is pmacct's label,
 else the exporter's address (sampler_address, peer_ip_src). Bytes and packets
 are multiplied by the sampling rate (0 counts as 1). AS names come from the
-records (flowenrich), else from --asn-db, else are empty.
+records (flowenrich), else from --asn-db, else are empty. Without --asn-db
+the first of scripts/.geo/asn.mmdb (what scripts/dev/fetch-geo-db.sh builds,
+relative to the working directory), /var/lib/flowpipe/asn.mmdb and
+/usr/share/flowpipe/asn.mmdb is used; --asn-db none turns names off.
 
 At most --max-pairs series are kept: flows of new pairs then go to one series
-per family whose labels are all "other" (flowexport_pairs_folded_total), and
+per family whose labels (AS numbers, AS names, hostname) are all "other"
+(flowexport_pairs_folded_total), and
 series idle for --pair-ttl are dropped (flowexport_pairs_expired_total).
 Offsets are committed after the records are counted; counters start at zero in
 each process (Prometheus handles the reset), and several instances in one
-group each export their partitions' share: sum them in PromQL.
+group each export their partitions' share: sum them in PromQL. --partitions 0,2
+reads only those partitions, without joining the group (flow-exporter's
+meaning), resuming at the offsets committed under --group.
+
+flow-exporter's flags work as they are, with one or two dashes: --brokers
+(--broker), --topic, --asn, --partitions, --addr (= --metrics-listen), and
+--defaultAS of its older versions.
 
 Examples:
    flowexport --brokers kafka1:9092,kafka2:9092 --topic flows --asn 64500
-   flowexport --broker kafka:9092 --topic pmacct.acct --asn 15169      (flow-exporter's command line)
+   flowexport --brokers=kafka:9092 --topic=pmacct.acct --asn=15169 --addr=:9590  (flow-exporter's command line)
+   flowexport --brokers kafka:9092 --topic flows --asn 64500 --partitions 0,1
    flowexport --topic flows --all-pairs --asn-db GeoLite2-ASN.mmdb --max-pairs 50000
    FLOWEXPORT_ASN=64500 flowexport --start-offset earliest --metrics-listen 127.0.0.1:9590`
 
@@ -56,18 +70,18 @@ func newApp() command.App {
 			&cli.StringFlag{Name: "start-offset", Value: string(export.StartLatest),
 				Usage: "where a partition without a committed offset starts: latest, earliest, or committed (wait for a commit)"},
 			&cli.StringFlag{Name: "partitions", Value: "all",
-				Usage: "flow-exporter compatibility: only \"all\"; the consumer group assigns partitions"},
+				Usage: "all (the consumer group shares them out), or comma-separated partition numbers read directly, without joining the group"},
 			&cli.Uint64Flag{Name: "asn", Usage: "monitored AS: flows from it are transmitted, flows to it received"},
 			&cli.BoolFlag{Name: "all-pairs", Usage: "also count every flow in flow_{bytes,packets,flows}_total"},
 			&cli.Uint64Flag{Name: "default-as", Aliases: []string{"defaultAS"},
 				Usage: "AS number replacing 0 in records (pmacct writes 0 for the local AS)"},
 			&cli.BoolFlag{Name: "no-sampling-multiply", Usage: "count bytes and packets as exported, not multiplied by the sampling rate"},
-			&cli.PathFlag{Name: "asn-db", Usage: "GeoLite2-ASN-shaped mmdb naming AS numbers the records leave unnamed"},
+			&cli.PathFlag{Name: "asn-db", Usage: "GeoLite2-ASN-shaped mmdb naming AS numbers the records leave unnamed (default: the first found of scripts/.geo/asn.mmdb, /var/lib/flowpipe/asn.mmdb, /usr/share/flowpipe/asn.mmdb; none: no names)"},
 			&cli.IntFlag{Name: "max-pairs", Value: export.DefaultConfig().MaxPairs,
 				Usage: "series kept; beyond it new pairs fold into the \"other\" series"},
 			&cli.DurationFlag{Name: "pair-ttl", Value: export.DefaultConfig().PairTTL,
 				Usage: "drop a series after this long without traffic"},
-			command.MetricsFlag(":9590"),
+			metricsFlag(),
 		}, kafkaFlags()...),
 		Action: run,
 	}
@@ -85,6 +99,15 @@ func kafkaFlags() []cli.Flag {
 	return flags
 }
 
+// metricsFlag is --metrics-listen, also under flow-exporter's --addr.
+func metricsFlag() cli.Flag {
+	f := command.MetricsFlag(":9590")
+	if sf, ok := f.(*cli.StringFlag); ok {
+		sf.Aliases = append(sf.Aliases, "addr")
+	}
+	return f
+}
+
 func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	log, err := command.NewLogger(c, s.Err)
 	if err != nil {
@@ -94,13 +117,8 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	if err != nil {
 		return err
 	}
-	if path := c.Path("asn-db"); path != "" {
-		names, err := export.LoadASNames(path)
-		if err != nil {
-			return err
-		}
-		cfg.ASNames = names
-		log.Info("loaded AS names", "count", len(names))
+	if cfg.ASNames, err = loadASNames(c.Path("asn-db"), log); err != nil {
+		return err
 	}
 	table, err := export.NewTable(cfg)
 	if err != nil {
@@ -142,10 +160,38 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 		return err
 	}
 	defer stopMetrics()
-	log.Info("consuming", "topic", ccfg.Topic, "group", ccfg.Group, "start_offset", string(ccfg.Start))
+	if ccfg.Partitions != nil {
+		log.Info("consuming", "topic", ccfg.Topic, "partitions", ccfg.Partitions, "offsets_group", ccfg.Group, "start_offset", string(ccfg.Start))
+	} else {
+		log.Info("consuming", "topic", ccfg.Topic, "group", ccfg.Group, "start_offset", string(ccfg.Start))
+	}
 	err = cons.Run(ctx)
 	log.LogAttrs(context.Background(), slog.LevelInfo, "stopped", slog.Int("pairs", table.Len()))
 	return err
+}
+
+// loadASNames reads the named database, or the first one found on the
+// search path when none is named, and says which.
+func loadASNames(path string, log *slog.Logger) (map[uint32]string, error) {
+	switch path {
+	case "none":
+		log.Info("AS names only from the records (--asn-db none)")
+		return nil, nil
+	case "":
+		searched := export.DefaultASNamesPaths()
+		found, ok := export.FindASNames(searched)
+		if !ok {
+			log.Info("no AS name database found; AS names only from the records", "searched", searched)
+			return nil, nil
+		}
+		path = found
+	}
+	names, err := export.LoadASNames(path)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("loaded AS names", "path", path, "count", len(names))
+	return names, nil
 }
 
 func configFromFlags(c *cli.Context) (export.Config, export.ConsumerConfig, error) {
@@ -165,20 +211,46 @@ func configFromFlags(c *cli.Context) (export.Config, export.ConsumerConfig, erro
 	if err := cfg.Validate(); err != nil {
 		return cfg, export.ConsumerConfig{}, command.Usagef("%v", err)
 	}
-	if p := c.String("partitions"); p != "all" {
-		return cfg, export.ConsumerConfig{}, command.Usagef("--partitions %q: only \"all\" is supported; run more instances in the same --group to share partitions", p)
+	partitions, err := parsePartitions(c.String("partitions"))
+	if err != nil {
+		return cfg, export.ConsumerConfig{}, command.Usagef("--partitions: %v", err)
 	}
 	start, err := export.ParseStartOffset(c.String("start-offset"))
 	if err != nil {
 		return cfg, export.ConsumerConfig{}, command.Usagef("--start-offset: %v", err)
 	}
+	if partitions != nil && start == export.StartCommitted {
+		return cfg, export.ConsumerConfig{}, command.Usagef("--start-offset committed needs the consumer group: drop --partitions")
+	}
 	if c.String("topic") == "" || c.String("group") == "" {
 		return cfg, export.ConsumerConfig{}, command.Usagef("--topic and --group must not be empty")
 	}
 	ccfg := export.ConsumerConfig{
-		Topic: c.String("topic"),
-		Group: c.String("group"),
-		Start: start,
+		Topic:      c.String("topic"),
+		Group:      c.String("group"),
+		Start:      start,
+		Partitions: partitions,
 	}
 	return cfg, ccfg, nil
+}
+
+// parsePartitions reads flow-exporter's --partitions: "all" (nil) or a
+// comma-separated list of partition numbers.
+func parsePartitions(s string) ([]int32, error) {
+	if strings.TrimSpace(s) == "all" {
+		return nil, nil
+	}
+	var out []int32
+	seen := map[int32]bool{}
+	for _, f := range strings.Split(s, ",") {
+		p, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32)
+		if err != nil || p < 0 {
+			return nil, fmt.Errorf("%q: want all or partition numbers like 0,1,2", s)
+		}
+		if !seen[int32(p)] {
+			seen[int32(p)] = true
+			out = append(out, int32(p))
+		}
+	}
+	return out, nil
 }

@@ -62,7 +62,7 @@ func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"--topic", "flows"}, // neither --asn nor --all-pairs
 		{"--asn", "64500", "--start-offset", "middle"},
-		{"--asn", "64500", "--partitions", "0,1"},
+		{"--asn", "64500", "--partitions", "0,one"},
 		{"--asn", "64500", "--max-pairs", "0"},
 		{"--asn", "64500", "--brokers", "no-port"},
 		{"--asn", "99999999999"},

@@ -1,8 +1,11 @@
 package collect
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -26,12 +29,14 @@ type DecoderConfig struct {
 }
 
 // StandardDecoders builds every worker's NetFlow/IPFIX and sFlow decoders
-// around one template cache. The cache is safe for concurrent use, so it
-// is shared: templates are saved and loaded in one place, and an exporter
-// re-hashed to another worker would still find its templates.
+// around one template cache and one sampling-rate store. Both are safe for
+// concurrent use, so they are shared: they are saved and loaded in one
+// place, and an exporter re-hashed to another worker would still find its
+// templates and rates.
 type StandardDecoders struct {
 	cfg       DecoderConfig
 	templates *netflow.Templates
+	sampling  *netflow.Sampling
 
 	mu    sync.Mutex
 	sflow []*sflow.Decoder
@@ -39,12 +44,13 @@ type StandardDecoders struct {
 
 // NewStandardDecoders returns the decoder set of flowcollect.
 func NewStandardDecoders(cfg DecoderConfig) *StandardDecoders {
-	return &StandardDecoders{cfg: cfg, templates: netflow.NewTemplates(cfg.Templates, cfg.Mapping)}
+	t := netflow.NewTemplates(cfg.Templates, cfg.Mapping)
+	return &StandardDecoders{cfg: cfg, templates: t, sampling: netflow.NewSampling(t.Config().TTL)}
 }
 
 // New is a Config.NewDecoders.
 func (s *StandardDecoders) New(_ int, obs decode.Observer) (Decoders, error) {
-	nf := netflow.NewDecoder(netflow.Config{Templates: s.templates, Mapping: s.cfg.Mapping, Observer: obs})
+	nf := netflow.NewDecoder(netflow.Config{Templates: s.templates, Sampling: s.sampling, Mapping: s.cfg.Mapping, Observer: obs})
 	scfg := s.cfg.SFlow
 	scfg.Observer = obs
 	sf := sflow.NewDecoder(scfg)
@@ -57,8 +63,16 @@ func (s *StandardDecoders) New(_ int, obs decode.Observer) (Decoders, error) {
 // Templates is the shared template cache.
 func (s *StandardDecoders) Templates() *netflow.Templates { return s.templates }
 
+// Sampling is the shared sampling-rate store.
+func (s *StandardDecoders) Sampling() *netflow.Sampling { return s.sampling }
+
+// maxStateFile bounds the templates file read at start.
+const maxStateFile = 256 << 20
+
 // LoadTemplates loads a file written by SaveTemplates; a missing file is
-// not an error (first start). It returns how many templates were loaded.
+// not an error (first start). The file holds the templates document, then
+// the sampling-rate document (a file of an older version, without it, loads
+// its templates). It returns how many templates were loaded.
 func (s *StandardDecoders) LoadTemplates(path string) (int, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -68,23 +82,49 @@ func (s *StandardDecoders) LoadTemplates(path string) (int, error) {
 		return 0, fmt.Errorf("collect: templates file: %w", err)
 	}
 	defer f.Close()
-	n, err := s.templates.Load(f, uint64(time.Now().UnixNano()))
+	data, err := io.ReadAll(io.LimitReader(f, maxStateFile))
+	if err != nil {
+		return 0, fmt.Errorf("collect: templates file: %w", err)
+	}
+	now := uint64(time.Now().UnixNano())
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var doc json.RawMessage
+	if err := dec.Decode(&doc); err != nil {
+		return 0, fmt.Errorf("collect: templates file %s: %w", path, err)
+	}
+	n, err := s.templates.Load(bytes.NewReader(doc), now)
 	if err != nil {
 		return n, fmt.Errorf("collect: templates file %s: %w", path, err)
+	}
+	switch err := dec.Decode(&doc); {
+	case errors.Is(err, io.EOF): // written before sampling rates were kept
+	case err != nil:
+		return n, fmt.Errorf("collect: templates file %s: sampling rates: %w", path, err)
+	default:
+		if _, err := s.sampling.Load(bytes.NewReader(doc), now); err != nil {
+			return n, fmt.Errorf("collect: templates file %s: %w", path, err)
+		}
 	}
 	return n, nil
 }
 
-// SaveTemplates writes the templates to path through a temporary file and
-// a rename, so that a crash never leaves half a file.
+// SaveTemplates writes the templates, then the sampling rates, to path
+// through a temporary file and a rename, so that a crash never leaves half
+// a file. The templates come first, in the format of earlier versions,
+// which read that first document and ignore what follows.
 func (s *StandardDecoders) SaveTemplates(path string) error {
-	s.templates.Expire(uint64(time.Now().UnixNano()))
+	now := uint64(time.Now().UnixNano())
+	s.templates.Expire(now)
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("collect: saving templates: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	if err := s.templates.Save(tmp); err != nil {
+		tmp.Close()
+		return fmt.Errorf("collect: saving templates: %w", err)
+	}
+	if err := s.sampling.Save(tmp, now); err != nil {
 		tmp.Close()
 		return fmt.Errorf("collect: saving templates: %w", err)
 	}
@@ -113,6 +153,8 @@ var (
 		"Held data sets decoded once their template arrived.", nil, nil)
 	descTemplateEvents = prometheus.NewDesc("flowcollect_template_events_total",
 		"Template cache events: expired, withdrawn, refused by a limit, updated.", []string{"event"}, nil)
+	descSamplingRates = prometheus.NewDesc("flowcollect_sampling_rates",
+		"Exporter observation domains with a sampling rate learned from options data (restored from --templates-file included).", nil, nil)
 	descSFlowSamples = prometheus.NewDesc("flowcollect_sflow_samples_total",
 		"sFlow samples seen, by kind; counter samples are counted, not turned into flows.", []string{"kind"}, nil)
 )
@@ -120,7 +162,7 @@ var (
 type decoderCollector struct{ s *StandardDecoders }
 
 func (c *decoderCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTemplates, descPendingSets, descPendingBytes, descPendingDropped, descPendingDecoded, descTemplateEvents, descSFlowSamples} {
+	for _, d := range []*prometheus.Desc{descTemplates, descPendingSets, descPendingBytes, descPendingDropped, descPendingDecoded, descTemplateEvents, descSamplingRates, descSFlowSamples} {
 		ch <- d
 	}
 }
@@ -132,6 +174,7 @@ func (c *decoderCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPendingBytes, prometheus.GaugeValue, float64(st.PendingBytes))
 	ch <- prometheus.MustNewConstMetric(descPendingDropped, prometheus.CounterValue, float64(st.PendingDropped))
 	ch <- prometheus.MustNewConstMetric(descPendingDecoded, prometheus.CounterValue, float64(st.PendingDecoded))
+	ch <- prometheus.MustNewConstMetric(descSamplingRates, prometheus.GaugeValue, float64(c.s.sampling.Len()))
 	for _, e := range []struct {
 		name string
 		v    uint64

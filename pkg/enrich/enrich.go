@@ -28,6 +28,9 @@ type Config struct {
 	// ASNOverride makes the database's AS win over an AS the exporter set.
 	// By default only missing (zero) AS numbers are filled.
 	ASNOverride bool
+	// CountryFallback says whether a GeoLite2 record without a country
+	// takes its registered_country (default: no).
+	CountryFallback CountryFallback
 }
 
 // Database names, as used in Stats and metric labels.
@@ -203,7 +206,7 @@ func (e *Enricher) load(old *state, force bool) (*state, []string, error) {
 	if p := e.cfg.CountryPath; p != "" {
 		if old != nil && unchanged(p, old.country.stamp) && (!table || keepGeo) {
 			s.country = old.country
-		} else if s.country, err = openGeoDB(p, KindCountry, e.cfg.Mode, &in); err != nil {
+		} else if s.country, err = openGeoDBWith(p, KindCountry, e.cfg.Mode, e.cfg.CountryFallback, &in); err != nil {
 			return nil, nil, err
 		} else {
 			reloaded = append(reloaded, p)

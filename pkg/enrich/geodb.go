@@ -56,6 +56,38 @@ func (m LookupMode) String() string {
 	return "table"
 }
 
+// CountryFallback says where a country comes from when a GeoLite2-shaped
+// record has no country of its own.
+type CountryFallback int
+
+const (
+	// FallbackNone uses country.iso_code only: where the address is, as a
+	// geolocation user expects. A record without it gives no country.
+	FallbackNone CountryFallback = iota
+	// FallbackRegistered uses registered_country.iso_code (the country the
+	// network is registered in, often that of an anycast or mobile
+	// operator's headquarters) when country is absent.
+	FallbackRegistered
+)
+
+// ParseCountryFallback parses "none" or "registered".
+func ParseCountryFallback(s string) (CountryFallback, error) {
+	switch strings.ToLower(s) {
+	case "none", "":
+		return FallbackNone, nil
+	case "registered":
+		return FallbackRegistered, nil
+	}
+	return 0, fmt.Errorf("enrich: country fallback %q: want none or registered", s)
+}
+
+func (f CountryFallback) String() string {
+	if f == FallbackRegistered {
+		return "registered"
+	}
+	return "none"
+}
+
 // Shape is the record layout of a database file.
 type Shape int
 
@@ -64,8 +96,9 @@ const (
 	// ShapeASN: autonomous_system_number, autonomous_system_organization
 	// (GeoLite2-ASN, GeoIP2-ISP, DB-IP ASN, ip-location-db ASN).
 	ShapeASN
-	// ShapeCountryISO: country.iso_code, registered_country.iso_code as a
-	// fallback (GeoLite2-Country/City, GeoIP2, DB-IP Lite).
+	// ShapeCountryISO: country.iso_code, and registered_country.iso_code
+	// as a fallback only with FallbackRegistered (GeoLite2-Country/City,
+	// GeoIP2, DB-IP Lite).
 	ShapeCountryISO
 	// ShapeCountryCode: a top-level country_code (ip-location-db).
 	ShapeCountryCode
@@ -154,8 +187,14 @@ func (d *geoDB) lookup(a netip.Addr) *geoValue {
 	return &d.values[i]
 }
 
-// openGeoDB loads path as a database of kind, detecting its shape.
+// openGeoDB loads path as a database of kind, detecting its shape, with
+// no country fallback.
 func openGeoDB(path string, kind Kind, mode LookupMode, in *interner) (*geoDB, error) {
+	return openGeoDBWith(path, kind, mode, FallbackNone, in)
+}
+
+// openGeoDBWith is openGeoDB with the country fallback.
+func openGeoDBWith(path string, kind Kind, mode LookupMode, fallback CountryFallback, in *interner) (*geoDB, error) {
 	stamp, err := statFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("enrich: %s database: %w", kind, err)
@@ -195,7 +234,7 @@ func openGeoDB(path string, kind Kind, mode LookupMode, in *interner) (*geoDB, e
 			d.byOffset[off] = noValue
 			return 0, false
 		}
-		v, ok := valueFrom(&rec, shape, in)
+		v, ok := valueFrom(&rec, shape, fallback, in)
 		if !ok {
 			d.byOffset[off] = noValue
 			return 0, false
@@ -262,7 +301,7 @@ func aliased(r *maxminddb.Reader, within netip.Prefix) bool {
 	return false
 }
 
-func valueFrom(rec *mmdbRecord, shape Shape, in *interner) (geoValue, bool) {
+func valueFrom(rec *mmdbRecord, shape Shape, fallback CountryFallback, in *interner) (geoValue, bool) {
 	switch shape {
 	case ShapeASN:
 		if rec.ASN == 0 {
@@ -271,7 +310,7 @@ func valueFrom(rec *mmdbRecord, shape Shape, in *interner) (geoValue, bool) {
 		return geoValue{asn: rec.ASN, asName: in.intern(rec.ASOrg)}, true
 	case ShapeCountryISO:
 		c := rec.Country.ISOCode
-		if c == "" {
+		if c == "" && fallback == FallbackRegistered {
 			c = rec.Registered.ISOCode
 		}
 		if c == "" {

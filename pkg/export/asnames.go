@@ -2,6 +2,7 @@ package export
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/oschwald/maxminddb-golang/v2"
@@ -35,4 +36,22 @@ func LoadASNames(path string) (map[uint32]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// DefaultASNamesPaths is where flowexport looks for AS names when no
+// database is named: the free GeoLite2-ASN-shaped file that
+// scripts/dev/fetch-geo-db.sh builds (relative to the working directory,
+// so a checkout finds it), then where packages and deployments put it.
+func DefaultASNamesPaths() []string {
+	return []string{"scripts/.geo/asn.mmdb", "/var/lib/flowpipe/asn.mmdb", "/usr/share/flowpipe/asn.mmdb"}
+}
+
+// FindASNames returns the first of paths that is a regular file.
+func FindASNames(paths []string) (string, bool) {
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p, true
+		}
+	}
+	return "", false
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -51,6 +53,12 @@ type ConsumerConfig struct {
 	Topic string
 	Group string
 	Start StartOffset
+	// Partitions, when set, are read directly instead of joining the
+	// group (flow-exporter's --partitions): no rebalancing, each listed
+	// partition resumes at the offset committed under Group, else at
+	// Start (which must then be latest or earliest), and counted offsets
+	// are committed under Group as in group mode.
+	Partitions []int32
 	// Client holds the connection options: seed brokers, TLS, SASL, client id.
 	Client []kgo.Opt
 	// MaxPollRecords bounds a batch (and so the time a rebalance waits).
@@ -114,6 +122,12 @@ type Consumer struct {
 	cl      *kgo.Client
 	counter *Counter
 	m       *Metrics
+
+	// Direct mode (cfg.Partitions): cl only administers (offsets) until
+	// Run builds the consuming client; next holds the offsets counted
+	// but not yet committed.
+	base []kgo.Opt
+	next map[int32]int64
 }
 
 // NewConsumer builds the Kafka client; it connects lazily, in Run.
@@ -137,6 +151,9 @@ func NewConsumer(cfg ConsumerConfig, counter *Counter, m *Metrics) (*Consumer, e
 		cfg.OnError = func(error) {}
 	}
 	c := &Consumer{cfg: cfg, counter: counter, m: m}
+	if len(cfg.Partitions) > 0 {
+		return c, c.newDirect()
+	}
 	start := cfg.Start.kgo()
 	opts := append(append([]kgo.Opt{}, cfg.Client...),
 		kgo.ConsumerGroup(cfg.Group),
@@ -158,6 +175,68 @@ func NewConsumer(cfg ConsumerConfig, counter *Counter, m *Metrics) (*Consumer, e
 	}
 	c.cl = cl
 	return c, nil
+}
+
+// newDirect checks the direct-mode config and builds the client used to
+// read and commit the group's offsets.
+func (c *Consumer) newDirect() error {
+	if c.cfg.Start == StartCommitted {
+		return errors.New("export: start offset committed needs the consumer group (no explicit partitions)")
+	}
+	seen := make(map[int32]bool, len(c.cfg.Partitions))
+	for _, p := range c.cfg.Partitions {
+		if p < 0 || seen[p] {
+			return fmt.Errorf("export: partition %d: negative or listed twice", p)
+		}
+		seen[p] = true
+	}
+	c.base = append([]kgo.Opt{}, c.cfg.Client...)
+	cl, err := kgo.NewClient(c.base...)
+	if err != nil {
+		return fmt.Errorf("export: kafka client: %w", err)
+	}
+	c.cl = cl
+	c.next = make(map[int32]int64)
+	return nil
+}
+
+// startDirect resolves where each listed partition starts (the group's
+// commit, else Start) and switches to a client consuming exactly those.
+func (c *Consumer) startDirect(ctx context.Context) error {
+	adm := kadm.NewClient(c.cl)
+	var committed kadm.OffsetResponses
+	for {
+		var err error
+		committed, err = adm.FetchOffsets(ctx, c.cfg.Group)
+		if err == nil || errors.Is(err, kerr.GroupIDNotFound) {
+			break // a group that never committed has no offsets
+		}
+		c.m.failed.Inc()
+		c.cfg.OnError(fmt.Errorf("export: fetch committed offsets of group %s: %w", c.cfg.Group, err))
+		select {
+		case <-ctx.Done():
+			return nil // stopped before consuming anything
+		case <-time.After(time.Second):
+		}
+	}
+	offsets := make(map[int32]kgo.Offset, len(c.cfg.Partitions))
+	for _, p := range c.cfg.Partitions {
+		offsets[p] = c.cfg.Start.kgo()
+		if o, ok := committed.Lookup(c.cfg.Topic, p); ok && o.Err == nil && o.At >= 0 {
+			offsets[p] = kgo.NewOffset().At(o.At)
+		}
+	}
+	c.cl.Close()
+	start := c.cfg.Start.kgo()
+	cl, err := kgo.NewClient(append(c.base,
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c.cfg.Topic: offsets}),
+		kgo.ConsumeResetOffset(start),
+	)...)
+	if err != nil {
+		return fmt.Errorf("export: kafka client: %w", err)
+	}
+	c.cl = cl
+	return nil
 }
 
 // revoked commits what was counted before the partitions go to another
@@ -182,7 +261,15 @@ func (c *Consumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 // leaves the group and returns nil. Records already fetched when ctx is
 // cancelled are counted and committed, not dropped.
 func (c *Consumer) Run(ctx context.Context) error {
-	defer c.cl.Close()
+	defer func() { c.cl.Close() }() // direct mode replaces c.cl
+	if c.next != nil {
+		if err := c.startDirect(ctx); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
 	for {
 		fetches := c.cl.PollRecords(ctx, c.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() {
@@ -203,12 +290,40 @@ func (c *Consumer) Run(ctx context.Context) error {
 func (c *Consumer) commit(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
+	if c.next != nil {
+		return c.commitDirect(cctx)
+	}
 	if err := c.cl.CommitUncommittedOffsets(cctx); err != nil {
 		c.m.failed.Inc()
 		err = fmt.Errorf("export: commit: %w", err)
 		c.cfg.OnError(err)
 		return err
 	}
+	c.m.commits.Inc()
+	return nil
+}
+
+// commitDirect commits the counted offsets under the group without
+// joining it, as a standalone consumer does.
+func (c *Consumer) commitDirect(ctx context.Context) error {
+	if len(c.next) == 0 {
+		return nil
+	}
+	offs := make(kadm.Offsets)
+	for p, at := range c.next {
+		offs.AddOffset(c.cfg.Topic, p, at, -1)
+	}
+	resp, err := kadm.NewClient(c.cl).CommitOffsets(ctx, c.cfg.Group, offs)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		c.m.failed.Inc()
+		err = fmt.Errorf("export: commit: %w", err)
+		c.cfg.OnError(err)
+		return err
+	}
+	clear(c.next)
 	c.m.commits.Inc()
 	return nil
 }
@@ -244,6 +359,9 @@ func (c *Consumer) count(ctx context.Context, fetches kgo.Fetches) int {
 		n += len(p.Records)
 		if len(p.Records) > 0 {
 			last := p.Records[len(p.Records)-1].Offset
+			if c.next != nil {
+				c.next[p.Partition] = last + 1
+			}
 			c.m.lag.WithLabelValues(strconv.Itoa(int(p.Partition))).Set(float64(max(0, p.HighWatermark-last-1)))
 		}
 	})

@@ -26,7 +26,8 @@ const (
 )
 
 // OtherLabel replaces every label of the series that pairs fold into once
-// the table is full.
+// the table is full: AS numbers, AS names and hostname alike, so that a
+// query grouping by any of them shows the folded traffic as "other".
 const OtherLabel = "other"
 
 // maxHosts bounds the cache of sampler address texts; it is cleared when
@@ -235,7 +236,7 @@ func (t *Table) insertLocked(key *pairKey, r *Record) *pairCounts {
 			return c
 		}
 		t.others++
-		c := &pairCounts{}
+		c := &pairCounts{srcName: OtherLabel, dstName: OtherLabel}
 		t.pairs[*key] = c
 		return c
 	}

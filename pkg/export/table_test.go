@@ -112,6 +112,9 @@ flow_bytes_total{destination_as="2",destination_as_name="",hostname="192.0.2.1",
 func TestTableCapFoldsIntoOther(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.AllPairs, cfg.MaxPairs = true, 3
+	// Names known for the folded ASes must not leak into the "other"
+	// series: every AS label there says "other".
+	cfg.ASNames = map[uint32]string{4: "FOUR", 100: "HUNDRED"}
 	tbl, c := newTestTable(t, cfg)
 	now := time.Now()
 	for as := uint32(1); as <= 10; as++ {
@@ -121,10 +124,10 @@ func TestTableCapFoldsIntoOther(t *testing.T) {
 	want := `
 # HELP flow_bytes_total Bytes between any two ASes (--all-pairs), multiplied by the sampling rate.
 # TYPE flow_bytes_total counter
-flow_bytes_total{destination_as="100",destination_as_name="",hostname="192.0.2.1",source_as="1",source_as_name=""} 10
-flow_bytes_total{destination_as="100",destination_as_name="",hostname="192.0.2.1",source_as="2",source_as_name=""} 20
-flow_bytes_total{destination_as="100",destination_as_name="",hostname="192.0.2.1",source_as="3",source_as_name=""} 10
-flow_bytes_total{destination_as="other",destination_as_name="",hostname="other",source_as="other",source_as_name=""} 70
+flow_bytes_total{destination_as="100",destination_as_name="HUNDRED",hostname="192.0.2.1",source_as="1",source_as_name=""} 10
+flow_bytes_total{destination_as="100",destination_as_name="HUNDRED",hostname="192.0.2.1",source_as="2",source_as_name=""} 20
+flow_bytes_total{destination_as="100",destination_as_name="HUNDRED",hostname="192.0.2.1",source_as="3",source_as_name=""} 10
+flow_bytes_total{destination_as="other",destination_as_name="other",hostname="other",source_as="other",source_as_name="other"} 70
 # HELP flowexport_pairs AS-pair series currently exported, the "other" series included.
 # TYPE flowexport_pairs gauge
 flowexport_pairs 4

@@ -1,13 +1,16 @@
 package netflow
 
 import (
+	"bytes"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
-	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
+	"github.com/flowpipe/flowpipe/pkg/decode/packet"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
 )
 
@@ -97,6 +100,58 @@ func FuzzDecodeV9(f *testing.F) {
 func FuzzDecodeIPFIX(f *testing.F) {
 	fuzzSeeds(f, 10, "softflowd-ipfix", "softflowd-ipfix-biflow", "softflowd-ipfix-nano", "pmacct-ipfix", "pmacct-ipfix-sampled")
 	f.Add(ipfixMsg(1, 0, set(2, tmpl(400, [3]uint32{8, 0, 0})), set(400, make([]byte, 32))))
+	eompls := sectionFrames()[4]
+	f.Add(ipfixMsg(juniperDomain, 0, set(2, tmpl(juniperTemplateID, juniperFields...)),
+		set(juniperTemplateID, juniperRecord(1, 2, eompls.wireSize, eompls.frame))))
+	for _, p := range natPackets() {
+		f.Add(p)
+	}
 	prime := primeFrom("softflowd-ipfix-biflow")
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzDecode(t, 10, prime, data) })
+}
+
+// FuzzFrameSection feeds arbitrary frames to the packet parser through
+// dataLinkFrameSection (315) in Juniper's inline-monitoring record, seeded
+// with every frame kind of the section tests. Invariants: exactly one
+// record, its interfaces and dataLinkFrameSize kept, packets 1, every
+// field the parser read from the frame as package packet reads it alone,
+// layer_stack never longer than layer_size.
+func FuzzFrameSection(f *testing.F) {
+	for _, sf := range sectionFrames() {
+		f.Add(sf.frame, sf.wireSize)
+	}
+	f.Add([]byte{}, uint16(0))
+	tmplMsg := ipfixMsg(juniperDomain, 0, set(2, tmpl(juniperTemplateID, juniperFields...)))
+	f.Fuzz(func(t *testing.T, frame []byte, size uint16) {
+		if len(frame) > 9000 {
+			frame = frame[:9000]
+		}
+		d := NewDecoder(Config{})
+		if err := d.Decode(decode.Packet{Data: tmplMsg, Exporter: juniper, ReceivedNs: 1}, func(*flowpb.FlowMessage) {}); err != nil {
+			t.Fatal(err)
+		}
+		pkt := ipfixMsg(juniperDomain, 1, set(juniperTemplateID, juniperRecord(5, 6, size, frame)))
+		var got []*flowpb.FlowMessage
+		if err := d.Decode(decode.Packet{Data: pkt, Exporter: juniper, ReceivedNs: 2}, func(m *flowpb.FlowMessage) { got = append(got, m.CloneVT()) }); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 {
+			t.Fatalf("%d records", len(got))
+		}
+		m := got[0]
+		if m.InIf != 5 || m.OutIf != 6 || m.Packets != 1 || (size != 0 && m.Bytes != uint64(size)) || (size == 0 && len(frame) > 0 && m.Bytes < uint64(len(frame))) {
+			t.Fatalf("record %v", m)
+		}
+		if len(m.LayerStack) > len(m.LayerSize) {
+			t.Fatalf("layer_stack %v longer than layer_size %v", m.LayerStack, m.LayerSize)
+		}
+		var alone flowpb.FlowMessage
+		if len(frame) > 0 {
+			packet.Parse(&alone, frame, packet.Ethernet, sectionMaxLabels)
+		}
+		if !slices.Equal(m.LayerSize, alone.LayerSize) || !bytes.Equal(m.SrcAddr, alone.SrcAddr) || m.SrcPort != alone.SrcPort ||
+			m.SrcMac != alone.SrcMac || !slices.Equal(m.MplsLabel, alone.MplsLabel) || m.Proto != alone.Proto {
+			t.Fatalf("record %v\nparser alone %v", m, &alone)
+		}
+	})
 }

@@ -14,19 +14,42 @@
 //     id / observation domain and template id (see package template).
 //   - Data sets whose template is unknown are held in the cache's bounded
 //     buffer and decoded (emitted) when the template arrives.
-//   - Sampling: options data carrying samplingInterval (34),
-//     samplerRandomInterval (50) or samplingPacketInterval/Space (305/306,
-//     rate = (interval+space)/interval), with or without a sampler id
-//     (48/302), sets sampling_rate on the exporter/domain's later records:
-//     a record's own sampler id picks its sampler's rate, else the
-//     domain's default (the last rate announced without an id, or failing
-//     that the last announced). v5 takes the low 14 bits of the header's
-//     sampling interval.
+//   - Sampling rate, per exporter address and observation domain / source
+//     id, from the first of: (1) the data record's own sampling elements
+//     (Huawei NetStream v9 and others put samplingInterval 34 in every
+//     record); (2) the sampler or selector the record names (samplerId 48
+//     or selectorId 302) and options data described; (3) the exporter's
+//     rate from options data without an id (or, failing that, the last
+//     announced). The elements are samplingPacketInterval/Space (305/306:
+//     (interval+space)/interval), samplingSize/Population (309/310:
+//     population/size), samplingProbability (311: 1/p),
+//     samplerRandomInterval (50) and samplingInterval (34), in that order.
+//     v5 takes the low 14 bits of the header's sampling interval. What
+//     options data said is kept in a Sampling, which can be saved and
+//     loaded.
+//   - Packet sections: dataLinkFrameSection (315, RFC 7133; not when
+//     dataLinkFrameType 408 says other than Ethernet), Cisco's
+//     layer2packetSectionData (104, when layer2packetSectionOffset 102 is 0
+//     or absent), mplsLabelStackSection (316) and ipHeaderPacketSection
+//     (313) are walked by package packet, the parser of sFlow's sampled
+//     headers: MACs, VLAN, MPLS labels, addresses, ports, flags, SRv6
+//     segments, layer_stack. The record's own elements take precedence over
+//     what the section says. Without an octet counter, bytes is
+//     dataLinkFrameSize (312), else the packet's length as its IP header
+//     gives it (with the bytes before that header), else the section's
+//     length; without a packet counter, packets is 1.
+//   - NAT (RFC 8158, RFC 7659): postNATSource/DestinationIPv4Address
+//     (225/226) and IPv6Address (281/282), postNAPTSource/Destination
+//     TransportPort (227/228), natEvent (230), natPoolId (283),
+//     natInstanceID (463), portRangeStart/End (361/362) fill the post_nat_
+//     and nat_ fields.
+//   - Enterprise elements other than RFC 5103's are skipped (a mapping can
+//     still name them), so a vendor's elements never spoil a record.
 //   - Biflows (RFC 5103): a record with reverse elements (enterprise
 //     29305) is emitted as its forward record and, when a reverse counter is
-//     non-zero, a second record with addresses, ports, interfaces, MACs, AS
-//     and masks swapped, the reverse counters and TCP flags, and
-//     biflow_reverse set.
+//     non-zero, a second record with addresses, ports, interfaces, MACs, AS,
+//     masks and post-NAT addresses and ports swapped, the reverse counters
+//     and TCP flags, and biflow_reverse set.
 //   - Times: v5 and v9 First/Last relative to sysUptime and the header's
 //     Unix time; IPFIX flowStart/End Seconds, Milliseconds, Micro- and
 //     Nanoseconds (NTP format), delta microseconds (158/159, relative to the
@@ -64,6 +87,9 @@ type Config struct {
 	Templates      *Templates
 	TemplateConfig template.Config
 	Mapping        *mapping.Mapping
+	// Sampling keeps the sampling rates learned from options data, to save
+	// and restore them; nil: a new one, expiring as the templates do.
+	Sampling *Sampling
 	// Observer receives sequence gaps and resets; nil: none.
 	Observer decode.Observer
 	// MaxRecordsPerSet bounds the records decoded from one set (default
@@ -85,7 +111,10 @@ type Decoder struct {
 	msg      flowpb.FlowMessage
 	unknown  []byte
 	seq      map[seqKey]*seqState
-	sampling map[seqKey]*samplingState
+	lastSeq  *seqState // the last exporter's, saving a map lookup per packet
+	samplers map[seqKey]*samplingState
+	lastSamp *samplingState
+	sampling *Sampling
 	rec      record
 	fieldBuf []template.Field
 }
@@ -98,10 +127,14 @@ func NewDecoder(cfg Config) *Decoder {
 		observer:  cfg.Observer,
 		maxRecs:   cfg.MaxRecordsPerSet,
 		seq:       make(map[seqKey]*seqState),
-		sampling:  make(map[seqKey]*samplingState),
+		samplers:  make(map[seqKey]*samplingState),
+		sampling:  cfg.Sampling,
 	}
 	if d.templates == nil {
 		d.templates = NewTemplates(cfg.TemplateConfig, cfg.Mapping)
+	}
+	if d.sampling == nil {
+		d.sampling = NewSampling(d.templates.Config().TTL)
 	}
 	if d.observer == nil {
 		d.observer = decode.NopObserver{}
@@ -123,6 +156,9 @@ func NewIPFIXDecoder(cfg Config) *Decoder { d := NewDecoder(cfg); d.only = 10; r
 
 // Templates returns the decoder's template cache.
 func (d *Decoder) Templates() *Templates { return d.templates }
+
+// Sampling returns the decoder's sampling-rate store.
+func (d *Decoder) Sampling() *Sampling { return d.sampling }
 
 var _ decode.Decoder = (*Decoder)(nil)
 
@@ -163,6 +199,7 @@ type seqKey struct {
 }
 
 type seqState struct {
+	key   seqKey
 	next  uint32
 	valid bool
 }
@@ -171,13 +208,16 @@ type seqState struct {
 // sets the next expectation: next = seq + advance (packets for v9, flows
 // for v5, data records for IPFIX); advance < 0 means unknown.
 func (d *Decoder) sequence(k seqKey, seq uint32, advance int) {
-	s := d.seq[k]
-	if s == nil {
-		if len(d.seq) >= maxSeqStates {
-			clear(d.seq) // exporters come and go; a bounded map beats a leak
+	s := d.lastSeq
+	if s == nil || s.key != k {
+		if s = d.seq[k]; s == nil {
+			if len(d.seq) >= maxSeqStates {
+				clear(d.seq) // exporters come and go; a bounded map beats a leak
+			}
+			s = &seqState{key: k}
+			d.seq[k] = s
 		}
-		s = &seqState{}
-		d.seq[k] = s
+		d.lastSeq = s
 	}
 	if s.valid && seq != s.next {
 		if diff := int32(seq - s.next); diff > 0 {
@@ -190,45 +230,6 @@ func (d *Decoder) sequence(k seqKey, seq uint32, advance int) {
 }
 
 const maxSeqStates = 65536
-
-// samplingState is what options data said about an exporter's sampling.
-type samplingState struct {
-	rate         uint64            // the domain's default
-	rateFromID   bool              // rate came from a record with a sampler id
-	byID         map[uint64]uint64 // per sampler id
-	systemInitMs uint64            // systemInitTimeMilliseconds, for IPFIX 21/22
-}
-
-func (d *Decoder) samplingFor(k seqKey, create bool) *samplingState {
-	s := d.sampling[k]
-	if s == nil && create {
-		if len(d.sampling) >= maxSeqStates {
-			clear(d.sampling)
-		}
-		s = &samplingState{}
-		d.sampling[k] = s
-	}
-	return s
-}
-
-func (s *samplingState) set(rate uint64, id uint64, hasID bool) {
-	if rate == 0 {
-		return
-	}
-	if hasID {
-		if s.byID == nil {
-			s.byID = make(map[uint64]uint64)
-		}
-		if len(s.byID) < 1024 {
-			s.byID[id] = rate
-		}
-		if s.rate == 0 || s.rateFromID {
-			s.rate, s.rateFromID = rate, true
-		}
-		return
-	}
-	s.rate, s.rateFromID = rate, false
-}
 
 // setCommon fills the fields every record of a packet shares.
 func (d *Decoder) setCommon(m *flowpb.FlowMessage, t flowpb.FlowMessage_FlowType, exporter netip.Addr, receivedNs uint64, seq, domain uint32) {

@@ -1,10 +1,12 @@
 package netflow
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
 	"github.com/flowpipe/flowpipe/pkg/decode/mapping"
+	"github.com/flowpipe/flowpipe/pkg/decode/packet"
 	"github.com/flowpipe/flowpipe/pkg/decode/template"
 )
 
@@ -65,11 +67,30 @@ const (
 	tStartUptime // v9 FIRST_SWITCHED, IPFIX flowStartSysUpTime
 	tEndUptime
 	tSystemInitMs
-	// options data
+	tObsSec // observationTime*: one instant (NAT events), flow start and end when no flow time says otherwise
+	tObsMs
+	tObsNTP
+	tFrameSize // dataLinkFrameSize: bytes when the record has no octet counter
+	// NAT (RFC 8158, RFC 7659)
+	tPostNATSrc4
+	tPostNATDst4
+	tPostNATSrc6
+	tPostNATDst6
+	tPostNAPTSrcPort
+	tPostNAPTDstPort
+	tNATEvent
+	tNATPoolID
+	tNATInstanceID
+	tPortRangeStart
+	tPortRangeEnd
+	// sampling: options data, or the data record itself
 	tSamplingInterval
 	tSamplerRandomInterval
 	tSamplingPacketInterval
 	tSamplingPacketSpace
+	tSamplingSize
+	tSamplingPopulation
+	tSamplingProbability
 	tSamplerID
 )
 
@@ -189,16 +210,96 @@ func ianaTarget(id uint16) (t target, arg uint8) {
 		return tICMPCode, 0
 	case 197:
 		return tFragmentFlags, 0
+	case 225:
+		return tPostNATSrc4, 0
+	case 226:
+		return tPostNATDst4, 0
+	case 227:
+		return tPostNAPTSrcPort, 0
+	case 228:
+		return tPostNAPTDstPort, 0
+	case 230:
+		return tNATEvent, 0
+	case 281:
+		return tPostNATSrc6, 0
+	case 282:
+		return tPostNATDst6, 0
+	case 283:
+		return tNATPoolID, 0
 	case 305:
 		return tSamplingPacketInterval, 0
 	case 306:
 		return tSamplingPacketSpace, 0
+	case 309:
+		return tSamplingSize, 0
+	case 310:
+		return tSamplingPopulation, 0
+	case 311:
+		return tSamplingProbability, 0
+	case 312:
+		return tFrameSize, 0
+	case 322:
+		return tObsSec, 0
+	case 323:
+		return tObsMs, 0
+	case 324, 325:
+		return tObsNTP, 0
+	case 361:
+		return tPortRangeStart, 0
+	case 362:
+		return tPortRangeEnd, 0
+	case 463:
+		return tNATInstanceID, 0
 	}
 	return tSkip, 0
 }
 
+// Packet sections: elements carrying the first bytes of the sampled packet,
+// decoded with package packet before the record's other fields (which then
+// take precedence over what the section says).
+const (
+	ieL2SectionOffset   = 102 // layer2packetSectionOffset
+	ieL2SectionData     = 104 // layer2packetSectionData (Cisco): an Ethernet frame
+	ieIPHeaderSection   = 313 // ipHeaderPacketSection: from the IP header
+	ieFrameSection      = 315 // dataLinkFrameSection (RFC 7133)
+	ieMPLSLabelSection  = 316 // mplsLabelStackSection: from the label stack
+	ieDataLinkFrameType = 408 // dataLinkFrameType: 1 is IEEE 802.3 Ethernet
+	dataLinkEthernet    = 1
+	sectionMaxLabels    = 16 // as sFlow's default
+	noOp                = -1
+)
+
+// sectionPriority orders the section elements when a template has several:
+// the one that starts lowest in the packet says the most.
+func sectionPriority(id uint16) int {
+	switch id {
+	case ieFrameSection:
+		return 4
+	case ieL2SectionData:
+		return 3
+	case ieMPLSLabelSection:
+		return 2
+	case ieIPHeaderSection:
+		return 1
+	}
+	return 0
+}
+
+// sectionSpec says where a template's records carry a packet section.
+type sectionSpec struct {
+	op        int          // the section's op; noOp: none
+	first     packet.Layer // packet.None: IPv4 or IPv6 by the version nibble
+	frameType int          // dataLinkFrameType's op (frame sections), or noOp
+	offset    int          // layer2packetSectionOffset's op (Cisco), or noOp
+	priority  int
+	// offsets[i] is where op i starts in every record, for the ops up to
+	// and including the first variable-length one.
+	offsets []int
+}
+
 // op decodes one field of a record.
 type op struct {
+	skip   uint16 // bytes of unused fixed-length fields before this one
 	length uint16 // template.VariableLength: read the length prefix
 	target target
 	arg    uint8
@@ -213,6 +314,45 @@ type program struct {
 	options    bool
 	hasReverse bool
 	hasMapped  bool
+	hasRate    bool // a flow template with sampling elements of its own
+	hasNAT     bool // post-NAT addresses
+	hasTimes   bool // relative or event times to turn into flow times
+	section    sectionSpec
+}
+
+// locate returns the value of op i in record b, or nil when b ends first.
+func (p *program) locate(b []byte, i int) []byte {
+	offs := p.section.offsets
+	start := min(i, len(offs)-1)
+	off := offs[start] // past the op's skip already
+	for j := start; j <= i; j++ {
+		if j > start {
+			off += int(p.ops[j].skip)
+		}
+		l := int(p.ops[j].length)
+		if p.ops[j].length == template.VariableLength {
+			if off >= len(b) {
+				return nil
+			}
+			l = int(b[off])
+			off++
+			if l == 255 {
+				if off+2 > len(b) {
+					return nil
+				}
+				l = int(binary.BigEndian.Uint16(b[off:]))
+				off += 2
+			}
+		}
+		if off+l > len(b) {
+			return nil
+		}
+		if j == i {
+			return b[off : off+l]
+		}
+		off += l
+	}
+	return nil
 }
 
 // maxFields bounds a template (a 64 KiB set holds at most 16383 four-byte
@@ -227,7 +367,8 @@ func compile(m *mapping.Mapping) func(template.Key, *template.Spec) (*program, e
 		if len(s.Fields) == 0 || len(s.Fields) > maxFields {
 			return nil, fmt.Errorf("netflow: %s: %d fields: %w", k, len(s.Fields), decode.ErrMalformed)
 		}
-		p := &program{ops: make([]op, len(s.Fields)), options: s.Options, minLen: s.MinRecordLength()}
+		p := &program{ops: make([]op, len(s.Fields)), options: s.Options, minLen: s.MinRecordLength(),
+			section: sectionSpec{op: noOp, frameType: noOp, offset: noOp}}
 		if p.minLen == 0 {
 			return nil, fmt.Errorf("netflow: %s: every field has length 0: %w", k, decode.ErrMalformed)
 		}
@@ -260,19 +401,120 @@ func compile(m *mapping.Mapping) func(template.Key, *template.Spec) (*program, e
 					p.hasReverse = true
 				}
 			}
-			if i < s.ScopeFields {
-				o.target = tSkip // scope fields identify, they carry no flow data
+			if i < s.ScopeFields && o.target != tSamplerID {
+				// Scope fields identify, they carry no flow data; a sampler
+				// or selector id (RFC 5476's selector reports scope on
+				// selectorId) says whose rate the record gives.
+				o.target = tSkip
 			}
-			if s.Options != isOptionTarget(o.target) && o.target != tSkip && o.target != tSystemInitMs {
-				// An options record only feeds sampling; a flow record's own
-				// sampler id picks the rate.
-				if !(o.target == tSamplerID && !s.Options) {
-					o.target = tSkip
-				}
+			if s.Options && !isOptionTarget(o.target) && o.target != tSystemInitMs {
+				// An options record only feeds sampling. A flow record keeps
+				// its sampling elements: its own rate comes first, its
+				// sampler id picks a sampler's rate.
+				o.target = tSkip
+			}
+			if f.PEN == 0 && !s.Options {
+				p.section.note(i, f.ID)
 			}
 			p.ops[i] = o
 		}
+		for _, o := range p.ops {
+			switch {
+			case !s.Options && isOptionTarget(o.target) && o.target != tSamplerID:
+				p.hasRate = true
+			case o.target >= tPostNATSrc4 && o.target <= tPostNATDst6:
+				p.hasNAT = true
+			case o.target >= tStartDeltaUs && o.target <= tObsNTP:
+				p.hasTimes = true
+			}
+		}
+		p.mergeSkips()
+		if p.section.op != noOp {
+			p.section.offsets = p.fixedOffsets()
+		}
 		return p, nil
+	}
+}
+
+// mergeSkips folds the fixed-length fields that decode into nothing
+// (elements flowpipe does not use, e.g. a vendor's) into the skip of the
+// op after them, so that a record walks only the fields it uses.
+// Section-related ops stay addressable.
+func (p *program) mergeSkips() {
+	s := &p.section
+	keep := func(i int) bool { return i == s.op || i == s.frameType || i == s.offset }
+	out := make([]op, 0, len(p.ops))
+	remap := make([]int, len(p.ops))
+	pending := 0
+	for i, o := range p.ops {
+		if o.target == tSkip && o.mapIdx < 0 && o.length != template.VariableLength && !keep(i) {
+			pending += int(o.length)
+			remap[i] = -1
+			continue
+		}
+		if pending >= template.VariableLength { // a run too long to fold: its own op
+			out = append(out, op{length: uint16(min(pending, template.VariableLength-1)), mapIdx: -1})
+			pending -= int(out[len(out)-1].length)
+			for pending >= template.VariableLength {
+				out = append(out, op{length: template.VariableLength - 1, mapIdx: -1})
+				pending -= template.VariableLength - 1
+			}
+		}
+		o.skip = uint16(pending)
+		pending = 0
+		remap[i] = len(out)
+		out = append(out, o)
+	}
+	for pending > 0 { // trailing unused fields
+		n := min(pending, template.VariableLength-1)
+		out = append(out, op{length: uint16(n), mapIdx: -1})
+		pending -= n
+	}
+	p.ops = out
+	for _, idx := range []*int{&s.op, &s.frameType, &s.offset} {
+		if *idx != noOp {
+			*idx = remap[*idx]
+		}
+	}
+}
+
+// fixedOffsets returns where each op's bytes start (after its skip), up to
+// and including the first variable-length one (the offsets after it vary
+// by record).
+func (p *program) fixedOffsets() []int {
+	offs := make([]int, 0, len(p.ops))
+	off := 0
+	for _, o := range p.ops {
+		off += int(o.skip)
+		offs = append(offs, off)
+		if o.length == template.VariableLength {
+			break
+		}
+		off += int(o.length)
+	}
+	return offs
+}
+
+// note records op i if it is a packet section or one of its companions.
+func (s *sectionSpec) note(i int, id uint16) {
+	switch id {
+	case ieDataLinkFrameType:
+		s.frameType = i
+	case ieL2SectionOffset:
+		s.offset = i
+	}
+	pr := sectionPriority(id)
+	if pr == 0 || (s.op != noOp && pr <= s.priority) {
+		return
+	}
+	s.op, s.priority = i, pr
+	switch id {
+	case ieFrameSection, ieL2SectionData:
+		s.first = packet.Ethernet
+	case ieMPLSLabelSection:
+		s.first = packet.MPLS
+	case ieIPHeaderSection:
+		s.first = packet.None
 	}
 }
 

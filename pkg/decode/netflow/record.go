@@ -2,10 +2,12 @@ package netflow
 
 import (
 	"encoding/binary"
+	"math"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
+	"github.com/flowpipe/flowpipe/pkg/decode/packet"
 	"github.com/flowpipe/flowpipe/pkg/decode/template"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 )
@@ -28,19 +30,30 @@ type record struct {
 	mpls                        [10]uint32
 	interval, randomInterval    uint64
 	packetInterval, packetSpace uint64
+	sampleSize, population      uint64
+	probability                 float64
+	frameSize                   uint64
+	observedNs                  uint64
+	hasFrameSize, hasSection    bool
+	sectionLen, sectionIPLen    int // the section's length; its IP packet's (with what precedes it)
 }
 
 // record decodes one record at the start of b and returns its length;
 // ok is false when a variable-length field runs past b.
 func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, emit decode.Emit) (int, bool) {
 	m := &d.msg
-	resetMsg(m)
+	resetMsg(m, p.section.op != noOp, p.hasNAT)
 	d.rec = record{}
 	r := &d.rec
 	d.unknown = d.unknown[:0]
+	if p.section.op != noOp {
+		d.section(p, b, r) // first: the record's own elements then overwrite it
+	}
 	off := 0
-	for i := range p.ops {
-		o := &p.ops[i]
+	ops := p.ops // a local: the loop's stores could alias p, which would reload it
+	for i := range ops {
+		o := &ops[i]
+		off += int(o.skip)
 		l := int(o.length)
 		if o.length == template.VariableLength {
 			if off >= len(b) {
@@ -187,12 +200,48 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 			r.packetInterval = be(v)
 		case tSamplingPacketSpace:
 			r.packetSpace = be(v)
+		case tSamplingSize:
+			r.sampleSize = be(v)
+		case tSamplingPopulation:
+			r.population = be(v)
+		case tSamplingProbability:
+			r.probability = float(v)
 		case tSamplerID:
 			r.samplerID, r.hasSamplerID = be(v), true
+		case tFrameSize:
+			r.frameSize, r.hasFrameSize = be(v), true
+		case tObsSec:
+			r.observedNs = be(v) * 1e9
+		case tObsMs:
+			r.observedNs = be(v) * 1e6
+		case tObsNTP:
+			r.observedNs = ntpTime(v)
+		case tPostNATSrc4, tPostNATSrc6:
+			if addrOK(o.target == tPostNATSrc6, v) && (len(m.PostNatSrcAddr) == 0 || !allZero(v)) {
+				m.PostNatSrcAddr = append(m.PostNatSrcAddr[:0], v...)
+			}
+		case tPostNATDst4, tPostNATDst6:
+			if addrOK(o.target == tPostNATDst6, v) && (len(m.PostNatDstAddr) == 0 || !allZero(v)) {
+				m.PostNatDstAddr = append(m.PostNatDstAddr[:0], v...)
+			}
+		case tPostNAPTSrcPort:
+			m.PostNaptSrcPort = uint32(be(v))
+		case tPostNAPTDstPort:
+			m.PostNaptDstPort = uint32(be(v))
+		case tNATEvent:
+			m.NatEvent = uint32(be(v))
+		case tNATPoolID:
+			m.NatPoolId = uint32(be(v))
+		case tNATInstanceID:
+			m.NatInstanceId = uint32(be(v))
+		case tPortRangeStart:
+			m.NatPortRangeStart = uint32(be(v))
+		case tPortRangeEnd:
+			m.NatPortRangeEnd = uint32(be(v))
 		}
 	}
 	if p.options {
-		d.options(samp, r)
+		d.options(samp, r, c.receivedNs)
 		return off, true
 	}
 	d.finish(c, p, samp, r)
@@ -206,6 +255,52 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 		emit(m)
 	}
 	return off, true
+}
+
+// section decodes the record's packet section into the message.
+func (d *Decoder) section(p *program, b []byte, r *record) {
+	s := &p.section
+	v := p.locate(b, s.op)
+	if len(v) == 0 {
+		return
+	}
+	if s.frameType != noOp {
+		if t := p.locate(b, s.frameType); len(t) > 0 && be(t) != dataLinkEthernet {
+			return // an 802.11 frame, or a type unknown to the parser
+		}
+	}
+	if s.offset != noOp {
+		if o := p.locate(b, s.offset); len(o) > 0 && be(o) != 0 {
+			return // not the frame's first bytes: where its layers start is unknown
+		}
+	}
+	first := s.first
+	if first == packet.None {
+		switch v[0] >> 4 {
+		case 4:
+			first = packet.IPv4
+		case 6:
+			first = packet.IPv6
+		default:
+			return
+		}
+	}
+	info := packet.Parse(&d.msg, v, first, sectionMaxLabels)
+	r.hasSection, r.sectionLen = true, len(v)
+	if info.IPLength > 0 {
+		r.sectionIPLen = info.IPOffset + info.IPLength
+	}
+}
+
+// float reads an IEEE 754 float64, or float32 in reduced-size encoding.
+func float(v []byte) float64 {
+	switch len(v) {
+	case 8:
+		return math.Float64frombits(binary.BigEndian.Uint64(v))
+	case 4:
+		return float64(math.Float32frombits(binary.BigEndian.Uint32(v)))
+	}
+	return 0
 }
 
 func addrOK(v6 bool, v []byte) bool {
@@ -239,7 +334,11 @@ const ntpUnixOffset = 2208988800
 // finish turns the collected state into message fields.
 func (d *Decoder) finish(c *pktCtx, p *program, samp *samplingState, r *record) {
 	m := &d.msg
-	d.setCommon(m, c.ftype, c.addr, c.receivedNs, c.seq, c.domain)
+	m.Type = c.ftype
+	m.TimeReceivedNs = c.receivedNs
+	m.SequenceNum = c.seq
+	m.ObservationDomainId = c.domain
+	m.SamplerAddress = append(m.SamplerAddress[:0], c.sampler[:c.samplerLen]...)
 	switch r.ipVersion {
 	case 4:
 		m.Etype = 0x800
@@ -259,11 +358,134 @@ func (d *Decoder) finish(c *pktCtx, p *program, samp *samplingState, r *record) 
 	if m.Packets == 0 && r.totalPackets != 0 {
 		m.Packets = r.totalPackets
 	}
+	if r.hasSection || r.hasFrameSize {
+		// A record of one sampled packet (RFC 7133): without counters, it
+		// counts that packet.
+		if m.Bytes == 0 {
+			switch {
+			case r.frameSize != 0:
+				m.Bytes = r.frameSize
+			case r.hasSection:
+				m.Bytes = uint64(max(r.sectionLen, r.sectionIPLen))
+			}
+		}
+		if m.Packets == 0 {
+			m.Packets = 1
+		}
+	}
 	if r.mplsMask != 0 {
+		// The record's own labels replace the section's (whose TTLs then
+		// no longer belong to them).
+		m.MplsLabel, m.MplsTtl = m.MplsLabel[:0], m.MplsTtl[:0]
 		for i := 0; i < len(r.mpls) && r.mplsMask>>i != 0; i++ {
 			m.MplsLabel = append(m.MplsLabel, r.mpls[i])
 		}
 	}
+	if p.hasTimes {
+		d.times(c, samp, r)
+	}
+	// Sampling rate: the record's own, else its sampler's, else the
+	// exporter's (its domain's default).
+	if p.hasRate {
+		m.SamplingRate = r.rate()
+	}
+	if m.SamplingRate == 0 && samp != nil {
+		m.SamplingRate = samp.rate
+		if r.hasSamplerID && samp.byID != nil {
+			if rate, ok := samp.byID[r.samplerID]; ok {
+				m.SamplingRate = rate
+			}
+		}
+	}
+	if len(d.unknown) > 0 {
+		m.ProtoReflect().SetUnknown(protoreflect.RawFields(d.unknown))
+	}
+}
+
+func sub(a, b uint64) uint64 {
+	if b > a {
+		return 0
+	}
+	return a - b
+}
+
+// rate is the 1-in-N sampling rate a record's sampling elements give, 0
+// when it has none: systematic count-based (305/306, RFC 5477), random
+// n-out-of-N (309/310), a probability (311), then the older random
+// interval (50) and interval (34).
+func (r *record) rate() uint64 {
+	switch {
+	case r.packetInterval != 0:
+		return (r.packetInterval + r.packetSpace) / r.packetInterval
+	case r.sampleSize != 0 && r.population != 0:
+		return (r.population + r.sampleSize/2) / r.sampleSize
+	case r.probability > 0 && r.probability <= 1:
+		return uint64(math.Round(1 / r.probability))
+	case r.randomInterval != 0:
+		return r.randomInterval
+	case r.interval != 0:
+		return r.interval
+	}
+	return 0
+}
+
+// options records what an options data record says about sampling.
+func (d *Decoder) options(samp *samplingState, r *record, nowNs uint64) {
+	if samp == nil {
+		return
+	}
+	changed := false
+	if r.systemInitMs != 0 && r.systemInitMs != samp.systemInitMs {
+		samp.systemInitMs, changed = r.systemInitMs, true
+	}
+	if samp.set(r.rate(), r.samplerID, r.hasSamplerID) {
+		changed = true
+	}
+	d.sampling.publish(samp, changed, nowNs)
+}
+
+// reverse turns an emitted forward biflow record into its reverse half.
+func reverse(m *flowpb.FlowMessage, r *record) {
+	m.SrcAddr, m.DstAddr = m.DstAddr, m.SrcAddr
+	m.SrcPort, m.DstPort = m.DstPort, m.SrcPort
+	m.SrcAs, m.DstAs = m.DstAs, m.SrcAs
+	m.SrcNet, m.DstNet = m.DstNet, m.SrcNet
+	m.InIf, m.OutIf = m.OutIf, m.InIf
+	m.SrcMac, m.DstMac = m.DstMac, m.SrcMac
+	m.SrcVlan, m.DstVlan = m.DstVlan, m.SrcVlan
+	m.Bytes, m.Packets = r.revBytes, r.revPackets
+	m.TcpFlags = r.revFlags
+	m.PostNatSrcAddr, m.PostNatDstAddr = m.PostNatDstAddr, m.PostNatSrcAddr
+	m.PostNaptSrcPort, m.PostNaptDstPort = m.PostNaptDstPort, m.PostNaptSrcPort
+	m.BiflowReverse = true
+}
+
+// resetMsg clears m keeping its slices' capacity, like ResetVT without the
+// reflection bookkeeping of Reset (measurable per record). The slices only
+// packet sections (layers) and NAT elements fill are kept only for the
+// programs that fill them: keeping a slice costs a write per record.
+func resetMsg(m *flowpb.FlowMessage, layers, nat bool) {
+	src, dst, sampler, nh, bgp, labels := m.SrcAddr[:0], m.DstAddr[:0], m.SamplerAddress[:0], m.NextHop[:0], m.BgpNextHop[:0], m.MplsLabel[:0]
+	if !layers && !nat {
+		*m = flowpb.FlowMessage{}
+		m.SrcAddr, m.DstAddr, m.SamplerAddress, m.NextHop, m.BgpNextHop, m.MplsLabel = src, dst, sampler, nh, bgp, labels
+		return
+	}
+	ttls, stack, sizes, srh := m.MplsTtl[:0], m.LayerStack[:0], m.LayerSize[:0], m.Ipv6RoutingHeaderAddresses[:0]
+	natSrc, natDst := m.PostNatSrcAddr[:0], m.PostNatDstAddr[:0]
+	*m = flowpb.FlowMessage{}
+	m.SrcAddr, m.DstAddr, m.SamplerAddress, m.NextHop, m.BgpNextHop, m.MplsLabel = src, dst, sampler, nh, bgp, labels
+	if layers {
+		m.MplsTtl, m.LayerStack, m.LayerSize, m.Ipv6RoutingHeaderAddresses = ttls, stack, sizes, srh
+	}
+	if nat {
+		m.PostNatSrcAddr, m.PostNatDstAddr = natSrc, natDst
+	}
+}
+
+// times turns the record's relative and event times into flow times.
+func (d *Decoder) times(c *pktCtx, samp *samplingState, r *record) {
+	m := &d.msg
 	exportNs := uint64(c.exportSecs) * 1e9
 	if r.hasStartDelta {
 		m.TimeFlowStartNs = sub(exportNs, r.startDelta*1e3)
@@ -294,64 +516,13 @@ func (d *Decoder) finish(c *pktCtx, p *program, samp *samplingState, r *record) 
 			}
 		}
 	}
-	if samp != nil {
-		m.SamplingRate = samp.rate
-		if r.hasSamplerID && samp.byID != nil {
-			if rate, ok := samp.byID[r.samplerID]; ok {
-				m.SamplingRate = rate
-			}
+	// An event's one instant (NAT events carry no flow times).
+	if r.observedNs != 0 {
+		if m.TimeFlowStartNs == 0 {
+			m.TimeFlowStartNs = r.observedNs
+		}
+		if m.TimeFlowEndNs == 0 {
+			m.TimeFlowEndNs = r.observedNs
 		}
 	}
-	if len(d.unknown) > 0 {
-		m.ProtoReflect().SetUnknown(protoreflect.RawFields(d.unknown))
-	}
-}
-
-func sub(a, b uint64) uint64 {
-	if b > a {
-		return 0
-	}
-	return a - b
-}
-
-// options records what an options data record says about sampling.
-func (d *Decoder) options(samp *samplingState, r *record) {
-	if samp == nil {
-		return
-	}
-	if r.systemInitMs != 0 {
-		samp.systemInitMs = r.systemInitMs
-	}
-	var rate uint64
-	switch {
-	case r.packetInterval != 0:
-		rate = (r.packetInterval + r.packetSpace) / r.packetInterval
-	case r.randomInterval != 0:
-		rate = r.randomInterval
-	case r.interval != 0:
-		rate = r.interval
-	}
-	samp.set(rate, r.samplerID, r.hasSamplerID)
-}
-
-// reverse turns an emitted forward biflow record into its reverse half.
-func reverse(m *flowpb.FlowMessage, r *record) {
-	m.SrcAddr, m.DstAddr = m.DstAddr, m.SrcAddr
-	m.SrcPort, m.DstPort = m.DstPort, m.SrcPort
-	m.SrcAs, m.DstAs = m.DstAs, m.SrcAs
-	m.SrcNet, m.DstNet = m.DstNet, m.SrcNet
-	m.InIf, m.OutIf = m.OutIf, m.InIf
-	m.SrcMac, m.DstMac = m.DstMac, m.SrcMac
-	m.SrcVlan, m.DstVlan = m.DstVlan, m.SrcVlan
-	m.Bytes, m.Packets = r.revBytes, r.revPackets
-	m.TcpFlags = r.revFlags
-	m.BiflowReverse = true
-}
-
-// resetMsg clears m keeping its byte slices' capacity, like ResetVT
-// without the reflection bookkeeping of Reset (measurable per record).
-func resetMsg(m *flowpb.FlowMessage) {
-	src, dst, sampler, nh, bgp, labels := m.SrcAddr[:0], m.DstAddr[:0], m.SamplerAddress[:0], m.NextHop[:0], m.BgpNextHop[:0], m.MplsLabel[:0]
-	*m = flowpb.FlowMessage{}
-	m.SrcAddr, m.DstAddr, m.SamplerAddress, m.NextHop, m.BgpNextHop, m.MplsLabel = src, dst, sampler, nh, bgp, labels
 }

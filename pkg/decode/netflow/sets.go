@@ -28,6 +28,8 @@ type pktCtx struct {
 	uptimeMs   uint32
 	seq        uint32
 	receivedNs uint64
+	sampler    [16]byte // the exporter address as records carry it
+	samplerLen uint8
 }
 
 func (c *pktCtx) err(setID uint16, format string, class error, args ...any) error {
@@ -38,6 +40,12 @@ func (c *pktCtx) err(setID uint16, format string, class error, args ...any) erro
 func (d *Decoder) decodeTemplated(p decode.Packet, version uint16, emit decode.Emit) error {
 	b := p.Data
 	c := pktCtx{version: version, exporter: p.Exporter, addr: p.Exporter.Addr().Unmap(), receivedNs: p.ReceivedNs}
+	if c.addr.Is4() {
+		a := c.addr.As4()
+		c.samplerLen = uint8(copy(c.sampler[:], a[:]))
+	} else {
+		c.sampler, c.samplerLen = c.addr.As16(), 16
+	}
 	var errs []error
 	if version == 9 {
 		c.proto, c.ftype = decode.NetFlowV9, flowpb.FlowMessage_NETFLOW_V9
@@ -230,7 +238,7 @@ func (d *Decoder) dataSet(c *pktCtx, id uint16, b []byte, emit decode.Emit) (n i
 		return 0, true, c.err(id, "no template yet, set held", decode.ErrTemplateMissing)
 	}
 	p := t.Compiled
-	samp := d.samplingFor(seqKey{c.addr, c.version, c.domain}, p.options)
+	samp := d.samplingFor(seqKey{c.addr, c.version, c.domain})
 	for len(b) >= p.minLen {
 		if n >= d.maxRecs {
 			return n, false, c.err(id, "more than %d records in a set", decode.ErrLimit, d.maxRecs)

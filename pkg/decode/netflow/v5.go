@@ -41,7 +41,7 @@ func (d *Decoder) decodeV5(p decode.Packet, emit decode.Emit) error {
 	m := &d.msg
 	for i := 0; i < count; i++ {
 		r := b[v5HeaderLen+i*v5RecordLen : v5HeaderLen+(i+1)*v5RecordLen]
-		resetMsg(m)
+		resetMsg(m, false, false)
 		d.setCommon(m, flowpb.FlowMessage_NETFLOW_V5, exporter, p.ReceivedNs, seq, 0)
 		m.SamplingRate = rate
 		m.SrcAddr = append(m.SrcAddr[:0], r[0:4]...)

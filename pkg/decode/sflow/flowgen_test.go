@@ -9,8 +9,9 @@ import (
 	"testing"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
-	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
+	"github.com/flowpipe/flowpipe/pkg/decode/packet"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
 )
 
@@ -26,7 +27,7 @@ func decodeAll(d *Decoder, data []byte) ([]*flowpb.FlowMessage, error) {
 
 func addrBytes(a netip.Addr) []byte { return a.AsSlice() }
 
-func macUint(m [6]byte) uint64 { return mac(m[:]) }
+func macUint(m [6]byte) uint64 { return packet.MAC(m[:]) }
 
 // TestFlowgen checks every field flowgen puts in its datagrams (compact and
 // expanded flow samples, extended switch/router/gateway, a counter sample)

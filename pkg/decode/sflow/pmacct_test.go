@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flowpipe/flowpipe/pkg/decode/packet"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
 	"github.com/flowpipe/flowpipe/pkg/testutil/testtraffic"
@@ -203,7 +204,7 @@ func macOr(b []byte, def uint64) uint64 {
 	if len(b) != 6 {
 		return def
 	}
-	return mac(b)
+	return packet.MAC(b)
 }
 
 // tsharkFields are compared, sample by sample, with what the decoder

@@ -25,11 +25,14 @@
 //   - interface format bits are decoded: out_if format 1 (discarded) sets
 //     forwarding_status 128 ("dropped", RFC 7270) and out_if 0, format 2
 //     (several interfaces) sets out_if 0;
-//   - an AS path of several segments is read whole.
+//   - an AS path of several segments is read whole;
+//   - Ethernet over MPLS (with or without a control word) and VXLAN are
+//     walked (goflow2 stops after the label stack and at UDP).
 //
-// layer_stack and layer_size otherwise follow goflow2, including its habit
-// of adding a 0 to layer_size, and nothing to layer_stack, for a layer too
-// short to parse.
+// Sampled headers are read by package packet, the parser NetFlow v9 and
+// IPFIX packet sections use too. layer_stack and layer_size otherwise
+// follow goflow2, including its habit of adding a 0 to layer_size, and
+// nothing to layer_stack, for a layer too short to parse.
 package sflow
 
 import (
@@ -40,6 +43,7 @@ import (
 	"sync/atomic"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
+	"github.com/flowpipe/flowpipe/pkg/decode/packet"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 )
 
@@ -431,11 +435,11 @@ func (d *Decoder) flowRecord(m *flowpb.FlowMessage, format uint32, r []byte) err
 		h := r[16 : 16+int(min(hdrLen, uint32(d.cfg.MaxHeaderBytes)))]
 		switch proto {
 		case headerEthernet:
-			d.parseHeader(m, h, layerEthernet)
+			packet.Parse(m, h, packet.Ethernet, d.cfg.MaxLabels)
 		case headerIPv4:
-			d.parseHeader(m, h, layerIPv4)
+			packet.Parse(m, h, packet.IPv4, d.cfg.MaxLabels)
 		case headerIPv6:
-			d.parseHeader(m, h, layerIPv6)
+			packet.Parse(m, h, packet.IPv6, d.cfg.MaxLabels)
 		}
 	case recSampledEthernet:
 		// length, src and dst MAC (each padded to 8 bytes), type
@@ -443,8 +447,8 @@ func (d *Decoder) flowRecord(m *flowpb.FlowMessage, format uint32, r []byte) err
 			return fmt.Errorf("sampled ethernet of %d bytes: %w", len(r), decode.ErrTruncated)
 		}
 		m.Bytes = uint64(be32(r))
-		m.SrcMac = mac(r[4:])
-		m.DstMac = mac(r[12:])
+		m.SrcMac = packet.MAC(r[4:])
+		m.DstMac = packet.MAC(r[12:])
 		m.Etype = be32(r[20:])
 	case recSampledIPv4:
 		if len(r) < 32 {
@@ -588,9 +592,3 @@ func address(b []byte) ([]byte, []byte, error) {
 }
 
 func be32(b []byte) uint32 { return binary.BigEndian.Uint32(b) }
-
-// mac reads 6 bytes as goflow2's uint64 MAC.
-func mac(b []byte) uint64 {
-	_ = b[5]
-	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
-}
