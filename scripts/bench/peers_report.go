@@ -232,7 +232,15 @@ func peersSummary(cells []peerCell) []string {
 			continue
 		}
 		lo, hi := slices.Min(v), slices.Max(v)
-		out = append(out, fmt.Sprintf("flowcollect (bin) needs %.2fx to %.2fx the CPU per record of %s over the %d loads.", lo, hi, peerLabels[other], len(v)))
+		span := fmt.Sprintf("%.2fx to %.2fx", lo, hi)
+		if hi-lo < 0.005 {
+			span = fmt.Sprintf("%.2fx", lo)
+		}
+		loads := fmt.Sprintf("the %d loads", len(v))
+		if len(v) == 1 {
+			loads = "the one load"
+		}
+		out = append(out, fmt.Sprintf("flowcollect (bin) needs %s the CPU per record of %s over %s.", span, peerLabels[other], loads))
 	}
 	return out
 }
