@@ -8,9 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -22,7 +20,6 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
 	"github.com/flowpipe/flowpipe/pkg/rotate"
-	"github.com/flowpipe/flowpipe/pkg/telemetry"
 )
 
 const description = `flowcollect receives NetFlow v5, NetFlow v9, IPFIX and sFlow v5 export
@@ -78,18 +75,18 @@ func newApp() command.App {
 			&cli.DurationFlag{Name: "pending-age", Value: 10 * time.Second, Usage: "how long a data set waits for its template"},
 			&cli.PathFlag{Name: "mapping", Usage: "YAML file mapping further IPFIX/v9 elements to custom fields (goflow2 -mapping format)"},
 			&cli.IntFlag{Name: "max-exporter-labels", Value: collect.DefaultMaxExporterLabels, Usage: "distinct exporter label values in metrics; later ones are \"other\""},
-			command.MetricsFlag(":8080"),
 		},
-		Action: run,
+		// Loopback by default: the metrics and health endpoints are for the
+		// host's own Prometheus agent; --metrics-listen :8080 opens them up.
+		MetricsListen: "127.0.0.1:8080",
+		Action:        run,
 	}
 }
 
-func run(ctx context.Context, c *cli.Context, s command.Streams) error {
-	log, err := command.NewLogger(c, s.Err)
-	if err != nil {
-		return err
-	}
+func run(ctx context.Context, st *command.Stage) error {
+	c, log := st.Flags, st.Log
 	pcaps := append(c.StringSlice("read"), c.Args().Slice()...)
+	var err error
 
 	cfg := collect.DefaultConfig()
 	cfg.Log = log
@@ -153,8 +150,7 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 		log.Info("templates loaded", "file", templatesFile, "templates", n)
 	}
 
-	var out io.Writer = s.Out
-	var file *collect.FileOutput
+	var out io.Writer = st.Out
 	if path := c.String("output"); path != "-" && path != "" {
 		if c.Int("output-keep") < 0 {
 			return command.Usagef("--output-keep: must not be negative")
@@ -162,7 +158,7 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 		if err := rotate.CheckPath(path); err != nil {
 			return command.Usagef("--output: %v", err)
 		}
-		file, err = collect.OpenFileOutput(collect.OutputConfig{
+		file, err := collect.OpenFileOutput(collect.OutputConfig{
 			Path: path, Keep: c.Int("output-keep"), Frames: format == framing.FormatBin,
 			OnRotate: func(closed, opened string, removed []string, err error) {
 				log.Info("output rotated", "closed", closed, "opened", opened, "removed", removed)
@@ -176,24 +172,24 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 		}
 		defer file.Close()
 		out = file
+		st.OnReload(func() { reopen(file, log) })
+	} else {
+		st.OnReload(func() { log.Info("output is stdout: nothing to reopen") })
 	}
 
-	reg := telemetry.NewRegistry()
-	reg.MustRegister(decs.Collector())
-	col, err := collect.New(cfg, out, reg)
+	st.Metrics.MustRegister(decs.Collector())
+	col, err := collect.New(cfg, out, st.Metrics)
 	if err != nil {
 		return err
 	}
-	stopMetrics, err := command.StartMetrics(c, reg, log)
-	if err != nil {
+	if _, err := st.ServeMetrics(); err != nil {
 		return err
 	}
-	defer stopMetrics()
 
 	if len(pcaps) > 0 {
-		err = readPcaps(ctx, col, pcaps, s.Err)
+		err = readPcaps(ctx, col, pcaps, st.Err)
 	} else {
-		err = listen(ctx, col, decs, file, templatesFile, log)
+		err = listen(ctx, col, decs, templatesFile, log)
 	}
 	if templatesFile != "" {
 		if serr := decs.SaveTemplates(templatesFile); serr != nil {
@@ -206,7 +202,7 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 }
 
 // listen serves the sockets until ctx ends, then drains and flushes.
-func listen(ctx context.Context, col *collect.Collector, decs *collect.StandardDecoders, file *collect.FileOutput, templatesFile string, log *slog.Logger) error {
+func listen(ctx context.Context, col *collect.Collector, decs *collect.StandardDecoders, templatesFile string, log *slog.Logger) error {
 	if err := col.Open(ctx); err != nil {
 		return err
 	}
@@ -214,9 +210,6 @@ func listen(ctx context.Context, col *collect.Collector, decs *collect.StandardD
 	bg, stopBg := context.WithCancel(ctx)
 	defer stopBg()
 	go maintain(bg, decs, templatesFile, log)
-	if file != nil {
-		go reopenOnHUP(bg, file, log)
-	}
 	serveErr := col.Serve(ctx)
 	closeErr := col.Close()
 	t := col.Totals()
@@ -244,21 +237,12 @@ func maintain(ctx context.Context, decs *collect.StandardDecoders, templatesFile
 	}
 }
 
-func reopenOnHUP(ctx context.Context, file *collect.FileOutput, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			if err := file.Reopen(); err != nil {
-				log.Error("output not reopened; still writing to the old file", "err", err)
-			} else {
-				log.Info("output reopened")
-			}
-		}
+// reopen is the SIGHUP hook of --output: logrotate has moved the file.
+func reopen(file *collect.FileOutput, log *slog.Logger) {
+	if err := file.Reopen(); err != nil {
+		log.Error("output not reopened; still writing to the old file", "err", err)
+	} else {
+		log.Info("output reopened")
 	}
 }
 

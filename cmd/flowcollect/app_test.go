@@ -16,15 +16,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/flowpipe/flowpipe/pkg/command"
-	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/cli golden files")
@@ -175,55 +175,12 @@ func (epipeWriter) Write([]byte) (int, error) { return 0, syscall.EPIPE }
 
 // --- tests of the built binary: signals, UDP, metrics ---
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "flowcollect-test")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "flowcollect")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("%v: %s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
 type proc struct {
 	cmd     *exec.Cmd
-	stdout  *syncBuf
-	stderr  *syncBuf
+	stdout  *tools.Output
+	stderr  *tools.Output
 	addrs   map[string]netip.AddrPort // listener URI -> bound address
 	metrics string
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
 }
 
 var (
@@ -234,8 +191,8 @@ var (
 // start runs the binary and waits until it listens on every listener.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{stdout: &syncBuf{}, stderr: &syncBuf{}, addrs: map[string]netip.AddrPort{}}
-	p.cmd = exec.Command(binary(t), args...)
+	p := &proc{stdout: &tools.Output{}, stderr: &tools.Output{}, addrs: map[string]netip.AddrPort{}}
+	p.cmd = exec.Command(tools.Build(t, "."), args...)
 	p.cmd.Stdout = p.stdout
 	pr, pw := io.Pipe()
 	p.cmd.Stderr = io.MultiWriter(p.stderr, pw)
@@ -291,15 +248,8 @@ func (p *proc) addr(t *testing.T, uri string) netip.AddrPort {
 func (p *proc) stop(t *testing.T) {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, p.stderr.Bytes())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no exit 20s after SIGTERM")
+	if code := tools.WaitExit(t, p.cmd, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM\n%s", code, p.stderr.Bytes())
 	}
 }
 
@@ -394,6 +344,7 @@ func TestUDPEndToEndDrainOnSIGTERM(t *testing.T) {
 		sendUDP(t, to, packets) // the data from another
 		all = append(all, flows...)
 	}
+	p.waitMetric(t, "flowcollect_packets_received_total{")
 	checkMetrics(t, p)
 	p.stop(t)
 	checkFlows(t, readStream(t, p.stdout.Bytes()), all)
@@ -415,11 +366,8 @@ func checkMetrics(t *testing.T, p *proc) {
 			t.Errorf("exposition lacks %s", want)
 		}
 	}
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool missing")
-		}
+	promtool, ok := tools.Optional(t, "promtool")
+	if !ok {
 		t.Log("promtool missing: lint skipped")
 		return
 	}
@@ -519,5 +467,34 @@ func TestAllowListBinary(t *testing.T) {
 	}
 	if !strings.Contains(string(p.stderr.Bytes()), "reason=not_allowed") {
 		t.Fatalf("drop not explained in the log:\n%s", p.stderr.Bytes())
+	}
+}
+
+// TestFlagsAfterFiles: `flowcollect -r a.pcap b.pcap --format json` reads
+// both captures and takes --format as a flag, not a file (issue 17).
+func TestFlagsAfterFiles(t *testing.T) {
+	dir := t.TempDir()
+	var paths []string
+	want := 0
+	for i := range 2 {
+		_, packets, flows := generate(t, flowgen.NetFlowV5, uint64(i+1), 3)
+		want += len(flows)
+		p := filepath.Join(dir, fmt.Sprintf("%d.pcap", i))
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := flowgen.WritePcap(f, packets, netip.MustParseAddrPort("192.0.2.1:1"), netip.MustParseAddrPort("192.0.2.2:2055"), time.Unix(0, 0)); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		paths = append(paths, p)
+	}
+	code, out, errs := runApp(t, "-r", paths[0], paths[1], "--format", "json", "--metrics-listen", "")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if n := strings.Count(out, "\n"); n != want || !strings.HasPrefix(out, "{") {
+		t.Fatalf("%d JSON lines, want %d: %.200s", n, want, out)
 	}
 }

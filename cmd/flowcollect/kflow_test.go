@@ -224,6 +224,7 @@ func TestKFlowSettings(t *testing.T) {
 	}
 	tpl, packets, _ := generate(t, flowgen.IPFIX, 5, 20)
 	sendUDP(t, p.addr(t, uri), append([][]byte{tpl}, packets...))
+	p.waitMetric(t, "flowcollect_packets_received_total{") // sent is not yet decoded
 	checkMetrics(t, p)
 	resp, err := http.Get("http://" + p.metrics + "/metrics")
 	if err != nil {

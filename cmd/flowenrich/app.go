@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"runtime/debug"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -17,7 +13,6 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/enrich"
 	"github.com/flowpipe/flowpipe/pkg/framing"
 	"github.com/flowpipe/flowpipe/pkg/rotate"
-	"github.com/flowpipe/flowpipe/pkg/telemetry"
 )
 
 const description = `flowenrich reads a flow stream (bin or JSON, detected) on stdin and writes it
@@ -71,17 +66,13 @@ func newApp() command.App {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "output `PATH` (appended, reopened on SIGHUP), or a time pattern rotating by itself (flows-%Y%m%d-%H.json, UTC); - is stdout"},
 			&cli.IntFlag{Name: "output-keep", Usage: "with a time pattern, keep this many closed files and remove older ones (0: keep all)"},
 			&cli.DurationFlag{Name: "reload-interval", Value: 5 * time.Second, Usage: "check the files for changes this often (0: only on SIGHUP)"},
-			command.MetricsFlag(""),
 		},
 		Action: run,
 	}
 }
 
-func run(ctx context.Context, c *cli.Context, s command.Streams) error {
-	log, err := command.NewLogger(c, s.Err)
-	if err != nil {
-		return err
-	}
+func run(ctx context.Context, st *command.Stage) error {
+	c, log := st.Flags, st.Log
 	mode, err := enrich.ParseLookupMode(c.String("lookup-mode"))
 	if err != nil {
 		return command.Usagef("--lookup-mode: %v", err)
@@ -124,44 +115,29 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	// the process sit at its load-time peak.
 	debug.FreeOSMemory()
 
-	reg := telemetry.NewRegistry()
-	m := newMetrics(reg)
+	m := newMetrics(st.Metrics)
 	m.loaded(e)
-	stopMetrics, err := command.StartMetrics(c, reg, log)
-	if err != nil {
+	if _, err := st.ServeMetrics(); err != nil {
 		return err
 	}
-	defer stopMetrics()
 
 	ctx, cancel := context.WithCancel(ctx)
+	hup := make(chan struct{}, 1)
+	st.OnReload(func() {
+		select {
+		case hup <- struct{}{}: // the watcher reloads; one pending is enough
+		default:
+		}
+	})
 	watching := make(chan struct{})
 	go func() {
 		defer close(watching)
-		watch(ctx, e, c.Duration("reload-interval"), log, m)
+		watch(ctx, e, c.Duration("reload-interval"), hup, log, m)
 	}()
 	defer func() { cancel(); <-watching }() // no reload outlives the run
 
-	// A blocked read of stdin only returns when stdin is closed: close it
-	// on SIGTERM (as goflow2's enricher does); Run then flushes and ends.
-	done := make(chan struct{})
-	defer close(done)
-	command.GrowPipe(s.In) // fewer, larger reads from flowcollect
-	in := s.In
-	if f, ok := in.(*os.File); ok {
-		pollable, restore := pollableFile(f)
-		defer restore()
-		in = pollable
-	}
-	if closer, ok := in.(io.Closer); ok {
-		go func() {
-			select {
-			case <-ctx.Done():
-				_ = closer.Close()
-			case <-done:
-			}
-		}()
-	}
-	out, closeOut, err := openOutput(ctx, c, outFormat, s.Out, log)
+	in := st.Input(ctx) // SIGTERM interrupts a read that waits for flowcollect
+	out, closeOut, err := openOutput(st, outFormat)
 	if err != nil {
 		return err
 	}
@@ -179,11 +155,12 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 }
 
 // openOutput opens --output, or returns stdout, and reopens the file on
-// SIGHUP until ctx ends.
-func openOutput(ctx context.Context, c *cli.Context, format framing.Format, stdout io.Writer, log *slog.Logger) (io.Writer, func(), error) {
+// SIGHUP.
+func openOutput(st *command.Stage, format framing.Format) (io.Writer, func(), error) {
+	c, log := st.Flags, st.Log
 	path := c.String("output")
 	if path == "" || path == "-" {
-		return stdout, func() {}, nil
+		return st.Out, func() {}, nil
 	}
 	if err := rotate.CheckPath(path); err != nil {
 		return nil, nil, command.Usagef("--output: %v", err)
@@ -205,26 +182,12 @@ func openOutput(ctx context.Context, c *cli.Context, format framing.Format, stdo
 	if err != nil {
 		return nil, nil, err
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := w.Reopen(); err != nil {
-					log.Error("output not reopened; still writing to the old file", "err", err)
-				}
-			}
+	st.OnReload(func() {
+		if err := w.Reopen(); err != nil {
+			log.Error("output not reopened; still writing to the old file", "err", err)
 		}
-	}()
+	})
 	return w, func() {
-		signal.Stop(hup)
-		close(stop)
 		if err := w.Close(); err != nil {
 			log.Error("output close", "err", err)
 		}
@@ -245,10 +208,7 @@ func logLoaded(log *slog.Logger, e *enrich.Enricher, took time.Duration) {
 // watch reloads on SIGHUP (everything) and when a file changes (that
 // file), until ctx ends. A failing file is reported once per new error, not
 // at every poll.
-func watch(ctx context.Context, e *enrich.Enricher, interval time.Duration, log *slog.Logger, m *metrics) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func watch(ctx context.Context, e *enrich.Enricher, interval time.Duration, hup <-chan struct{}, log *slog.Logger, m *metrics) {
 	var tick <-chan time.Time
 	if interval > 0 {
 		t := time.NewTicker(interval)
@@ -287,23 +247,4 @@ func watch(ctx context.Context, e *enrich.Enricher, interval time.Duration, log 
 			}
 		}
 	}
-}
-
-// pollableFile returns a non-blocking handle on f, so that Go's poller
-// serves its reads and Close interrupts a blocked one (a pipe inherited in
-// blocking mode would keep the read, and SIGTERM, waiting for the writer).
-// For a pipe or a terminal, reopening /proc/self/fd/N gives a new file
-// description, so the mode of the one shared with the shell is untouched;
-// otherwise (a socket) the shared one is switched and restored at the end.
-func pollableFile(f *os.File) (*os.File, func()) {
-	fd := int(f.Fd())
-	if fi, err := f.Stat(); err == nil && fi.Mode()&(os.ModeNamedPipe|os.ModeCharDevice) != 0 {
-		if g, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", fd), os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
-			return g, func() { _ = g.Close() }
-		}
-	}
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		return f, func() {}
-	}
-	return os.NewFile(uintptr(fd), f.Name()), func() { _ = syscall.SetNonblock(fd, false) }
 }

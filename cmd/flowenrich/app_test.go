@@ -18,9 +18,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flowpipe/flowpipe/pkg/command"
-	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 )
 
 const testNets = `networks:
@@ -310,8 +310,17 @@ func TestReloadWhileStreaming(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	// A broken file keeps the loaded data.
-	os.WriteFile(f.nets, []byte("networks: [\n"), 0o644)
+	// A broken file keeps the loaded data. It replaces the file at once,
+	// as an editor or a deployment does: written in place, the watcher
+	// could read it empty between truncation and write, and an empty file
+	// is a valid one without networks.
+	broken := f.nets + ".new"
+	if err := os.WriteFile(broken, []byte("networks: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(broken, f.nets); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(100 * time.Millisecond)
 	if l := send(); !strings.Contains(l, `"src_net_name":"renamed"`) {
 		t.Fatalf("after a bad reload: %s", l)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/time/rate"
 
 	"github.com/flowpipe/flowpipe/pkg/command"
 	"github.com/flowpipe/flowpipe/pkg/export"
@@ -81,9 +80,14 @@ func newApp() command.App {
 				Usage: "series kept; beyond it new pairs fold into the \"other\" series"},
 			&cli.DurationFlag{Name: "pair-ttl", Value: export.DefaultConfig().PairTTL,
 				Usage: "drop a series after this long without traffic"},
-			metricsFlag(),
 		}, kafkaFlags()...),
-		Action: run,
+		// All interfaces, unlike the other tools: these counters are the
+		// product, scraped by a remote Prometheus, and :9590 is
+		// flow-exporter's default that its users' scrape configs expect.
+		MetricsListen: ":9590",
+		// flow-exporter's name for it.
+		MetricsAliases: []string{"addr"},
+		Action:         run,
 	}
 }
 
@@ -99,45 +103,36 @@ func kafkaFlags() []cli.Flag {
 	return flags
 }
 
-// metricsFlag is --metrics-listen, also under flow-exporter's --addr.
-func metricsFlag() cli.Flag {
-	f := command.MetricsFlag(":9590")
-	if sf, ok := f.(*cli.StringFlag); ok {
-		sf.Aliases = append(sf.Aliases, "addr")
-	}
-	return f
-}
-
-func run(ctx context.Context, c *cli.Context, s command.Streams) error {
-	log, err := command.NewLogger(c, s.Err)
-	if err != nil {
-		return err
-	}
+func run(ctx context.Context, st *command.Stage) error {
+	c, log := st.Flags, st.Log
 	cfg, ccfg, err := configFromFlags(c)
 	if err != nil {
 		return err
 	}
-	if cfg.ASNames, err = loadASNames(c.Path("asn-db"), log); err != nil {
-		return err
+	namesPath := findASNames(c.Path("asn-db"), log)
+	if namesPath != "" {
+		if cfg.ASNames, err = export.LoadASNames(namesPath); err != nil {
+			return err
+		}
+		log.Info("loaded AS names", "path", namesPath, "count", len(cfg.ASNames))
 	}
 	table, err := export.NewTable(cfg)
 	if err != nil {
 		return command.Usagef("%v", err)
 	}
-	reg := telemetry.NewRegistry()
-	reg.MustRegister(table)
-	m := export.NewMetrics(reg)
+	if namesPath != "" {
+		st.OnReload(func() { reloadASNames(table, namesPath, log) })
+	}
+	st.Metrics.MustRegister(table)
+	m := export.NewMetrics(st.Metrics)
 
-	invalidLog := rate.Sometimes{First: 3, Interval: 30 * time.Second}
-	errorLog := rate.Sometimes{First: 3, Interval: 30 * time.Second}
+	logs := telemetry.NewThrottle(30*time.Second, 3)
 	ccfg.OnInvalid = func(r *kgo.Record, err error) {
-		invalidLog.Do(func() {
-			log.Warn("skipping a record that is no flow", "topic", r.Topic, "partition", r.Partition,
-				"offset", r.Offset, "err", err)
-		})
+		logs.Log(log, slog.LevelWarn, "invalid", "skipping a record that is no flow", slog.String("topic", r.Topic),
+			slog.Int("partition", int(r.Partition)), slog.Int64("offset", r.Offset), slog.Any("err", err))
 	}
 	ccfg.OnError = func(err error) {
-		errorLog.Do(func() { log.Warn("kafka", "err", err) })
+		logs.Log(log, slog.LevelWarn, "kafka", "kafka", slog.Any("err", err))
 	}
 	kcfg, err := kafkaopt.FromCLI(c, "")
 	if err != nil {
@@ -155,11 +150,9 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	if err != nil {
 		return err
 	}
-	stopMetrics, err := command.StartMetrics(c, reg, log)
-	if err != nil {
+	if _, err := st.ServeMetrics(); err != nil {
 		return err
 	}
-	defer stopMetrics()
 	if ccfg.Partitions != nil {
 		log.Info("consuming", "topic", ccfg.Topic, "partitions", ccfg.Partitions, "offsets_group", ccfg.Group, "start_offset", string(ccfg.Start))
 	} else {
@@ -170,28 +163,37 @@ func run(ctx context.Context, c *cli.Context, s command.Streams) error {
 	return err
 }
 
-// loadASNames reads the named database, or the first one found on the
-// search path when none is named, and says which.
-func loadASNames(path string, log *slog.Logger) (map[uint32]string, error) {
+// reloadASNames is the SIGHUP hook of the AS names database: the file was
+// replaced (a monthly update). A file that does not load leaves the names
+// as they were.
+func reloadASNames(table *export.Table, path string, log *slog.Logger) {
+	names, err := export.LoadASNames(path)
+	if err != nil {
+		log.Error("AS names not reloaded; keeping the loaded ones", "err", err)
+		return
+	}
+	table.SetASNames(names)
+	log.Info("reloaded AS names", "path", path, "count", len(names))
+}
+
+// findASNames returns the database named by --asn-db, or the first one
+// found on the search path when none is named, and says which; "" when
+// there is none (or --asn-db none).
+func findASNames(path string, log *slog.Logger) string {
 	switch path {
 	case "none":
 		log.Info("AS names only from the records (--asn-db none)")
-		return nil, nil
+		return ""
 	case "":
 		searched := export.DefaultASNamesPaths()
 		found, ok := export.FindASNames(searched)
 		if !ok {
 			log.Info("no AS name database found; AS names only from the records", "searched", searched)
-			return nil, nil
+			return ""
 		}
-		path = found
+		return found
 	}
-	names, err := export.LoadASNames(path)
-	if err != nil {
-		return nil, err
-	}
-	log.Info("loaded AS names", "path", path, "count", len(names))
-	return names, nil
+	return path
 }
 
 func configFromFlags(c *cli.Context) (export.Config, export.ConsumerConfig, error) {

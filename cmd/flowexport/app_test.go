@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -16,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,30 +27,13 @@ import (
 
 	"github.com/flowpipe/flowpipe/pkg/command"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 const topic = "flows"
 
-// syncBuffer is a bytes.Buffer safe to read while the app writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func runApp(ctx context.Context, args ...string) (int, string) {
-	var stdout, stderr syncBuffer
+	var stdout, stderr tools.Output
 	code := command.Run(ctx, newApp(), append([]string{"flowexport"}, args...),
 		command.Streams{In: strings.NewReader(""), Out: &stdout, Err: &stderr})
 	return code, stdout.String() + stderr.String()
@@ -184,18 +165,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed", name)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return path
-}
-
 // TestExportEndToEnd runs flowexport in-process against kfake, checks its
 // exposition (values and promtool check metrics), then lets a real
 // Prometheus scrape it and checks the sums with PromQL.
@@ -252,7 +221,7 @@ func TestExportEndToEnd(t *testing.T) {
 	}
 
 	t.Run("promtool", func(t *testing.T) {
-		promtool := needTool(t, "promtool")
+		promtool := tools.Require(t, "promtool")
 		cmd := exec.Command(promtool, "check", "metrics")
 		cmd.Stdin = strings.NewReader(expo)
 		if b, err := cmd.CombinedOutput(); err != nil {
@@ -261,7 +230,7 @@ func TestExportEndToEnd(t *testing.T) {
 	})
 
 	t.Run("prometheus", func(t *testing.T) {
-		prom := needTool(t, "prometheus")
+		prom := tools.Require(t, "prometheus")
 		dir := t.TempDir()
 		cfg := filepath.Join(dir, "prometheus.yml")
 		if err := os.WriteFile(cfg, fmt.Appendf(nil, "global:\n  scrape_interval: 1s\nscrape_configs:\n"+
@@ -271,7 +240,7 @@ func TestExportEndToEnd(t *testing.T) {
 		promAddr := freePort(t)
 		pctx, pcancel := context.WithCancel(context.Background())
 		defer pcancel()
-		var logs syncBuffer
+		var logs tools.Output
 		cmd := exec.CommandContext(pctx, prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 			"--web.listen-address="+promAddr)
 		cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -305,6 +274,14 @@ func TestExportEndToEnd(t *testing.T) {
 // writeASNDB writes a GeoLite2-ASN-shaped mmdb naming each AS "AS<n> name".
 func writeASNDB(t *testing.T, nets map[string]uint32) string {
 	t.Helper()
+	path := filepath.Join(t.TempDir(), "asn.mmdb")
+	writeASNDBAt(t, path, nets, "name")
+	return path
+}
+
+// writeASNDBAt writes the database to path, naming each AS "AS<n> <suffix>".
+func writeASNDBAt(t *testing.T, path string, nets map[string]uint32, suffix string) {
+	t.Helper()
 	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoLite2-ASN", RecordSize: 24})
 	if err != nil {
 		t.Fatal(err)
@@ -316,12 +293,11 @@ func writeASNDB(t *testing.T, nets map[string]uint32) string {
 		}
 		if err := tree.Insert(ipnet, mmdbtype.Map{
 			"autonomous_system_number":       mmdbtype.Uint32(as),
-			"autonomous_system_organization": mmdbtype.String(fmt.Sprintf("AS%d name", as)),
+			"autonomous_system_organization": mmdbtype.String(fmt.Sprintf("AS%d %s", as, suffix)),
 		}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	path := filepath.Join(t.TempDir(), "asn.mmdb")
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
@@ -330,7 +306,6 @@ func writeASNDB(t *testing.T, nets map[string]uint32) string {
 	if _, err := tree.WriteTo(f); err != nil {
 		t.Fatal(err)
 	}
-	return path
 }
 
 // promQuery returns the value of a one-sample instant query, or "".
@@ -357,20 +332,14 @@ func promQuery(addr, query string) string {
 // TestSIGTERMCommits builds the binary, lets it count, sends SIGTERM and
 // checks that it exits 0 with every partition committed to its end.
 func TestSIGTERMCommits(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
+	bin := tools.Build(t, ".")
 	d := makeTestData()
 	c := startCluster(t, d)
-	bin := filepath.Join(t.TempDir(), "flowexport")
-	if b, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
 	metricsAddr := freePort(t)
 	cmd := exec.Command(bin, "--broker", c.ListenAddrs()[0], "--topic", topic, "--asn", "64500",
 		"--group", "sigterm", "--metrics-listen", metricsAddr)
 	cmd.Env = append(os.Environ(), "FLOWEXPORT_START_OFFSET=earliest")
-	var logs syncBuffer
+	var logs tools.Output
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -386,15 +355,8 @@ func TestSIGTERMCommits(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- cmd.Wait() }()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, logs.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no exit after SIGTERM\n%s", logs.String())
+	if code := tools.WaitExit(t, cmd, 30*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM\n%s", code, logs.String())
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
 	if err != nil {

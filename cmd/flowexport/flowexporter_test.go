@@ -22,6 +22,7 @@ import (
 
 	"github.com/flowpipe/flowpipe/pkg/command"
 	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 // What neptune-networks/flow-exporter documents, as its README and
@@ -118,10 +119,10 @@ func neptuneASNDB(t *testing.T) {
 
 // runFlowExport runs the app in the background and stops it at cleanup,
 // checking that it exited 0.
-func runFlowExport(t *testing.T, args ...string) *syncBuffer {
+func runFlowExport(t *testing.T, args ...string) *tools.Output {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
+	var logs tools.Output
 	done := make(chan int, 1)
 	go func() {
 		done <- command.Run(ctx, newApp(), append([]string{"flowexport"}, args...),
@@ -216,7 +217,7 @@ func TestFlowExporterPartitions(t *testing.T) {
 		addr := freePort(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
-		var logs syncBuffer
+		var logs tools.Output
 		args := append([]string{"flowexport", "-brokers", broker, "-topic", topic, "-partitions", "0,2", "-asn", "15169",
 			"-addr", addr, "-asn-db", "none", "-group", "fe", "-start-offset", "earliest"}, extra...)
 		go func() {
@@ -298,7 +299,7 @@ func TestFlowExporterUsage(t *testing.T) {
 // each direction, top N peers, per router. With --max-pairs 2 the folded
 // traffic must show up as "other" whichever AS label a query groups by.
 func TestFlowExporterPromQL(t *testing.T) {
-	prom := needTool(t, "prometheus")
+	prom := tools.Require(t, "prometheus")
 	neptuneASNDB(t)
 	const topic = "pmacct.acct"
 	values := [][]byte{
@@ -330,7 +331,7 @@ func TestFlowExporterPromQL(t *testing.T) {
 	}
 	promAddr := freePort(t)
 	pctx, pcancel := context.WithCancel(context.Background())
-	var plogs syncBuffer
+	var plogs tools.Output
 	cmd := exec.CommandContext(pctx, prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+promAddr)
 	cmd.Stdout, cmd.Stderr = &plogs, &plogs

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"net/netip"
-	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
 	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
+	"github.com/flowpipe/flowpipe/pkg/testutil/proc"
 )
 
 // benchPipeline pushes packets through router -> worker (decode, encode,
@@ -47,7 +47,7 @@ func benchPipeline(b *testing.B, newDecoders func(int, decode.Observer) (Decoder
 		last = n
 	}
 	before := c.Totals().Records
-	cpu0 := cpuTime()
+	cpu0 := proc.CPU()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -62,7 +62,7 @@ func benchPipeline(b *testing.B, newDecoders func(int, decode.Observer) (Decoder
 	}
 	b.StopTimer()
 	records := c.Totals().Records - before
-	cpu := cpuTime() - cpu0
+	cpu := proc.CPU() - cpu0
 	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
 	// CPU time of the whole process (reader, worker, writer) per record:
 	// unlike records/s it does not depend on what else the machine runs.
@@ -101,13 +101,4 @@ func BenchmarkPipelineFakeV5(b *testing.B) {
 			benchPipeline(b, fakeDecoders, load.packets, w)
 		})
 	}
-}
-
-// cpuTime is the process's user+system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -2,16 +2,17 @@
 // files), decodes them on worker goroutines and writes the records as one
 // stream. It is the engine of flowcollect.
 //
-// Data path: a reader per socket (recvmmsg, 64 datagrams a call) copies
-// each datagram into a chunk for the worker its exporter hashes to; chunks
-// come from a fixed per-worker free list, so the queue is bounded and a
-// full queue drops (counted) instead of blocking the socket. Each worker
-// owns its decoders and encodes records into a batch buffer; whole batches
-// go through one channel to the single writer goroutine. Nothing is locked
-// or allocated per record.
+// Data path: a reader per socket (recvmmsg on Linux, 64 datagrams a call;
+// one datagram a read elsewhere) copies each datagram into a chunk for the
+// worker its exporter hashes to; chunks come from a fixed per-worker free
+// list, so the queue is bounded and a full queue drops (counted) instead of
+// blocking the socket. A decoder (one set of Decoders, the exporters'
+// metric handles, an output batch) turns datagrams into encoded records;
+// each worker goroutine owns one. Whole batches go through one channel to
+// the single writer goroutine. Nothing is locked or allocated per record.
 //
 // With Workers 0, the default, each socket's reader decodes what it reads
-// itself: no copy and no goroutine hand-off per packet, which saves 20-35%
+// itself with a decoder of its own: no copy and no goroutine hand-off per packet, which saves 20-35%
 // of the CPU per record (scripts/bench/results.md); parallelism then comes
 // from ?count=N sockets, and an exporter stays in order as long as its
 // source port (on which SO_REUSEPORT hashes) does not change. Workers N
@@ -32,10 +33,12 @@ import (
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/telemetry"
 )
 
-// Decoders are one worker's decoders. A nil decoder makes its family's
-// packets decode errors (reason "version").
+// Decoders are the decoders of one goroutine that decodes (a worker, or a
+// socket reader with Workers 0). A nil decoder makes its family's packets
+// decode errors (reason "version").
 type Decoders struct {
 	NetFlow decode.Decoder // NetFlow v5, v9 and IPFIX
 	SFlow   decode.Decoder
@@ -64,8 +67,8 @@ type Config struct {
 	Allow []netip.Prefix
 	// FlushInterval bounds how long a record waits before it is written.
 	FlushInterval time.Duration
-	// NewDecoders builds one worker's decoders; obs receives their
-	// sequence events.
+	// NewDecoders builds the decoders of one goroutine that decodes; obs
+	// receives their sequence events.
 	NewDecoders func(worker int, obs decode.Observer) (Decoders, error)
 	// Encode is the output format; nil means AppendFrame (bin).
 	Encode Encoder
@@ -118,17 +121,17 @@ type Collector struct {
 	out       chan *outBatch
 	batches   chan *outBatch // free list: a sync.Pool would be emptied by every GC
 	writer    io.Writer
-	writeErr  error
+	writeErr  error // set by the writer before it closes failed
 	writerWG  sync.WaitGroup
 	failed    chan struct{} // closed when the writer fails
 	stats     stats
-	inline    []*worker // Workers == 0: one per socket (and one for pcap input)
+	inline    []*decoder // Workers == 0: one per socket (and one for pcap input)
 	gapCount  int64
 	gapMu     sync.Mutex
 
-	sockets  []*socket
-	logLimit rateLimiter
-	closed   bool
+	sockets []*socket
+	logs    *telemetry.Throttle
+	closed  bool
 }
 
 // New builds a collector writing to out and registers its metrics on reg.
@@ -146,6 +149,7 @@ func New(cfg Config, out io.Writer, reg prometheus.Registerer) (*Collector, erro
 		out:     make(chan *outBatch, 4*max(cfg.Workers, 1)),
 		writer:  out,
 		failed:  make(chan struct{}),
+		logs:    telemetry.NewThrottle(10*time.Second, 1),
 	}
 	if c.encode == nil {
 		c.encode = AppendFrame
@@ -156,38 +160,13 @@ func New(cfg Config, out io.Writer, reg prometheus.Registerer) (*Collector, erro
 	c.batches = make(chan *outBatch, 6*max(cfg.Workers, 1)+2)
 	reg.MustRegister(c.socks)
 	for i := 0; i < cfg.Workers; i++ {
-		w, err := c.newWorker(i)
+		d, err := c.newDecoder(i)
 		if err != nil {
 			return nil, err
 		}
-		w.in, w.free = make(chan *chunk, cfg.QueueChunks), make(chan *chunk, cfg.QueueChunks)
-		for j := 0; j < cfg.QueueChunks; j++ {
-			w.free <- &chunk{}
-		}
-		c.workers = append(c.workers, w)
+		c.workers = append(c.workers, newWorker(d, cfg.QueueChunks))
 	}
 	return c, nil
-}
-
-func (c *Collector) newWorker(id int) (*worker, error) {
-	wm := &workerMetrics{m: c.metrics, byExp: map[exporterKey]*exporterCounters{}, gaps: map[gapKey]prometheus.Counter{}, gapCount: &c.gapCount, gapMu: &c.gapMu}
-	d, err := c.cfg.NewDecoders(id, wm)
-	if err != nil {
-		return nil, fmt.Errorf("collect: worker %d: %w", id, err)
-	}
-	w := &worker{c: c, id: id, decoders: d, metrics: wm}
-	w.emit = w.onRecord
-	return w, nil
-}
-
-// Decoders returns every worker's decoders, for saving templates once the
-// collector is closed (they are not safe to touch while it runs).
-func (c *Collector) Decoders() []Decoders {
-	var out []Decoders
-	for _, w := range append(c.workers, c.inline...) {
-		out = append(out, w.decoders)
-	}
-	return out
 }
 
 // Start starts the workers and the writer.
@@ -196,12 +175,23 @@ func (c *Collector) Start() {
 	go c.writeLoop()
 	for _, w := range c.workers {
 		c.workersWG.Add(1)
-		go w.run()
+		go func() {
+			defer c.workersWG.Done()
+			w.run(c.cfg.FlushInterval, &c.stats)
+		}()
 	}
 }
 
-// Failed is closed when writing the output failed; Close returns the error.
-func (c *Collector) Failed() <-chan struct{} { return c.failed }
+// outputFailed says whether writing the output failed; Close then returns
+// the error.
+func (c *Collector) outputFailed() bool {
+	select {
+	case <-c.failed:
+		return true
+	default:
+		return false
+	}
+}
 
 func (c *Collector) getBatch() *outBatch {
 	select {
@@ -246,9 +236,11 @@ func (c *Collector) Open(ctx context.Context) error {
 			return err
 		}
 		for _, s := range socks {
-			c.socks.add(s.inode, l.URI, s.local.Port())
+			if s.inode != 0 { // Linux: its kernel drops are in /proc/net/udp
+				c.socks.add(s.inode, l.URI, s.local.Port())
+			}
 			if c.cfg.Workers == 0 {
-				if s.inline, err = c.newWorker(len(c.inline)); err != nil {
+				if s.inline, err = c.newDecoder(len(c.inline)); err != nil {
 					return err
 				}
 				c.inline = append(c.inline, s.inline)
@@ -335,8 +327,8 @@ func (c *Collector) Close() error {
 		close(w.in)
 	}
 	c.workersWG.Wait()
-	for _, w := range c.inline { // their readers have returned
-		w.send()
+	for _, d := range c.inline { // their readers have returned
+		d.send()
 	}
 	close(c.out)
 	c.writerWG.Wait()
@@ -362,33 +354,19 @@ func (c *Collector) allowed(a netip.Addr) bool {
 	return false
 }
 
+// logDrop explains a drop, at most once per 10 s for each reason; the
+// metric counts them all.
 func (c *Collector) logDrop(reason string, from netip.AddrPort) {
-	if c.logLimit.allow() {
-		c.log.Warn("dropped datagram (further drops within 10s are only counted)", "reason", reason, "exporter", from.String())
+	if held, ok := c.logs.Allow(reason); ok {
+		c.log.Warn("dropped datagram (further drops within 10s are only counted)", "reason", reason,
+			"exporter", from.String(), "suppressed", held)
 	}
 }
 
 func (c *Collector) logDecodeError(err error) {
-	if c.logLimit.allow() {
-		c.log.Warn("decode error (further errors within 10s are only counted)", "err", err)
+	if held, ok := c.logs.Allow("decode"); ok {
+		c.log.Warn("decode error (further errors within 10s are only counted)", "err", err, "suppressed", held)
 	} else if c.log.Enabled(context.Background(), slog.LevelDebug) {
 		c.log.Debug("decode error", "err", err)
 	}
-}
-
-// rateLimiter lets one event through per 10 seconds.
-type rateLimiter struct {
-	mu   sync.Mutex
-	next time.Time
-}
-
-func (r *rateLimiter) allow() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now := time.Now()
-	if now.Before(r.next) {
-		return false
-	}
-	r.next = now.Add(10 * time.Second)
-	return true
 }

@@ -18,9 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
-	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 )
 
 // fakeV5 decodes the few NetFlow v5 fields the tests check, so that the

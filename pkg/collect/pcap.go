@@ -30,7 +30,8 @@ type packetSource interface {
 // nothing). Each record's time_received_ns is its packet's capture time,
 // so the output is deterministic. A datagram goes to the decoder family of
 // the listener whose port it was sent to, else to the one its content
-// says.
+// says. It stops early, returning nil, when ctx is done, and with the
+// write error as soon as writing the output failed.
 func (c *Collector) ReadPcap(ctx context.Context, r io.Reader) (PcapStats, error) {
 	var st PcapStats
 	br := bufio.NewReaderSize(r, 1<<20)
@@ -58,24 +59,32 @@ func (c *Collector) ReadPcap(ctx context.Context, r io.Reader) (PcapStats, error
 		ports[uint16(l.Port)] = l.Family
 	}
 	var rt *router
-	var w *worker
+	var d *decoder
 	var t tally
 	if c.cfg.Workers == 0 {
-		if len(c.inline) == 0 || c.inline[0] == nil {
-			if w, err = c.newWorker(0); err != nil {
+		if len(c.inline) == 0 {
+			if d, err = c.newDecoder(0); err != nil {
 				return st, err
 			}
-			c.inline = append(c.inline, w)
+			c.inline = append(c.inline, d)
 		}
-		w = c.inline[0]
+		d = c.inline[0]
 		defer func() { c.stats.add(t) }()
 	} else {
 		rt = c.newRouter(true)
 		defer rt.flush()
 	}
 	for n := 0; ; n++ {
-		if n%4096 == 0 && ctx.Err() != nil {
-			return st, nil
+		// Stop at a signal, and as soon as the output is gone
+		// (`flowcollect -r big.pcap | head`): decoding the rest would
+		// only be thrown away.
+		if n%64 == 0 {
+			if ctx.Err() != nil {
+				return st, nil
+			}
+			if c.outputFailed() {
+				return st, c.writeErr
+			}
 		}
 		data, ci, err := src.ZeroCopyReadPacketData()
 		if errors.Is(err, io.EOF) {
@@ -98,9 +107,9 @@ func (c *Collector) ReadPcap(ctx context.Context, r io.Reader) (PcapStats, error
 		if !ok {
 			fam = FamilyAuto
 		}
-		if w != nil {
+		if d != nil {
 			if c.accept(from, false) {
-				w.decode(payload, from, uint64(ci.Timestamp.UnixNano()), fam, &t)
+				d.decode(payload, from, uint64(ci.Timestamp.UnixNano()), fam, &t)
 			}
 			continue
 		}

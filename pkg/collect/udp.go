@@ -9,15 +9,13 @@ import (
 	"os"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 const (
 	// MaxDatagram is the receive buffer per datagram; longer ones arrive
 	// truncated and are dropped (reason "truncated").
 	MaxDatagram = 9000
-	// readBatch is the most datagrams one recvmmsg returns.
+	// readBatch is the most datagrams one read returns (recvmmsg).
 	readBatch = 64
 	// drainLimit bounds the datagrams read from the kernel queue after
 	// shutdown starts, so that a flood cannot delay the exit forever.
@@ -31,11 +29,11 @@ type socket struct {
 	inode  uint64
 	rcvBuf int // effective SO_RCVBUF as the kernel reports it
 	local  netip.AddrPort
-	inline *worker // Workers == 0: this socket's reader decodes
+	inline *decoder // Workers == 0: this socket's reader decodes
 }
 
 // openSockets binds l.Count sockets to one address, with SO_REUSEPORT when
-// there are several, and sets the receive buffer.
+// there are several, and sets the receive buffer (controlSocket).
 func openSockets(ctx context.Context, l Listen) ([]*socket, error) {
 	var out []*socket
 	closeAll := func() {
@@ -47,22 +45,7 @@ func openSockets(ctx context.Context, l Listen) ([]*socket, error) {
 	for i := 0; i < l.Count; i++ {
 		lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
 			var serr error
-			err := c.Control(func(fd uintptr) {
-				if l.Count > 1 {
-					serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-					if serr != nil {
-						return
-					}
-				}
-				if l.RcvBuf > 0 {
-					// FORCE passes rmem_max as root; without the right
-					// the plain option is capped by the kernel.
-					if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, l.RcvBuf) != nil {
-						serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, l.RcvBuf)
-					}
-				}
-			})
-			if err != nil {
+			if err := c.Control(func(fd uintptr) { serr = controlSocket(fd, l.Count > 1, l.RcvBuf) }); err != nil {
 				return err
 			}
 			return serr
@@ -99,15 +82,7 @@ func (s *socket) sockInfo() error {
 		return err
 	}
 	var serr error
-	err = rc.Control(func(fd uintptr) {
-		var st unix.Stat_t
-		if serr = unix.Fstat(int(fd), &st); serr != nil {
-			return
-		}
-		s.inode = st.Ino
-		s.rcvBuf, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
-	})
-	if err != nil {
+	if err := rc.Control(func(fd uintptr) { s.inode, s.rcvBuf, serr = socketInfo(fd) }); err != nil {
 		return err
 	}
 	return serr
@@ -115,19 +90,19 @@ func (s *socket) sockInfo() error {
 
 // readLoop reads batches until the deadline set at shutdown, then drains
 // what the kernel still holds without waiting, and returns. Datagrams go to
-// the router, or are decoded right here by the inline worker w; with w a
+// the router, or are decoded right here by the socket's decoder d; with d a
 // read deadline also wakes the loop to hand over a partial output batch
 // within the flush interval.
-func (s *socket) readLoop(ctx context.Context, r *router, w *worker) error {
-	l := &readLoop{s: s, ctx: ctx, r: r, w: w}
-	if w != nil {
-		l.c = w.c
-		defer w.send()
+func (s *socket) readLoop(ctx context.Context, r *router, d *decoder) error {
+	l := &readLoop{s: s, ctx: ctx, r: r, d: d}
+	if d != nil {
+		l.c = d.c
+		defer d.send()
 	} else {
 		l.c = r.c
 	}
 	var err error
-	if l.rd, err = newMmsgReader(s.conn, readBatch, MaxDatagram, l.batch); err != nil {
+	if l.rd, err = newDatagramReader(s.conn, readBatch, MaxDatagram, l.batch); err != nil {
 		return fmt.Errorf("collect: read %s: %w", s.listen.URI, err)
 	}
 	for {
@@ -149,8 +124,8 @@ func (s *socket) readLoop(ctx context.Context, r *router, w *worker) error {
 			if err := s.conn.SetReadDeadline(time.Time{}); err != nil {
 				return nil
 			}
-		case errors.Is(err, os.ErrDeadlineExceeded) && w != nil:
-			w.send() // the flush deadline
+		case errors.Is(err, os.ErrDeadlineExceeded) && d != nil:
+			d.send() // the flush deadline
 			l.flushArmed = false
 			_ = s.conn.SetReadDeadline(time.Time{})
 			if ctx.Err() != nil {
@@ -172,9 +147,9 @@ type readLoop struct {
 	s   *socket
 	ctx context.Context
 	c   *Collector
-	r   *router // Workers > 0
-	w   *worker // Workers == 0
-	rd  *mmsgReader
+	r   *router  // Workers > 0
+	d   *decoder // Workers == 0
+	rd  *datagramReader
 
 	draining   bool
 	drained    int
@@ -184,7 +159,7 @@ type readLoop struct {
 func (l *readLoop) batch(n int) {
 	nowNs := uint64(time.Now().UnixNano())
 	family := l.s.listen.Family
-	if l.w == nil {
+	if l.d == nil {
 		for i := 0; i < n; i++ {
 			if data, from, trunc, ok := l.rd.datagram(i); ok {
 				l.r.route(data, from, nowNs, family, trunc)
@@ -192,16 +167,16 @@ func (l *readLoop) batch(n int) {
 		}
 		l.r.flush()
 	} else {
-		w, c := l.w, l.c
+		d, c := l.d, l.c
 		var t tally
 		for i := 0; i < n; i++ {
 			if data, from, trunc, ok := l.rd.datagram(i); ok && c.accept(from, trunc) {
-				w.decode(data, from, nowNs, family, &t)
+				d.decode(data, from, nowNs, family, &t)
 			}
 		}
 		c.stats.add(t)
-		if w.batch != nil && time.Since(w.lastSend) >= c.cfg.FlushInterval {
-			w.send()
+		if d.due(c.cfg.FlushInterval) {
+			d.send()
 		}
 		// The reader may wait next: the deadline must cover this batch.
 		l.armFlush()
@@ -210,16 +185,16 @@ func (l *readLoop) batch(n int) {
 }
 
 // armFlush sets the read deadline to the flush time of a pending output
-// batch of the inline worker, and clears it once there is none.
+// batch of the socket's decoder, and clears it once there is none.
 func (l *readLoop) armFlush() {
-	if l.w == nil || l.draining {
+	if l.d == nil || l.draining {
 		return
 	}
 	switch {
-	case l.w.batch != nil && !l.flushArmed:
-		_ = l.s.conn.SetReadDeadline(l.w.lastSend.Add(l.c.cfg.FlushInterval))
+	case l.d.batch != nil && !l.flushArmed:
+		_ = l.s.conn.SetReadDeadline(l.d.lastSend.Add(l.c.cfg.FlushInterval))
 		l.flushArmed = true
-	case l.w.batch == nil && l.flushArmed:
+	case l.d.batch == nil && l.flushArmed:
 		_ = l.s.conn.SetReadDeadline(time.Time{})
 		l.flushArmed = false
 	default:

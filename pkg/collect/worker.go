@@ -1,21 +1,13 @@
 package collect
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"sync/atomic"
 	"time"
-
-	"github.com/flowpipe/flowpipe/pkg/decode"
-	"github.com/flowpipe/flowpipe/pkg/flowpb"
 )
 
 // chunkBytes is the payload a chunk holds before the router hands it over.
 const chunkBytes = 64 << 10
-
-// batchBytes is the encoded output a worker gathers before handing it to
-// the writer.
-const batchBytes = 64 << 10
 
 // pktMeta locates one datagram inside a chunk.
 type pktMeta struct {
@@ -32,153 +24,55 @@ type chunk struct {
 	pkts []pktMeta
 }
 
-// Sniff tells the decoder family and protocol of a datagram from its
-// version field.
-func Sniff(b []byte) (Family, decode.Protocol) {
-	if len(b) >= 2 {
-		switch binary.BigEndian.Uint16(b) {
-		case 5:
-			return FamilyNetFlow, decode.NetFlowV5
-		case 9:
-			return FamilyNetFlow, decode.NetFlowV9
-		case 10:
-			return FamilyNetFlow, decode.IPFIX
-		}
-	}
-	if len(b) >= 4 && binary.BigEndian.Uint32(b) == 5 {
-		return FamilySFlow, decode.SFlowV5
-	}
-	return FamilyAuto, decode.ProtocolUnknown
-}
-
-// worker owns its decoders (they are not safe for concurrent use) and
-// every exporter hashed to it, so one exporter's packets stay in order.
+// worker is a goroutine that decodes the chunks a router hands it with its
+// own decoder. Every exporter hashed to it is decoded by it alone, so one
+// exporter's packets stay in order.
 type worker struct {
-	c        *Collector
-	id       int
-	in       chan *chunk
-	free     chan *chunk
-	decoders Decoders
-	metrics  *workerMetrics
-	emit     decode.Emit // bound once: no closure per packet
-
-	batch    *outBatch
-	lastSend time.Time
-	recvNs   uint64
-	nRecords int
+	dec  *decoder
+	in   chan *chunk
+	free chan *chunk // every chunk of this worker that is not queued in in
 }
 
-// outBatch is encoded output on its way to the writer.
-type outBatch struct{ data []byte }
+func newWorker(d *decoder, queue int) *worker {
+	w := &worker{dec: d, in: make(chan *chunk, queue), free: make(chan *chunk, queue)}
+	for range queue {
+		w.free <- &chunk{}
+	}
+	return w
+}
 
-func (w *worker) run() {
-	defer w.c.workersWG.Done()
-	tick := time.NewTicker(w.c.cfg.FlushInterval / 2)
+// run decodes until in is closed, then sends what is left. A pending
+// batch is sent once it has waited half the flush interval, so a record
+// waits at most the flush interval in all.
+func (w *worker) run(flushInterval time.Duration, stats *stats) {
+	tick := time.NewTicker(flushInterval / 2)
 	defer tick.Stop()
 	for {
 		select {
 		case ch, ok := <-w.in:
 			if !ok {
-				w.send()
+				w.dec.send()
 				return
 			}
-			w.process(ch)
+			w.process(ch, stats)
 			ch.data = ch.data[:0]
 			ch.pkts = ch.pkts[:0]
 			w.free <- ch // never blocks: free holds every chunk of this worker
 		case <-tick.C:
-			if w.batch != nil && len(w.batch.data) > 0 && time.Since(w.lastSend) >= w.c.cfg.FlushInterval/2 {
-				w.send()
+			if w.dec.due(flushInterval / 2) {
+				w.dec.send()
 			}
 		}
 	}
 }
 
-func (w *worker) process(ch *chunk) {
+func (w *worker) process(ch *chunk, stats *stats) {
 	var t tally
 	for i := range ch.pkts {
 		p := &ch.pkts[i]
-		w.decode(ch.data[p.off:p.off+p.n], p.from, p.receivedNs, p.family, &t)
+		w.dec.decode(ch.data[p.off:p.off+p.n], p.from, p.receivedNs, p.family, &t)
 	}
-	w.c.stats.add(t)
-}
-
-// tally counts a run of packets for the summary totals.
-type tally struct{ packets, records, errors uint64 }
-
-// decode decodes one datagram into the current batch.
-func (w *worker) decode(data []byte, from netip.AddrPort, receivedNs uint64, want Family, t *tally) {
-	family, proto := Sniff(data)
-	var dec decode.Decoder
-	switch {
-	case family == FamilyAuto:
-		w.c.metrics.drop[DropUnknown].Inc()
-		w.c.logDrop(DropUnknown, from)
-		return
-	case want != FamilyAuto && want != family:
-		// sFlow sent to a NetFlow port, or the reverse.
-		w.c.metrics.decodeError(proto, "version")
-		t.errors++
-		return
-	case family == FamilyNetFlow:
-		dec = w.decoders.NetFlow
-	default:
-		dec = w.decoders.SFlow
-	}
-	if dec == nil {
-		w.c.metrics.decodeError(proto, "version")
-		t.errors++
-		return
-	}
-	exp := w.metrics.exporter(from.Addr(), proto)
-	exp.packets.Inc()
-	exp.bytes.Add(float64(len(data)))
-	w.recvNs = receivedNs
-	w.nRecords = 0
-	err := dec.Decode(decode.Packet{Data: data, Exporter: from, ReceivedNs: receivedNs}, w.emit)
-	if w.nRecords > 0 {
-		exp.records.Add(float64(w.nRecords))
-	}
-	t.packets++
-	t.records += uint64(w.nRecords)
-	if err != nil {
-		for _, r := range decode.Reasons(err) {
-			w.c.metrics.decodeError(proto, r)
-			t.errors++
-		}
-		w.c.logDecodeError(err)
-	}
-}
-
-// onRecord encodes one flow into the current batch.
-func (w *worker) onRecord(m *flowpb.FlowMessage) {
-	if m.TimeReceivedNs == 0 {
-		m.TimeReceivedNs = w.recvNs
-	}
-	if w.batch == nil {
-		w.batch = w.c.getBatch()
-	}
-	w.batch.data = w.c.encode(w.batch.data, m)
-	w.nRecords++
-	if len(w.batch.data) >= batchBytes {
-		w.send()
-	}
-}
-
-func (w *worker) send() {
-	if w.batch == nil || len(w.batch.data) == 0 {
-		return
-	}
-	w.c.out <- w.batch
-	w.batch = nil
-	w.lastSend = time.Now()
-}
-
-// AppendFrame appends m as one length-delimited protobuf frame (the bin
-// stream), in flowpb's single forward pass. Batches keep 4 KiB of slack
-// past batchBytes, so it allocates only for an unusually large record.
-func AppendFrame(dst []byte, m *flowpb.FlowMessage) []byte {
-	return m.AppendDelimited(dst)
+	stats.add(t)
 }
 
 // router distributes datagrams from one source (a socket or a pcap file)

@@ -8,17 +8,18 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// LogFlags are added to every tool.
-func LogFlags() []cli.Flag {
+// logFlags are added to every tool.
+func logFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json (logs go to stderr)"},
 	}
 }
 
-// NewLogger builds the process's one logger from the log flags. Library
-// packages never log; they return errors and the tool decides.
-func NewLogger(c *cli.Context, stderr io.Writer) (*slog.Logger, error) {
+// newLogger builds the process's one logger from the log flags. Library
+// packages never log on their own; they return errors, or take the logger
+// they are given.
+func newLogger(c *cli.Context, stderr io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return nil, Usagef("--log-level: %v", err)
@@ -35,4 +36,4 @@ func NewLogger(c *cli.Context, stderr io.Writer) (*slog.Logger, error) {
 }
 
 // Discard is a logger that drops everything, for tests.
-func Discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

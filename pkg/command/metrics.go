@@ -1,30 +1,37 @@
 package command
 
 import (
-	"log/slog"
-
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/flowpipe/flowpipe/pkg/telemetry"
 )
 
-// MetricsFlag is the --metrics-listen flag; an empty default means off.
-func MetricsFlag(defaultAddr string) cli.Flag {
-	usage := "serve Prometheus /metrics on this address (empty: off)"
-	return &cli.StringFlag{Name: "metrics-listen", Value: defaultAddr, Usage: usage}
+// metricsFlags are added to every tool: --metrics-listen with the tool's
+// default, and --pprof.
+func metricsFlags(defaultAddr string, aliases []string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "metrics-listen", Aliases: aliases, Value: defaultAddr,
+			Usage: "serve Prometheus /metrics, /healthz and /__health on this `ADDRESS` (empty: off)"},
+		&cli.BoolFlag{Name: "pprof", Usage: "also serve /debug/pprof/ on --metrics-listen (profiles show internals; keep that address private)"},
+	}
 }
 
-// StartMetrics serves reg on --metrics-listen when it is set. The returned
-// stop function is safe to call when nothing was started.
-func StartMetrics(c *cli.Context, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
-	addr := c.String("metrics-listen")
+// ServeMetrics serves the stage's registry on --metrics-listen, if set,
+// until the Action returns, and returns the address listened on ("" when
+// off). Register the tool's collectors first: a scrape may come at once.
+func (s *Stage) ServeMetrics() (string, error) {
+	addr := s.Flags.String("metrics-listen")
+	pprof := s.Flags.Bool("pprof")
 	if addr == "" {
-		return func() {}, nil
+		if pprof {
+			return "", Usagef("--pprof needs --metrics-listen")
+		}
+		return "", nil
 	}
-	srv, err := telemetry.Serve(addr, reg, log)
+	srv, err := telemetry.Serve(addr, s.Metrics, telemetry.ServerConfig{Pprof: pprof, Log: s.Log})
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	return func() { _ = srv.Shutdown() }, nil
+	s.OnCleanup(func() { _ = srv.Shutdown() })
+	return srv.Addr(), nil
 }

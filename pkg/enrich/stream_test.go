@@ -10,13 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"testing"
-	"time"
 
-	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
+	"github.com/flowpipe/flowpipe/pkg/testutil/proc"
 )
 
 // benchStream builds n framed records of a realistic size (IPFIX-like, 30
@@ -97,7 +96,7 @@ func BenchmarkStage(b *testing.B) {
 		}
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		cpu0 := cpuTime()
+		cpu0 := proc.CPU()
 		b.SetBytes(int64(len(in)))
 		for b.Loop() {
 			rd.Reset(in)
@@ -106,7 +105,7 @@ func BenchmarkStage(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		cpu := cpuTime() - cpu0
+		cpu := proc.CPU() - cpu0
 		runtime.ReadMemStats(&after)
 		n := float64(total.Written)
 		if n != float64(b.N*records) {
@@ -188,12 +187,3 @@ var errBroken = errors.New("broken pipe")
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, errBroken }
-
-// cpuTime is the CPU time (user and system) the process used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}

@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flowpipe/flowpipe/pkg/testutil/proc"
 )
 
 // benchValues are n records over 1000 AS pairs and 4 samplers, so that after
@@ -50,7 +51,7 @@ func BenchmarkConsumeCount(b *testing.B) {
 			now := time.Now()
 			c.Begin(now)
 			i := 0
-			start, cpu0 := time.Now(), cpuTime()
+			start, cpu0 := time.Now(), proc.CPU()
 			for b.Loop() {
 				if i%1024 == 1023 {
 					c.End()
@@ -63,7 +64,7 @@ func BenchmarkConsumeCount(b *testing.B) {
 			}
 			c.End()
 			b.ReportMetric(float64(i)/time.Since(start).Seconds(), "records/s")
-			b.ReportMetric(float64(i)/(cpuTime()-cpu0).Seconds(), "records/cpu-s")
+			b.ReportMetric(float64(i)/(proc.CPU()-cpu0).Seconds(), "records/cpu-s")
 		})
 	}
 }
@@ -96,11 +97,11 @@ func BenchmarkConsumeCountKfake(b *testing.B) {
 		in := &instance{tbl: tbl, m: m}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		start, cpu0 := time.Now(), cpuTime()
+		start, cpu0 := time.Now(), proc.CPU()
 		go func() { done <- cons.Run(ctx) }()
 		waitFor(b, "all records", func() bool { return in.records() >= n })
 		elapsed += time.Since(start)
-		cpu += cpuTime() - cpu0
+		cpu += proc.CPU() - cpu0
 		cancel()
 		if err := <-done; err != nil {
 			b.Fatal(err)
@@ -109,16 +110,6 @@ func BenchmarkConsumeCountKfake(b *testing.B) {
 	b.ReportMetric(float64(n*iter)/elapsed.Seconds(), "records/s")
 	// The broker runs in this process too: this CPU time includes kfake's.
 	b.ReportMetric(float64(n*iter)/cpu.Seconds(), "records/cpu-s")
-}
-
-// cpuTime is the CPU time this process has used. On a shared machine
-// records per CPU second says more than per wall-clock second.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkDistinctPairs offers 1 M distinct AS pairs to a table capped at

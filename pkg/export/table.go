@@ -276,6 +276,15 @@ func (t *Table) expireLocked() {
 	}
 }
 
+// SetASNames replaces the AS names table (LoadASNames), as a reload of
+// the database does. Series named already keep their names until they
+// expire; new series, and those whose names were empty, take the new ones.
+func (t *Table) SetASNames(names map[uint32]string) {
+	t.mu.Lock()
+	t.cfg.ASNames = names
+	t.mu.Unlock()
+}
+
 // Expire drops the series idle for longer than the TTL at now.
 func (t *Table) Expire(now time.Time) {
 	t.mu.Lock()

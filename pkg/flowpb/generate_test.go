@@ -7,21 +7,18 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 // TestGeneratedCodeIsFresh regenerates the Go code from flow.proto with the
 // pinned generators (make proto-tools) and fails when the checked-in files
 // differ: someone edited flow.proto without running make proto.
 func TestGeneratedCodeIsFresh(t *testing.T) {
-	gobin := filepath.Join(goEnv(t, "GOPATH"), "bin")
-	path := gobin + string(os.PathListSeparator) + os.Getenv("PATH")
+	// make proto-tools installs the generators into GOPATH/bin.
+	t.Setenv("PATH", filepath.Join(goEnv(t, "GOPATH"), "bin")+string(os.PathListSeparator)+os.Getenv("PATH"))
 	for _, tool := range []string{"protoc", "protoc-gen-go", "protoc-gen-go-vtproto"} {
-		if _, err := lookPath(tool, path); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is required in CI (make proto-tools): %v", tool, err)
-			}
-			t.Skipf("%s not installed (make proto-tools)", tool)
-		}
+		tools.Require(t, tool)
 	}
 	out := t.TempDir()
 	src, err := os.ReadFile("gen.go")
@@ -41,7 +38,6 @@ func TestGeneratedCodeIsFresh(t *testing.T) {
 		args[i] = strings.NewReplacer("--go_out=.", "--go_out="+out, "--go-vtproto_out=.", "--go-vtproto_out="+out).Replace(a)
 	}
 	cmd := exec.Command("protoc", args...)
-	cmd.Env = append(os.Environ(), "PATH="+path)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("protoc: %v\n%s", err, b)
 	}
@@ -66,14 +62,4 @@ func goEnv(t *testing.T, key string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
-}
-
-func lookPath(name, path string) (string, error) {
-	for _, dir := range filepath.SplitList(path) {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return exec.LookPath(name)
 }

@@ -1,6 +1,8 @@
-// Package telemetry serves a tool's Prometheus metrics over HTTP and builds
-// the registry they live in. Every tool has its own registry: nothing is
-// registered globally.
+// Package telemetry is what a flowpipe tool tells its operators: the
+// Prometheus registry its metrics live in, the HTTP server that serves them
+// (with health checks and, on request, pprof), and a throttle for log lines
+// that could otherwise flood stderr. Every tool has its own registry:
+// nothing is registered globally.
 package telemetry
 
 import (
@@ -26,7 +28,18 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Server serves /metrics, /healthz and /debug/pprof/.
+// ServerConfig says what Serve exposes besides /metrics.
+type ServerConfig struct {
+	// Pprof also serves /debug/pprof/. Profiles show internals and cost
+	// CPU while they run, so they are off unless asked for.
+	Pprof bool
+	// Log receives the address served and a server failure; nil discards.
+	Log *slog.Logger
+}
+
+// Server serves /metrics, the health checks /healthz and /__health
+// (goflow2's path, so that its probes keep working), and /debug/pprof/
+// when configured.
 type Server struct {
 	srv  *http.Server
 	ln   net.Listener
@@ -35,10 +48,14 @@ type Server struct {
 
 // Serve listens on addr at once, so that a taken port is a startup error,
 // and serves in the background until Shutdown.
-func Serve(addr string, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
+func Serve(addr string, reg *prometheus.Registry, cfg ServerConfig) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -47,11 +64,16 @@ func Serve(addr string, reg *prometheus.Registry, log *slog.Logger) (*Server, er
 		EnableOpenMetrics:   true,
 		Registry:            reg,
 	}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	health := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
+	mux.HandleFunc("/healthz", health)
+	mux.HandleFunc("/__health", health)
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	s := &Server{
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		ln:   ln,
@@ -62,14 +84,12 @@ func Serve(addr string, reg *prometheus.Registry, log *slog.Logger) (*Server, er
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
-		if err != nil && log != nil {
+		if err != nil {
 			log.Error("metrics server stopped", "err", err)
 		}
 		s.done <- err
 	}()
-	if log != nil {
-		log.Info("serving metrics", "addr", ln.Addr().String())
-	}
+	log.Info("serving metrics", "addr", ln.Addr().String(), "pprof", cfg.Pprof)
 	return s, nil
 }
 

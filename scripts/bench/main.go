@@ -151,6 +151,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	work := fs.String("work", "", "scratch directory (default: a new temporary one, removed at the end)")
 	only := fs.String("only", strings.Join(sections, ","), "sections to run: "+strings.Join(sections, ",")+" (the default), and "+strings.Join(extraSections, ","))
 	chainCollect := fs.String("chain-flowcollect-args", "", "extra flowcollect flags in the chain, space-separated (e.g. \"--workers 0\")")
+	chainSpool := fs.Bool("chain-spool", false, "flowpublish spools (--spool-dir) in the chain")
+	chainDown := fs.Bool("chain-broker-down", false, "the chain with flowpublish spooling to a broker that is down: what the spool takes")
 	command := fs.String("command", "", "command line shown in the report (default: scripts/bench/bench.sh)")
 	peerCollectors := fs.String("peers-collectors", strings.Join(defaultPeers, ","), "peers section: collectors, in this order, of "+strings.Join(allPeers, ","))
 	peerProtocols := fs.String("peers-protocols", "", "peers section: protocols (default ipfix,netflow9,netflow5,sflow)")
@@ -292,7 +294,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	rep.Machine.noteLoad(want, "chain")
 	if want["chain"] && ctx.Err() == nil {
-		runs, err := chainSearch(ctx, chainConfig{Bins: b, Work: filepath.Join(*work, "chain"), EnrichArgs: enrichArgs, CollectArgs: prof.ChainCollect, Log: stderr}, prof)
+		runs, err := chainSearch(ctx, chainConfig{Bins: b, Work: filepath.Join(*work, "chain"), EnrichArgs: enrichArgs,
+			CollectArgs: prof.ChainCollect, Log: stderr, Spool: *chainSpool, BrokerDown: *chainDown}, prof)
 		rep.Chain = runs
 		if err != nil {
 			rep.problem("chain", err)

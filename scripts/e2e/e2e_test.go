@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
 	"github.com/flowpipe/flowpipe/pkg/testutil/testtraffic"
 )

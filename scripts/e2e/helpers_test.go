@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,31 +23,14 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
 	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
-
-// logBuffer collects a process's stderr (and stdout when it is not data).
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // proc is a started binary whose exit is awaited in the background.
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	log  *logBuffer
+	log  *tools.Output // stderr, and stdout when it is not data
 	done chan struct{}
 	err  error
 }
@@ -59,7 +41,7 @@ type proc struct {
 // failed.
 func start(t *testing.T, name string, cmd *exec.Cmd) *proc {
 	t.Helper()
-	p := &proc{name: name, cmd: cmd, log: &logBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, log: &tools.Output{}, done: make(chan struct{})}
 	cmd.Stderr = p.log
 	if cmd.Stdout == nil {
 		cmd.Stdout = p.log

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,8 +17,9 @@ import (
 
 // TestSystemdWrapper runs scripts/deploy/systemd/flowpipe-pipeline (what
 // flowpipe.service starts) with the built binaries, sends it flowgen's
-// IPFIX traffic, stops it with SIGTERM as systemd does, and checks that it
-// exits 0 with every generated record in the broker.
+// IPFIX traffic while SIGHUPs come as `systemctl reload` sends them, stops
+// it with SIGTERM as systemd does, and checks that it exits 0 with every
+// generated record in the broker.
 func TestSystemdWrapper(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the pipeline wrapper")
@@ -47,9 +49,34 @@ func TestSystemdWrapper(t *testing.T) {
 	}
 
 	gen := exec.Command(bin("flowgen"), "--protocol", "ipfix", "--seed", strconv.Itoa(seed), "--ipv6-ratio", "0.3",
-		"--send", fmt.Sprintf("127.0.0.1:%d", port), "--count", strconv.Itoa(packets), "--rate", "50000")
-	if out, err := gen.CombinedOutput(); err != nil {
-		t.Fatalf("flowgen: %v\n%s", err, out)
+		"--send", fmt.Sprintf("127.0.0.1:%d", port), "--count", strconv.Itoa(packets), "--rate", "20000")
+	var genOut bytes.Buffer
+	gen.Stdout, gen.Stderr = &genOut, &genOut
+	if err := gen.Start(); err != nil {
+		t.Fatal(err)
+	}
+	genDone := make(chan error, 1)
+	go func() { genDone <- gen.Wait() }()
+	// `systemctl reload flowpipe` (ExecReload: kill -HUP $MAINPID) while
+	// the traffic flows: the wrapper passes it to flowcollect, which must
+	// live through it and lose nothing.
+	hups := 0
+	for done := false; !done; {
+		select {
+		case err := <-genDone:
+			if err != nil {
+				t.Fatalf("flowgen: %v\n%s", err, genOut.String())
+			}
+			done = true
+		case <-time.After(20 * time.Millisecond):
+			wrapper.signal(syscall.SIGHUP)
+			hups++
+		}
+	}
+	// bash may fold signals that arrive together: at least one must have
+	// reached flowcollect.
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(wrapper.log.String(), "SIGHUP: reloading") }) {
+		t.Errorf("%d SIGHUPs sent to the wrapper, none reached flowcollect", hups)
 	}
 	// The same generator in-process gives the ground truth.
 	g, err := flowgen.New(flowgen.Config{Seed: seed, Protocol: flowgen.IPFIX, IPv6Ratio: 0.3})
@@ -80,5 +107,6 @@ func TestSystemdWrapper(t *testing.T) {
 		t.Errorf("broker holds %d records (%d bytes, %d packets), flowgen sent %d (%d, %d)",
 			len(msgs), gotBytes, gotPackets, wantRecords, wantBytes, wantPackets)
 	}
-	t.Logf("%d records through the wrapper", len(msgs))
+	t.Logf("%d records through the wrapper; %d SIGHUPs sent, %d handled by flowcollect", len(msgs), hups,
+		strings.Count(wrapper.log.String(), "SIGHUP: reloading"))
 }

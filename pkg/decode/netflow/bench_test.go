@@ -3,14 +3,13 @@ package netflow
 import (
 	"io"
 	"runtime"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
-	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
+	"github.com/flowpipe/flowpipe/pkg/testutil/proc"
 )
 
 // benchPackets returns a primed decoder's template packet and data packets.
@@ -51,7 +50,7 @@ func benchDecode(b *testing.B, cfg flowgen.Config) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	b.ResetTimer()
-	cpu0 := threadCPU()
+	cpu0 := proc.ThreadCPU()
 	records := 0
 	for i := 0; i < b.N; i++ {
 		pkt := data[i%len(data)]
@@ -60,7 +59,7 @@ func benchDecode(b *testing.B, cfg flowgen.Config) {
 		}
 		records += perRound / len(data)
 	}
-	cpu := threadCPU() - cpu0
+	cpu := proc.ThreadCPU() - cpu0
 	b.StopTimer()
 	if werr != nil {
 		b.Fatal(werr)
@@ -74,17 +73,6 @@ func benchDecode(b *testing.B, cfg flowgen.Config) {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(records), "cpu-ns/record")
 	}
 }
-
-// threadCPU is the calling OS thread's user+system CPU time.
-func threadCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-const rusageThread = 1 // RUSAGE_THREAD (Linux)
 
 // BenchmarkDecodeIPFIX28 is the reference: flowgen's benchmark
 // packet, one IPv4 data set of 28 records.

@@ -3,11 +3,9 @@
 // goflow2 v2 fills them.
 //
 // One Decoder handles the three versions and dispatches on the version
-// field; NewV5Decoder, NewV9Decoder and NewIPFIXDecoder return decoders
-// that refuse the other versions (decode.ErrVersion). v9 and IPFIX share
-// the template cache and the field mapping: a template is compiled once
-// into a list of (length, target) operations and each data record is
-// decoded by walking that list, without allocating.
+// field. v9 and IPFIX share the template cache and the field mapping: a
+// template is compiled once into a list of (length, target) operations and
+// each data record is decoded by walking that list, without allocating.
 //
 // Behaviour worth knowing:
 //   - Templates are keyed by exporter address (not port), version, source
@@ -102,7 +100,6 @@ type Config struct {
 // Sequence and sampling state are per Decoder, so an exporter's packets
 // must all go to the same Decoder.
 type Decoder struct {
-	only      uint16 // 0: any version
 	templates *Templates
 	mapping   *mapping.Mapping
 	observer  decode.Observer
@@ -145,15 +142,6 @@ func NewDecoder(cfg Config) *Decoder {
 	return d
 }
 
-// NewV5Decoder returns a Decoder that accepts NetFlow v5 only.
-func NewV5Decoder(cfg Config) *Decoder { d := NewDecoder(cfg); d.only = 5; return d }
-
-// NewV9Decoder returns a Decoder that accepts NetFlow v9 only.
-func NewV9Decoder(cfg Config) *Decoder { d := NewDecoder(cfg); d.only = 9; return d }
-
-// NewIPFIXDecoder returns a Decoder that accepts IPFIX only.
-func NewIPFIXDecoder(cfg Config) *Decoder { d := NewDecoder(cfg); d.only = 10; return d }
-
 // Templates returns the decoder's template cache.
 func (d *Decoder) Templates() *Templates { return d.templates }
 
@@ -168,9 +156,6 @@ func (d *Decoder) Decode(p decode.Packet, emit decode.Emit) error {
 		return &decode.Error{Protocol: decode.ProtocolUnknown, Exporter: p.Exporter, Err: fmt.Errorf("netflow: %d-byte packet: %w", len(p.Data), decode.ErrTruncated)}
 	}
 	v := binary.BigEndian.Uint16(p.Data)
-	if d.only != 0 && v != d.only {
-		return &decode.Error{Protocol: protocolOf(d.only), Exporter: p.Exporter, Err: fmt.Errorf("netflow: version %d: %w", v, decode.ErrVersion)}
-	}
 	switch v {
 	case 5:
 		return d.decodeV5(p, emit)

@@ -14,6 +14,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
 	"github.com/flowpipe/flowpipe/pkg/testutil/frames"
+	"github.com/flowpipe/flowpipe/pkg/testutil/proc"
 )
 
 // benchFrames are sFlow's benchmark headers: 8 frames, each the first 128
@@ -90,11 +91,11 @@ func BenchmarkFrameSectionVsSFlow(b *testing.B) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		records = 0
-		cpu0 := threadCPU()
+		cpu0 := proc.ThreadCPU()
 		for b.Loop() {
 			_ = d.Decode(p, emit)
 		}
-		cpu := threadCPU() - cpu0
+		cpu := proc.ThreadCPU() - cpu0
 		// The thread's CPU time: the figure holds on a machine busy with
 		// other work, where wall-clock ns/op does not.
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(records), "cpu-ns/record")

@@ -13,9 +13,10 @@ import (
 	gfproto "github.com/netsampler/goflow2/v2/producer/proto"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
-	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
+	"github.com/flowpipe/flowpipe/pkg/testutil/proc"
 )
 
 // BenchmarkDecodeSFlow decodes the benchmark datagram (8 flow samples,
@@ -60,7 +61,7 @@ func benchOurs(b *testing.B, pkt []byte) {
 	b.ReportAllocs()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cpu := threadCPU()
+	cpu := proc.ThreadCPU()
 	for b.Loop() {
 		if err := d.Decode(p, emit); err != nil {
 			b.Fatal(err)
@@ -69,7 +70,7 @@ func benchOurs(b *testing.B, pkt []byte) {
 	if werr != nil {
 		b.Fatal(werr)
 	}
-	reportSamples(b, samples, threadCPU()-cpu)
+	reportSamples(b, samples, proc.ThreadCPU()-cpu)
 }
 
 func benchGoflow2(b *testing.B, pkt []byte) {
@@ -83,7 +84,7 @@ func benchGoflow2(b *testing.B, pkt []byte) {
 	b.ReportAllocs()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cpu := threadCPU()
+	cpu := proc.ThreadCPU()
 	for b.Loop() {
 		var packet gfsflow.Packet
 		if err := gfsflow.DecodeMessageVersion(bytes.NewBuffer(pkt), &packet); err != nil {
@@ -104,7 +105,7 @@ func benchGoflow2(b *testing.B, pkt []byte) {
 		prod.Commit(msgs)
 		out.Reset()
 	}
-	reportSamples(b, samples, threadCPU()-cpu)
+	reportSamples(b, samples, proc.ThreadCPU()-cpu)
 }
 
 // reportSamples reports per-sample figures from the benchmark thread's CPU

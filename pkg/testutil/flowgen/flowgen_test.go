@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/flowpipe/flowpipe/pkg/testutil/proc"
 )
 
 var cmpFlows = []cmp.Option{
@@ -360,14 +362,14 @@ func benchmarkPackets(b *testing.B, next func(*Generator) ([]byte, int)) {
 			var n, size int
 			var ms0, ms1 runtime.MemStats
 			runtime.ReadMemStats(&ms0)
-			cpu := cpuTime()
+			cpu := proc.CPU()
 			b.ReportAllocs()
 			for b.Loop() {
 				pkt, records := next(g)
 				n += records
 				size += len(pkt)
 			}
-			cpu = cpuTime() - cpu
+			cpu = proc.CPU() - cpu
 			runtime.ReadMemStats(&ms1)
 			b.SetBytes(int64(size / b.N))
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/record")

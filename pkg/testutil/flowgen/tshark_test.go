@@ -10,21 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-)
 
-// needTshark returns tshark's path; without it the test is skipped, or
-// fails when CI is set.
-func needTshark(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("tshark")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("tshark is required when CI is set: %v", err)
-		}
-		t.Skipf("tshark not installed: %v", err)
-	}
-	return path
-}
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
+)
 
 // runTshark runs tshark with args and returns its stdout lines, one per
 // frame.
@@ -48,7 +36,7 @@ func runTshark(t *testing.T, tshark string, args ...string) []string {
 // packet or error, and the addresses, ports, bytes, packets, times and
 // sampling rates of the ground truth.
 func TestTshark(t *testing.T) {
-	tshark := needTshark(t)
+	tshark := tools.Require(t, "tshark")
 	for _, tc := range testCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

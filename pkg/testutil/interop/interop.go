@@ -29,6 +29,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 // ToolTimeout bounds every tool run.
@@ -38,19 +40,11 @@ const ToolTimeout = 60 * time.Second
 // before the capture is considered complete.
 const quiet = 300 * time.Millisecond
 
-// Require skips the test when tool is not on PATH, or fails it when the
-// CI environment variable is set (CI installs every tool).
+// Require is tools.Require: the tool's path, or the test skipped (failed
+// when the CI environment variable is set).
 func Require(t testing.TB, tool string) string {
 	t.Helper()
-	path, err := exec.LookPath(tool)
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("interop: %s is required in CI: %v", tool, err)
-	}
-	t.Skipf("interop: %s not installed", tool)
-	return ""
+	return tools.Require(t, tool)
 }
 
 // Collector receives UDP datagrams on a loopback port.
@@ -232,8 +226,8 @@ func RunPmacctd(bin, conf string, settle time.Duration) (string, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "-f", conf)
 	// Own process group, so that the plugin processes get the signal too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	ownGroup(cmd)
+	cmd.Cancel = func() error { return signalGroup(cmd, syscall.SIGKILL) }
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
@@ -264,7 +258,7 @@ func RunPmacctd(bin, conf string, settle time.Duration) (string, error) {
 	case <-ctx.Done():
 	}
 	time.Sleep(settle)
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+	_ = signalGroup(cmd, syscall.SIGINT)
 	var err error
 	select {
 	case <-waited:

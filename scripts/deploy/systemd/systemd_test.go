@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
 
 // maxExposure is the highest `systemd-analyze security` exposure a unit
@@ -26,14 +28,7 @@ func tool(t *testing.T, name string) string {
 	if testing.Short() {
 		t.Skipf("runs %s", name)
 	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed", name)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
+	return tools.Require(t, name)
 }
 
 func units(t *testing.T) []string {
@@ -213,7 +208,7 @@ func envOf(t *testing.T, unit string) (env map[string]string, files []string) {
 
 // toolDefaults are the tools' own defaults for what binds a port.
 var toolDefaults = map[string]map[string]string{
-	"flowcollect": {"LISTEN": "netflow://:2055,ipfix://:4739,sflow://:6343", "METRICS_LISTEN": ":8080"},
+	"flowcollect": {"LISTEN": "netflow://:2055,ipfix://:4739,sflow://:6343", "METRICS_LISTEN": "127.0.0.1:8080"},
 	"flowexport":  {"METRICS_LISTEN": ":9590"},
 	"flowenrich":  {"METRICS_LISTEN": ""},
 	"flowpublish": {"METRICS_LISTEN": ""},

@@ -15,7 +15,8 @@ const PipeSize = 1 << 20
 // GrowPipe enlarges the pipe r reads from, if it is one, to PipeSize, as
 // far as the system's limits allow (/proc/sys/fs/pipe-max-size and
 // pipe-user-pages-soft); otherwise it leaves it as it is. It reports the
-// pipe's size afterwards, 0 for anything but a pipe.
+// pipe's size afterwards, 0 for anything but a pipe. Elsewhere than on
+// Linux, where pipes cannot be sized, it does nothing and returns 0.
 func GrowPipe(r io.Reader) int {
 	f, ok := r.(*os.File)
 	if !ok {

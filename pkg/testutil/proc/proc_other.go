@@ -1,6 +1,6 @@
 //go:build !linux
 
-package sflow
+package proc
 
 import "time"
 

@@ -2,8 +2,15 @@ package publish
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/bits"
+
+	"github.com/flowpipe/flowpipe/pkg/framing"
 )
+
+// The stream's frames as the pass-through path checks them, without
+// decoding: scanFrames and nextFrame find whole varint-length-prefixed
+// frames, wellFormed walks a body's protobuf fields.
 
 // wellFormed walks the protobuf fields of b without storing them: each
 // tag, varint, fixed-size value and length must fit. Groups (which
@@ -202,3 +209,45 @@ func varintLen(b []byte) int {
 // maxFieldNumber is the largest field number decoders (protowire,
 // vtprotobuf) accept from the wire.
 const maxFieldNumber = 1<<31 - 1
+
+// scanFrames walks the whole frames at the start of data: n bytes holding
+// records frames whose bodies (checked well-formed) total bodies bytes.
+// need is the size of the next, incomplete frame (a bound while its
+// prefix is cut); err is set when that next frame is bad.
+func scanFrames(data []byte, maxSize int) (n, records, bodies, need int, err error) {
+	for {
+		body, end, need, err := nextFrame(data, n, maxSize)
+		if end == 0 {
+			return n, records, bodies, need, err
+		}
+		// Bodies are checked two at a time (see wellFormed2), alone when
+		// the next frame is not whole or one of the two is bad.
+		if body2, end2, _, _ := nextFrame(data, end, maxSize); end2 > 0 && wellFormed2(body, body2) {
+			n, records, bodies = end2, records+2, bodies+len(body)+len(body2)
+			continue
+		}
+		if !wellFormed(body) {
+			return n, records, bodies, 0, framing.ErrBadMessage
+		}
+		n, records, bodies = end, records+1, bodies+len(body)
+	}
+}
+
+// nextFrame returns the body of the whole frame at data[n:] and the offset
+// after it; or end 0 and either how many bytes the frame needs from n or,
+// for a bad prefix, an error.
+func nextFrame(data []byte, n, maxSize int) (body []byte, end, need int, err error) {
+	size, plen := binary.Uvarint(data[n:])
+	switch {
+	case plen < 0 || plen == 0 && len(data)-n >= binary.MaxVarintLen64:
+		return nil, 0, 0, framing.ErrBadPrefix
+	case plen > 0 && size > uint64(maxSize):
+		return nil, 0, 0, fmt.Errorf("%w: %d bytes, limit %d", framing.ErrTooLarge, size, maxSize)
+	case plen == 0:
+		return nil, 0, binary.MaxVarintLen64, nil
+	case uint64(len(data)-n-plen) < size:
+		return nil, 0, plen + int(size), nil
+	}
+	end = n + plen + int(size)
+	return data[n+plen : end : end], end, 0, nil
+}

@@ -1,7 +1,6 @@
 package collect
 
 import (
-	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -13,8 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// errQueueEmpty ends a non-waiting read: the kernel holds no datagram.
-var errQueueEmpty = errors.New("receive queue empty")
+// datagramReader is the socket reader: recvmmsg on Linux.
+type datagramReader = mmsgReader
+
+var newDatagramReader = newMmsgReader
 
 // mmsgReader reads datagrams with recvmmsg(2) through the runtime poller.
 // Headers, iovecs, address storage and payload buffers are allocated once,

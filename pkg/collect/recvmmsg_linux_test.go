@@ -16,13 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// received is one datagram as the reader returned it.
-type received struct {
-	data      []byte
-	from      netip.AddrPort
-	truncated bool
-}
-
 // testReader binds network/addr and reads with batch headers of size
 // bytes; every datagram is copied into got, and each batch's length into
 // batches.
@@ -91,35 +84,10 @@ func (tr *testReader) readN(t *testing.T, n int) {
 	}
 }
 
-func dial(t *testing.T, network string, to netip.AddrPort) *net.UDPConn {
-	t.Helper()
-	c, err := net.DialUDP(network, nil, net.UDPAddrFromAddrPort(to))
-	if err != nil {
-		t.Skipf("dial %s %s: %v", network, to, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func numbered(i, size int) []byte {
-	b := make([]byte, size)
-	binary.BigEndian.PutUint32(b, uint32(i))
-	for j := 4; j < size; j++ {
-		b[j] = byte(i + j)
-	}
-	return b
-}
-
 // TestMmsgReaderSources: the source of a datagram is the sender's address,
 // unmapped, over IPv4, IPv6 and a dual-stack socket receiving IPv4.
 func TestMmsgReaderSources(t *testing.T) {
-	for _, tc := range []struct {
-		name, listenNet, listenAddr, dialNet, dialHost string
-	}{
-		{"ipv4", "udp4", "127.0.0.1:0", "udp4", "127.0.0.1"},
-		{"ipv6", "udp6", "[::1]:0", "udp6", "::1"},
-		{"ipv4-mapped", "udp", "[::]:0", "udp4", "127.0.0.1"},
-	} {
+	for _, tc := range sourceCases {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := newTestReader(t, tc.listenNet, tc.listenAddr, readBatch, MaxDatagram)
 			c := dial(t, tc.dialNet, netip.AddrPortFrom(netip.MustParseAddr(tc.dialHost), tr.port()))
