@@ -273,7 +273,7 @@ func profileOne(ctx context.Context, c profileConfig, ps string, seq int) protoP
 	logPath := filepath.Join(c.Work, fmt.Sprintf("profile-%d-%s.log", seq, ps))
 	m, err := startMetered(c.Cgroups, "flowcollect-profile", logPath, c.Flowcollect,
 		"--listen", fmt.Sprintf("%s://127.0.0.1:%d", scheme(proto), port), "--format", "bin", "--output", out,
-		"--metrics-listen", addr, "--log-level", "warn")
+		"--metrics-listen", addr, "--pprof", "--log-level", "warn")
 	if err != nil {
 		return fail(err)
 	}
@@ -404,7 +404,7 @@ func renderProfiles(w io.Writer, r *profilesReport) {
 		p(" (**the machine was busy with other work: shares hold, absolute times are noisy**)")
 	}
 	p(".\n\n")
-	p("flowcollect (defaults, `--format bin --output FILE`) receives flowgen's datagrams over loopback UDP; a CPU profile is taken from its `/debug/pprof/profile` for the middle of the send (a second after the start, a second before the end). ")
+	p("flowcollect (defaults, `--format bin --output FILE`) receives flowgen's datagrams over loopback UDP; a CPU profile is taken from its `/debug/pprof/profile` (`--pprof`) for the middle of the send (a second after the start, a second before the end). ")
 	p("Each sample is put in the first category its stack tells, leaf first: time in a syscall goes to what called it (recvmmsg: receive; write: write; epoll: scheduler); allocation and GC go to the runtime wherever they were called from. ")
 	p("CPU-µs/record is the collector's whole process tree over the whole send (cgroup), divided by the records in its output.\n\n")
 	for _, line := range profileFindings(r.Profiles) {
