@@ -493,10 +493,11 @@ func profileFindings(profiles []protoProfile) []string {
 			v := pct(pp, cats...)
 			lo, hi = min(lo, v), max(hi, v)
 		}
-		if hi-lo < 0.5 {
-			return fmt.Sprintf("%.0f%%", hi)
+		l, h := fmt.Sprintf("%.0f", lo), fmt.Sprintf("%.0f", hi)
+		if l == h {
+			return h + "%"
 		}
-		return fmt.Sprintf("%.0f-%.0f%%", lo, hi)
+		return l + "-" + h + "%"
 	}
 	out := []string{fmt.Sprintf("Decode and encode take %s of flowcollect's CPU (encode alone %s, decode %s); receive and write syscalls %s; "+
 		"batching, hand-off and metrics %s; GC and allocation %s; the scheduler %s.",

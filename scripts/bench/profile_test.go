@@ -116,6 +116,25 @@ func TestSummarizeProfile(t *testing.T) {
 	}
 }
 
+func TestProfileFindings(t *testing.T) {
+	pp := func(proto string, decode, encode, collect float64) protoProfile {
+		return protoProfile{Protocol: proto, Categories: []share{{Name: catDecode, Pct: decode}, {Name: catEncode, Pct: encode},
+			{Name: catCollect, Pct: collect}}, TopFlat: []share{{Name: "pkg/flowpb.appendVarint", Pct: encode / 2}}}
+	}
+	got := strings.Join(profileFindings([]protoProfile{pp("ipfix", 35.4, 45.2, 2.6), pp("netflow5", 11.2, 64.3, 3.3),
+		{Protocol: "sflow", Err: "failed"}}), "\n")
+	for _, want := range []string{"Decode and encode take 76-81%", "encode alone 45-64%", "decode 11-35%",
+		"batching, hand-off and metrics 3%", "GC and allocation 0%",
+		"Hottest function by self time: IPFIX `pkg/flowpb.appendVarint` (23%), NetFlow v5 `pkg/flowpb.appendVarint` (32%)."} {
+		if !strings.Contains(got, want) {
+			t.Errorf("findings lack %q:\n%s", want, got)
+		}
+	}
+	if profileFindings([]protoProfile{{Protocol: "sflow", Err: "failed"}}) != nil {
+		t.Error("findings without a profile")
+	}
+}
+
 func TestRenderProfiles(t *testing.T) {
 	cats, flat, cum, total := summarizeProfile(testProfile([][]string{stackEncode, stackDecode, stackRecvmmsg, stackAlloc},
 		[]int64{60, 20, 10, 10}), 5)
