@@ -19,6 +19,8 @@ import (
 // (the enrichment fields come last), which protobuf readers ignore.
 type splicer struct {
 	nets bool // the CIDR-context fields (1102-1108) are rewritten this record
+	subs bool // the subscriber fields (1130-1135) too
+	sub  subscriberFields
 	part flowpb.FlowMessage
 	out  []byte
 }
@@ -52,7 +54,8 @@ func (sp *splicer) owns(num protowire.Number) bool {
 	case fieldSrcAs, fieldDstAs, fieldSrcCountry, fieldDstCountry, fieldSrcAsName, fieldDstAsName:
 		return true
 	}
-	return sp.nets && num >= fieldNetFirst && num <= fieldNetLast
+	return sp.nets && num >= fieldNetFirst && num <= fieldNetLast ||
+		sp.subs && num >= fieldUserFirst && num <= fieldUserLast
 }
 
 // enrich returns the enriched encoding of frame, valid until the next call.
@@ -61,6 +64,7 @@ func (sp *splicer) owns(num protowire.Number) bool {
 func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) {
 	snap := e.cur.Load()
 	sp.nets = snap.nets != nil
+	sp.subs = e.cfg.Sessions != nil
 	p := &sp.part
 	// Only the fields read below and set by enrichWith are ever set in p:
 	// clearing those beats zeroing the whole (large) message per record.
@@ -68,6 +72,10 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 	p.SrcCountry, p.DstCountry, p.SrcAsName, p.DstAsName = "", "", "", ""
 	p.SrcNetName, p.DstNetName, p.SrcNetPrefix, p.DstNetPrefix = "", "", "", ""
 	p.SrcNetLabels, p.DstNetLabels, p.FlowDirection = nil, nil, 0
+	if sp.subs {
+		clearSubscriberFields(p)
+		sp.sub.clear()
+	}
 	out := sp.out[:0]
 	run := 0 // start of the bytes still to copy
 	// The scan is the splicer's own hot loop: the common shapes (one- or
@@ -109,7 +117,8 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 			}
 			end = j + m
 		}
-		if num != fieldSrcAddr && num != fieldDstAddr && num != fieldSrcAs && num != fieldDstAs && num < fieldSrcCountry {
+		if num != fieldSrcAddr && num != fieldDstAddr && num != fieldSrcAs && num != fieldDstAs && num < fieldSrcCountry &&
+			!(sp.subs && subscriberReads(num)) {
 			i = end // most fields: copied as they are
 			continue
 		}
@@ -125,16 +134,26 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 			} else {
 				p.DstAddr = b
 			}
+			if sp.subs {
+				e.cfg.Sessions.PrefetchSlot(b) // in cache by the end of the scan
+			}
 		case sp.owns(num):
 			out = append(out, frame[run:i]...)
 			run = end
 			if err := sp.read(num, typ, val); err != nil {
 				return nil, err
 			}
+		case sp.subs:
+			if err := sp.sub.read(p, num, typ, val); err != nil {
+				return nil, err
+			}
 		}
 		i = end
 	}
 	out = append(out, frame[run:]...)
+	if sp.subs {
+		sp.sub.decode(p, e.cfg.Sessions)
+	}
 	sn, dn := e.enrichWith(snap, p, st)
 	out = appendOwned(out, p, sn, dn)
 	sp.out = out
@@ -152,6 +171,7 @@ func appendOwned(b []byte, p *flowpb.FlowMessage, sn, dn *netEntry) []byte {
 	b = appendStringField(b, fieldDstCountry, p.DstCountry)
 	b = appendStringField(b, fieldSrcAsName, p.SrcAsName)
 	b = appendStringField(b, fieldDstAsName, p.DstAsName)
+	b = appendSubscriberFields(b, p)
 	if sn != nil {
 		b = append(b, sn.encSrc...)
 	}
