@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
@@ -211,3 +212,39 @@ var errBroken = errors.New("broken pipe")
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, errBroken }
+
+// TestStreamJSONPassesUnknownKeys: from JSON to JSON, the members that are
+// no flow field (goflow2 custom fields of a mapping this stage was not
+// given, other producers' keys) come out byte for byte; and the label maps
+// of the networks file, which records share, survive input lines that
+// carry labels of their own (an earlier enrichment's).
+func TestStreamJSONPassesUnknownKeys(t *testing.T) {
+	e, _ := standard(t, ModeTable, testNets)
+	const foreign = `"in_if_name":"ge-0/0/1","tags" : {"a":[1,2.5e3,null]}`
+	line := `{"type":"IPFIX","src_addr":"10.1.2.3","dst_addr":"192.0.2.7",` + foreign +
+		`,"src_net_labels":{"old":"x"},"dst_net_labels":{"old":"y"}}` + "\n"
+	var out bytes.Buffer
+	s := NewStream(e, StreamConfig{In: strings.NewReader(strings.Repeat(line, 3)), Out: &out, OutputFormat: framing.FormatJSON})
+	if err := s.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d lines: %s", len(lines), out.String())
+	}
+	for i, l := range lines {
+		if !strings.HasSuffix(l, ","+foreign+"}") {
+			t.Errorf("line %d lost the unknown keys: %s", i, l)
+		}
+		if !strings.Contains(l, `"src_net_labels":{"site":"ams1"},"dst_net_labels":{"role":"web"}`) {
+			t.Errorf("line %d: labels %s", i, l)
+		}
+	}
+	for _, nw := range []string{"dc1", "web"} {
+		for _, n := range e.Networks().networks {
+			if n.Name == nw && len(n.Labels) != 1 {
+				t.Errorf("network %s: labels now %v", nw, n.Labels)
+			}
+		}
+	}
+}

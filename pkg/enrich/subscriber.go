@@ -8,6 +8,7 @@ import (
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/subscriber"
+	"github.com/flowpipe/flowpipe/pkg/wire"
 )
 
 // Sides of a flow, as used in Stats.Subscribers and metric labels.
@@ -19,28 +20,6 @@ const (
 
 // SideNames are the label values of the sides, by index.
 var SideNames = [numSides]string{"src", "dst"}
-
-// Field numbers of subscriber attribution: those the enrichment reads and
-// the user fields it owns (1130-1135).
-const (
-	fieldProto             = 20
-	fieldSrcPort           = 21
-	fieldDstPort           = 22
-	fieldTimeReceivedNs    = 110
-	fieldTimeFlowStartNs   = 111
-	fieldUserFirst         = 1130 // src_user ... dst_calling_station_id
-	fieldUserLast          = 1135
-	fieldSrcUser           = 1130
-	fieldDstUser           = 1131
-	fieldSrcSessionID      = 1132
-	fieldDstSessionID      = 1133
-	fieldSrcCallingStation = 1134
-	fieldDstCallingStation = 1135
-	fieldPostNatSrcAddr    = 1140
-	fieldNatEvent          = 1144
-	fieldNatPortRangeStart = 1145
-	fieldNatPortRangeEnd   = 1146
-)
 
 // attribute sets the subscriber fields of m: each side gets the session
 // that held its address at the flow's start (time_flow_start_ns, else
@@ -94,13 +73,6 @@ func setSubscriber(s *subscriber.Session, user, id, csid *string) {
 	*user, *id, *csid = s.User(), s.SessionID(), s.CallingStationID()
 }
 
-// subscriberReads says whether the splicer must read field num below
-// 1000 for attribution.
-func subscriberReads(num protowire.Number) bool {
-	return num == fieldProto || num == fieldSrcPort || num == fieldDstPort ||
-		num == fieldTimeReceivedNs || num == fieldTimeFlowStartNs
-}
-
 // subscriberFields are the encoded values of the fields attribution reads,
 // as the splicer finds them; decode turns only those needed into values:
 // a record's two times are 9-byte varints, and its ports matter only
@@ -124,72 +96,59 @@ const (
 // clear forgets the previous record's fields.
 func (f *subscriberFields) clear() { f.raw = [numRaw][]byte{} }
 
-// read keeps field num's encoded value if attribution needs it; val is
-// the value and what follows it in the record.
-func (f *subscriberFields) read(p *flowpb.FlowMessage, num protowire.Number, typ protowire.Type, val []byte) error {
+// read keeps field f's encoded value if attribution needs it.
+func (f *subscriberFields) read(p *flowpb.FlowMessage, fl wire.Field, frame []byte) error {
 	i := -1
-	switch num {
-	case fieldPostNatSrcAddr:
-		b, err := bytesValue(num, typ, val)
+	switch fl.Num {
+	case flowpb.FieldPostNatSrcAddr:
+		b, err := bytesValue(fl, frame)
 		if err != nil {
 			return err
 		}
 		p.PostNatSrcAddr = b
 		return nil
-	case fieldTimeFlowStartNs:
+	case flowpb.FieldTimeFlowStartNs:
 		i = rawTimeFlowStart
-	case fieldTimeReceivedNs:
+	case flowpb.FieldTimeReceivedNs:
 		i = rawTimeReceived
-	case fieldProto:
+	case flowpb.FieldProto:
 		i = rawProto
-	case fieldSrcPort:
+	case flowpb.FieldSrcPort:
 		i = rawSrcPort
-	case fieldDstPort:
+	case flowpb.FieldDstPort:
 		i = rawDstPort
-	case fieldNatEvent:
+	case flowpb.FieldNatEvent:
 		i = rawNatEvent
-	case fieldNatPortRangeStart:
+	case flowpb.FieldNatPortRangeStart:
 		i = rawNatPortStart
-	case fieldNatPortRangeEnd:
+	case flowpb.FieldNatPortRangeEnd:
 		i = rawNatPortEnd
 	default:
 		return nil
 	}
-	if typ != protowire.VarintType {
-		return fmt.Errorf("field %d: wire type %d, want varint", num, typ)
+	if fl.Type != protowire.VarintType {
+		return fmt.Errorf("field %d: wire type %d, want varint", fl.Num, fl.Type)
 	}
-	f.raw[i] = val
+	f.raw[i] = frame[fl.Value:fl.End]
 	return nil
 }
 
 // decode sets in p the fields attribute uses: the flow's time, and the
 // NAT fields and ports when they can matter.
 func (f *subscriberFields) decode(p *flowpb.FlowMessage, tbl *subscriber.Table) {
-	p.TimeFlowStartNs = uvarint(f.raw[rawTimeFlowStart])
+	p.TimeFlowStartNs = wire.Varint(f.raw[rawTimeFlowStart])
 	if p.TimeFlowStartNs == 0 {
-		p.TimeReceivedNs = uvarint(f.raw[rawTimeReceived])
+		p.TimeReceivedNs = wire.Varint(f.raw[rawTimeReceived])
 	}
-	if p.NatEvent = uint32(uvarint(f.raw[rawNatEvent])); p.NatEvent != 0 {
-		p.NatPortRangeStart = uint32(uvarint(f.raw[rawNatPortStart]))
-		p.NatPortRangeEnd = uint32(uvarint(f.raw[rawNatPortEnd]))
+	if p.NatEvent = uint32(wire.Varint(f.raw[rawNatEvent])); p.NatEvent != 0 {
+		p.NatPortRangeStart = uint32(wire.Varint(f.raw[rawNatPortStart]))
+		p.NatPortRangeEnd = uint32(wire.Varint(f.raw[rawNatPortEnd]))
 	}
 	if tbl.HasNAT() {
-		p.Proto = uint32(uvarint(f.raw[rawProto]))
-		p.SrcPort = uint32(uvarint(f.raw[rawSrcPort]))
-		p.DstPort = uint32(uvarint(f.raw[rawDstPort]))
+		p.Proto = uint32(wire.Varint(f.raw[rawProto]))
+		p.SrcPort = uint32(wire.Varint(f.raw[rawSrcPort]))
+		p.DstPort = uint32(wire.Varint(f.raw[rawDstPort]))
 	}
-}
-
-// uvarint decodes a varint the splicer has checked to be whole; nil is 0.
-func uvarint(b []byte) uint64 {
-	var v uint64
-	for i, c := range b {
-		v |= uint64(c&0x7f) << (7 * uint(i))
-		if c < 0x80 || i == binaryMaxVarintLen-1 {
-			break
-		}
-	}
-	return v
 }
 
 // clearSubscriberFields clears the fields of p that decode and attribute
@@ -202,10 +161,10 @@ func clearSubscriberFields(p *flowpb.FlowMessage) {
 
 // appendSubscriberFields encodes the user fields of p.
 func appendSubscriberFields(b []byte, p *flowpb.FlowMessage) []byte {
-	b = appendStringField(b, fieldSrcUser, p.SrcUser)
-	b = appendStringField(b, fieldDstUser, p.DstUser)
-	b = appendStringField(b, fieldSrcSessionID, p.SrcSessionId)
-	b = appendStringField(b, fieldDstSessionID, p.DstSessionId)
-	b = appendStringField(b, fieldSrcCallingStation, p.SrcCallingStationId)
-	return appendStringField(b, fieldDstCallingStation, p.DstCallingStationId)
+	b = wire.AppendStringField(b, flowpb.FieldSrcUser, p.SrcUser)
+	b = wire.AppendStringField(b, flowpb.FieldDstUser, p.DstUser)
+	b = wire.AppendStringField(b, flowpb.FieldSrcSessionId, p.SrcSessionId)
+	b = wire.AppendStringField(b, flowpb.FieldDstSessionId, p.DstSessionId)
+	b = wire.AppendStringField(b, flowpb.FieldSrcCallingStationId, p.SrcCallingStationId)
+	return wire.AppendStringField(b, flowpb.FieldDstCallingStationId, p.DstCallingStationId)
 }
