@@ -25,10 +25,10 @@ func TestTableUsers(t *testing.T) {
 	cfg.ASN, cfg.Users = 64500, true
 	tbl, c := newTestTable(t, cfg)
 	countAll(t, c, time.Now(),
-		framed(userFlow("alice@isp", "", 100, 10, "192.0.2.1")), // alice transmits 1000
-		jsonFlow(userFlow("", "alice@isp", 7, 1, "192.0.2.1")),  // alice receives 7
-		bare(userFlow("bob", "alice@isp", 5, 2, "192.0.2.2")),   // bob transmits 10, alice receives 10 (other exporter)
-		framed(userFlow("", "", 1, 1, "192.0.2.1")),             // no user: AS pairs only
+		framed(userFlow("alice@isp", "", 100, 10, "192.0.2.1")),                       // alice transmits 1000
+		jsonFlow(userFlow("", "alice@isp", 7, 1, "192.0.2.1")),                        // alice receives 7
+		bare(userFlow("bob", "alice@isp", 5, 2, "192.0.2.2")),                         // bob transmits 10, alice receives 10 (other exporter)
+		framed(userFlow("", "", 1, 1, "192.0.2.1")),                                   // no user: AS pairs only
 		[]byte(`{"label":"bdr1","as_src":64500,"as_dst":6939,"bytes":7,"packets":1}`), // pmacct: no user
 	)
 	want := `
