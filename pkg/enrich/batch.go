@@ -36,9 +36,16 @@ type batchRecord struct {
 }
 
 func (s *Stream) runBatches(ctx context.Context, st *Stats) error {
-	b := &batch{}
+	b, _ := s.e.batches.Get().(*batch)
+	if b == nil {
+		b = &batch{}
+	}
 	s.idle.drain = func() error { return s.finishBatch(b, st) }
-	defer func() { s.idle.drain = nil }()
+	defer func() {
+		s.idle.drain = nil
+		b.n = 0
+		s.e.batches.Put(b)
+	}()
 	for {
 		frame, offset, err := s.r.ReadFrame()
 		if err != nil {

@@ -93,6 +93,8 @@ type Enricher struct {
 
 	pollMu sync.Mutex
 	seen   map[string]fileStamp // stamps at the previous Changed call
+
+	batches sync.Pool // *batch: a stream's buffers, kept for the next stream
 }
 
 // New loads every configured file; any failure is returned and nothing is
