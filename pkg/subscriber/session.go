@@ -17,10 +17,11 @@ const open = math.MaxInt64
 // stored inline, right after the struct in the same allocation (see
 // newSession): a lookup that hits touches the index slot and this one
 // object, and the strings' address does not depend on a pointer loaded
-// from it, so both of its cache lines are fetched at once. start and end change under the Table's writer lock
-// and are read atomically, as are flags; everything else is set before the
-// session is published and never changes (a change of identity or of IPv4
-// address publishes a new Session in its place).
+// from it, so both of its cache lines are fetched at once. start and end
+// change under the Table's writer lock and are read atomically, as are
+// flags and the links to older holders; everything else is set before the
+// session is published and never changes (a change of identity, of IPv4
+// address or a new IPv6 prefix publishes a new Session in its place).
 type Session struct {
 	start, end atomic.Int64            // Unix ns; [start, end) is held, end == open while open
 	olderV4    atomic.Pointer[Session] // the previous holder of v4, older start
