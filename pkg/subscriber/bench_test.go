@@ -337,3 +337,59 @@ func BenchmarkLookupBatch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLookupV6 looks up IPv6 addresses in 200 k dual-stack sessions
+// (a /64 and a delegated /56 each): inside the /64, inside the /56 only
+// (the /64 tried first misses), and public addresses outside every
+// subscriber range.
+func BenchmarkLookupV6(b *testing.B) {
+	const n = 200_000
+	tbl := New(Config{})
+	t0 := day.UnixNano()
+	var r Record
+	for i := range n {
+		startRecord(&r, i, t0)
+		r.AddPrefix(netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 16), byte(i >> 8), byte(i)}), 64))
+		r.AddPrefix(netip.PrefixFrom(netip.AddrFrom16([16]byte{0x2a, 0x00, 0, byte(i >> 16), byte(i >> 8), byte(i)}), 56))
+		if err := tbl.Apply(&r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	now := t0 + int64(time.Hour)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct {
+		name string
+		addr func() netip.Addr
+		hit  bool
+	}{
+		{"hit-64", func() netip.Addr {
+			i := rng.IntN(n)
+			return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 16), byte(i >> 8), byte(i), 0, 1, 2, 3, 4, 5, 6, 7, 8})
+		}, true},
+		{"hit-56", func() netip.Addr {
+			i := rng.IntN(n)
+			return netip.AddrFrom16([16]byte{0x2a, 0x00, 0, byte(i >> 16), byte(i >> 8), byte(i), 0, 0x42, 1, 2, 3, 4, 5, 6, 7, 8})
+		}, true},
+		{"miss", func() netip.Addr {
+			return netip.AddrFrom16([16]byte{0x26, 0x00, byte(rng.IntN(256)), byte(rng.IntN(256)), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+		}, false},
+	} {
+		addrs := make([]netip.Addr, 1<<18)
+		for i := range addrs {
+			addrs[i] = tc.addr()
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i, found := 0, 0
+			for b.Loop() {
+				if tbl.Lookup(addrs[i&(len(addrs)-1)], now) != nil {
+					found++
+				}
+				i++
+			}
+			if (found == i) != tc.hit {
+				b.Fatalf("%d of %d found", found, i)
+			}
+		})
+	}
+}
