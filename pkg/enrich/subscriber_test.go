@@ -279,15 +279,17 @@ func benchSessions(tb testing.TB, n int) *subscriber.Table {
 // the same process (its CPU time counts in records/cpu-s). The subscribers
 // are drawn uniformly from all 1 M ("uniform": every session lookup a
 // cache miss, the worst case), with a Zipf law over all 1 M ("zipf": a
-// few heavy users, a long tail), or uniformly from 50 k of them spread
-// over the table ("active50k": the subscribers active in a given second).
+// few heavy users, a long tail), uniformly from 50 k of them spread
+// over the table ("active50k": the subscribers active in a given second),
+// or from 1 000 of them ("hot1k": their sessions stay in cache, so this is
+// what attribution costs without waiting for memory).
 func benchmarkSessions(b *testing.B, run func(*testing.B, Config, []netip.Addr, func() netip.Addr)) {
 	const n = 1_000_000
 	tbl := benchSessions(b, n)
 	dir := b.TempDir()
 	asn, country := enrichtest.StandardASN(b, dir), enrichtest.StandardCountry(b, dir)
 	pool := benchAddrs(50_000)
-	for _, spread := range []string{"uniform", "zipf", "active50k"} {
+	for _, spread := range []string{"uniform", "zipf", "active50k", "hot1k"} {
 		for _, with := range []string{"off", "1M", "1M+20k-acct"} {
 			if with == "1M+20k-acct" && spread != "uniform" {
 				continue
@@ -310,6 +312,8 @@ func benchmarkSessions(b *testing.B, run func(*testing.B, Config, []netip.Addr, 
 					inside = func() netip.Addr { return benchSubscriberAddr(int(zipf.Uint64())) }
 				case "active50k":
 					inside = func() netip.Addr { return benchSubscriberAddr(rng.IntN(50_000) * (n / 50_000)) }
+				case "hot1k":
+					inside = func() netip.Addr { return benchSubscriberAddr(rng.IntN(1000) * (n / 1000)) }
 				}
 				run(b, cfg, pool, inside)
 			})
