@@ -399,10 +399,10 @@ func (t *Table) addPrefixes(s *Session, r *Record) *Session {
 	if r.NumPrefixes == 0 {
 		return s
 	}
-	var kb, nb [MaxPrefixes]v6Key
+	var kb, rb, mb [MaxPrefixes]v6Key
 	have := s.v6Keys(&kb)
-	more := nb[:0]
-	for _, k := range recordKeys(r, &nb) {
+	more := mb[:0]
+	for _, k := range recordKeys(r, &rb) {
 		if !slices.Contains(have, k) && len(have)+len(more) < MaxPrefixes {
 			more = append(more, k)
 		}
