@@ -46,6 +46,15 @@ group each export their partitions' share: sum them in PromQL. --partitions 0,2
 reads only those partitions, without joining the group (flow-exporter's
 meaning), resuming at the offsets committed under --group.
 
+--group-by user also counts by subscriber, from the src_user and dst_user
+fields that flowenrich's RADIUS attribution sets:
+flowexport_user_transmit_bytes_total (the flow's src_user is the user) and
+flowexport_user_receive_bytes_total (its dst_user is), plus _packets_total
+and _flows_total, labelled user and hostname. At most --max-users series are
+kept, new users beyond fold into user="other" (flowexport_users_folded_total),
+idle ones expire after --pair-ttl. The AS pairs are counted beside them when
+--asn or --all-pairs is given; --group-by user alone needs neither.
+
 flow-exporter's flags work as they are, with one or two dashes: --brokers
 (--broker), --topic, --asn, --partitions, --addr (= --metrics-listen), and
 --defaultAS of its older versions.
@@ -55,6 +64,7 @@ Examples:
    flowexport --brokers=kafka:9092 --topic=pmacct.acct --asn=15169 --addr=:9590  (flow-exporter's command line)
    flowexport --brokers kafka:9092 --topic flows --asn 64500 --partitions 0,1
    flowexport --topic flows --all-pairs --asn-db GeoLite2-ASN.mmdb --max-pairs 50000
+   flowexport --topic flows --asn 64500 --group-by as,user --max-users 100000
    FLOWEXPORT_ASN=64500 flowexport --start-offset earliest --metrics-listen 127.0.0.1:9590`
 
 func newApp() command.App {
@@ -80,6 +90,10 @@ func newApp() command.App {
 				Usage: "series kept; beyond it new pairs fold into the \"other\" series"},
 			&cli.DurationFlag{Name: "pair-ttl", Value: export.DefaultConfig().PairTTL,
 				Usage: "drop a series after this long without traffic"},
+			&cli.StringFlag{Name: "group-by", Value: "as",
+				Usage: "what to count by, comma-separated: as (AS pairs, with --asn or --all-pairs), user (subscribers: src_user, dst_user)"},
+			&cli.IntFlag{Name: "max-users", Value: export.DefaultConfig().MaxUsers,
+				Usage: "user series kept with --group-by user; beyond it new users fold into the \"other\" series"},
 		}, kafkaFlags()...),
 		// All interfaces, unlike the other tools: these counters are the
 		// product, scraped by a remote Prometheus, and :9590 is
@@ -159,7 +173,7 @@ func run(ctx context.Context, st *command.Stage) error {
 		log.Info("consuming", "topic", ccfg.Topic, "group", ccfg.Group, "start_offset", string(ccfg.Start))
 	}
 	err = cons.Run(ctx)
-	log.LogAttrs(context.Background(), slog.LevelInfo, "stopped", slog.Int("pairs", table.Len()))
+	log.LogAttrs(context.Background(), slog.LevelInfo, "stopped", slog.Int("pairs", table.Len()), slog.Int("users", table.Users()))
 	return err
 }
 
@@ -206,9 +220,15 @@ func configFromFlags(c *cli.Context) (export.Config, export.ConsumerConfig, erro
 	cfg.AllPairs = c.Bool("all-pairs")
 	cfg.NoSamplingMultiply = c.Bool("no-sampling-multiply")
 	cfg.MaxPairs = c.Int("max-pairs")
+	cfg.MaxUsers = c.Int("max-users")
 	cfg.PairTTL = c.Duration("pair-ttl")
-	if cfg.ASN == 0 && !cfg.AllPairs {
-		return cfg, export.ConsumerConfig{}, command.Usagef("give --asn (the monitored AS) or --all-pairs")
+	byAS, byUser, err := parseGroupBy(c.String("group-by"))
+	if err != nil {
+		return cfg, export.ConsumerConfig{}, command.Usagef("--group-by: %v", err)
+	}
+	cfg.Users = byUser
+	if byAS && cfg.ASN == 0 && !cfg.AllPairs {
+		return cfg, export.ConsumerConfig{}, command.Usagef("give --asn (the monitored AS) or --all-pairs, or --group-by user")
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, export.ConsumerConfig{}, command.Usagef("%v", err)
@@ -234,6 +254,22 @@ func configFromFlags(c *cli.Context) (export.Config, export.ConsumerConfig, erro
 		Partitions: partitions,
 	}
 	return cfg, ccfg, nil
+}
+
+// parseGroupBy reads --group-by: a comma-separated list of "as" and
+// "user".
+func parseGroupBy(s string) (byAS, byUser bool, err error) {
+	for _, f := range strings.Split(s, ",") {
+		switch strings.TrimSpace(f) {
+		case "as":
+			byAS = true
+		case "user":
+			byUser = true
+		default:
+			return false, false, fmt.Errorf("%q: want as, user or as,user", s)
+		}
+	}
+	return byAS, byUser, nil
 }
 
 // parsePartitions reads flow-exporter's --partitions: "all" (nil) or a

@@ -45,6 +45,9 @@ func TestUsageErrors(t *testing.T) {
 		{"--asn", "64500", "--start-offset", "middle"},
 		{"--asn", "64500", "--partitions", "0,one"},
 		{"--asn", "64500", "--max-pairs", "0"},
+		{"--asn", "64500", "--group-by", "country"},
+		{"--group-by", "user", "--max-users", "0"},
+		{"--group-by", "as,user"}, // AS pairs without --asn or --all-pairs
 		{"--asn", "64500", "--brokers", "no-port"},
 		{"--asn", "99999999999"},
 		{"--no-such-flag"},

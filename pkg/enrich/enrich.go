@@ -93,6 +93,8 @@ type Enricher struct {
 
 	pollMu sync.Mutex
 	seen   map[string]fileStamp // stamps at the previous Changed call
+
+	batches sync.Pool // *batch: a stream's buffers, kept for the next stream
 }
 
 // New loads every configured file; any failure is returned and nothing is
@@ -260,6 +262,13 @@ func (e *Enricher) load(old *state, force bool) (*state, []string, error) {
 // must not modify m's label maps, and must drop them before reusing m for
 // decoding, as ResetVT does).
 func (e *Enricher) Enrich(m *flowpb.FlowMessage, st *Stats) {
+	if t := e.cfg.Sessions; t != nil {
+		// The lookups in enrichWith hide part of the wait for the
+		// sessions (see subscriber.Table.PrefetchSlot); the bin stage
+		// does better, a batch of records at a time.
+		t.PrefetchSession(m.SrcAddr)
+		t.PrefetchSession(m.DstAddr)
+	}
 	e.enrichWith(e.cur.Load(), m, st)
 }
 
@@ -268,12 +277,6 @@ func (e *Enricher) Enrich(m *flowpb.FlowMessage, st *Stats) {
 // returns the CIDR context found for each side.
 func (e *Enricher) enrichWith(s *state, m *flowpb.FlowMessage, st *Stats) (sn, dn *netEntry) {
 	st.Records++
-	if e.cfg.Sessions != nil {
-		// The lookups below hide the wait for the sessions (see
-		// subscriber.Table.PrefetchSlot).
-		e.cfg.Sessions.PrefetchSession(m.SrcAddr)
-		e.cfg.Sessions.PrefetchSession(m.DstAddr)
-	}
 	src, srcOK := addrFrom(m.SrcAddr)
 	dst, dstOK := addrFrom(m.DstAddr)
 	if s.nets != nil {

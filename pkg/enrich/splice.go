@@ -21,6 +21,7 @@ import (
 // fields it stops at are declared below (spliceRead, spliceOwned, ...); a
 // field added to flow.proto is carried without a change here.
 type splicer struct {
+	snap  *state // the data scan started with; finish uses the same
 	sub   subscriberFields
 	part  flowpb.FlowMessage
 	found []wire.Field // the fields the scan stopped at
@@ -94,7 +95,21 @@ const (
 // Strings read from frame alias it: frame must stay untouched until the
 // result has been written.
 func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) {
+	if err := sp.scan(e, frame); err != nil {
+		return nil, err
+	}
+	sp.prefetchSessions(e)
+	return sp.finish(e, st), nil
+}
+
+// scan is the first half of enrich: it reads the fields enrichment needs,
+// copies the others to the output and starts fetching the sessions'
+// index slots. finish does the lookups and appends the owned fields.
+// Between the two, frame must stay untouched; a batch of records scanned
+// before any is finished overlaps their cache misses (see batch).
+func (sp *splicer) scan(e *Enricher, frame []byte) error {
 	snap := e.cur.Load()
+	sp.snap = snap
 	subs := e.cfg.Sessions != nil
 	sets := spliceSetsBy[b2i(snap.nets != nil)][b2i(subs)]
 	p := &sp.part
@@ -113,19 +128,19 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 	found, err := wire.AppendFields(sp.found[:0], frame, sets.stop)
 	sp.found = found
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, f := range found {
 		if !sets.owned.Has(f.Num) { // read: an address, or what attribution needs
 			if f.Num != flowpb.FieldSrcAddr && f.Num != flowpb.FieldDstAddr {
 				if err := sp.sub.read(p, f, frame); err != nil {
-					return nil, err
+					return err
 				}
 				continue
 			}
 			b, err := bytesValue(f, frame)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if f.Num == flowpb.FieldSrcAddr {
 				p.SrcAddr = b
@@ -140,17 +155,32 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 		out = append(out, frame[run:f.Start]...)
 		run = f.End
 		if err := sp.read(f, frame); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	out = append(out, frame[run:]...)
+	sp.out = append(out, frame[run:]...)
 	if subs {
 		sp.sub.decode(p, e.cfg.Sessions)
 	}
-	sn, dn := e.enrichWith(snap, p, st)
-	out = appendOwned(out, p, sn, dn)
-	sp.out = out
-	return out, nil
+	return nil
+}
+
+// prefetchSessions starts fetching the sessions of the scanned record's
+// addresses; their index slots should be in cache by now.
+func (sp *splicer) prefetchSessions(e *Enricher) {
+	if t := e.cfg.Sessions; t != nil {
+		t.PrefetchSession(sp.part.SrcAddr)
+		t.PrefetchSession(sp.part.DstAddr)
+	}
+}
+
+// finish is the second half of enrich: lookups, attribution, and the
+// owned fields appended to the scanned record's output.
+func (sp *splicer) finish(e *Enricher, st *Stats) []byte {
+	p := &sp.part
+	sn, dn := e.enrichWith(sp.snap, p, st)
+	sp.out = appendOwned(sp.out, p, sn, dn)
+	return sp.out
 }
 
 // appendOwned encodes the fields enrichment owns, as p and the CIDR

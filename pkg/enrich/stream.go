@@ -104,6 +104,9 @@ func (s *Stream) runMessages(ctx context.Context, st *Stats) error {
 }
 
 func (s *Stream) runFrames(ctx context.Context, st *Stats) error {
+	if s.e.cfg.Sessions != nil {
+		return s.runBatches(ctx, st)
+	}
 	var sp splicer
 	for {
 		frame, offset, err := s.r.ReadFrame()
@@ -112,14 +115,17 @@ func (s *Stream) runFrames(ctx context.Context, st *Stats) error {
 		}
 		out, err := sp.enrich(s.e, frame, st)
 		if err != nil {
-			err = &framing.FrameError{Offset: offset, Err: fmt.Errorf("%w: %v", framing.ErrBadMessage, err)}
-			return s.end(ctx, err)
+			return s.end(ctx, badFrame(offset, err))
 		}
 		if err := s.frames.WriteFrame(out); err != nil {
 			return err
 		}
 		s.count(st)
 	}
+}
+
+func badFrame(offset int64, err error) error {
+	return &framing.FrameError{Offset: offset, Err: fmt.Errorf("%w: %v", framing.ErrBadMessage, err)}
 }
 
 func (s *Stream) count(st *Stats) {
@@ -161,12 +167,19 @@ func (s *Stream) flushStats(st *Stats) {
 // framing reader only reads when its buffer is drained, which is exactly
 // when it may block waiting for more input.
 type flushWhenIdle struct {
-	r   io.Reader
-	w   framing.MessageWriter
-	err error // the flush error, which the reader sees as a read error
+	r     io.Reader
+	w     framing.MessageWriter
+	err   error        // the flush error, which the reader sees as a read error
+	drain func() error // writes the records read but not yet written, if set
 }
 
 func (f *flushWhenIdle) Read(p []byte) (int, error) {
+	if f.drain != nil {
+		if err := f.drain(); err != nil {
+			f.err = err
+			return 0, err
+		}
+	}
 	if f.w.Buffered() > 0 {
 		if err := f.w.Flush(); err != nil {
 			f.err = err

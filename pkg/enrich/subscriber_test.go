@@ -274,25 +274,36 @@ func benchSessions(tb testing.TB, n int) *subscriber.Table {
 // benchmarkSessions runs the stage with the test databases and the CIDR
 // context on flows whose inside side is a subscriber address and whose
 // other side is a public one: "off" without sessions, "1M" with 1 M open
-// sessions; the difference is what attribution costs. The subscribers
+// sessions; the difference is what attribution costs. "1M+20k-acct"
+// applies 20 000 accounting records a second to the table meanwhile, in
+// the same process (its CPU time counts in records/cpu-s). The subscribers
 // are drawn uniformly from all 1 M ("uniform": every session lookup a
 // cache miss, the worst case), with a Zipf law over all 1 M ("zipf": a
-// few heavy users, a long tail), or uniformly from 50 k of them spread
-// over the table ("active50k": the subscribers active in a given second).
+// few heavy users, a long tail), uniformly from 50 k of them spread
+// over the table ("active50k": the subscribers active in a given second),
+// or from 1 000 of them ("hot1k": their sessions stay in cache, so this is
+// what attribution costs without waiting for memory).
 func benchmarkSessions(b *testing.B, run func(*testing.B, Config, []netip.Addr, func() netip.Addr)) {
 	const n = 1_000_000
 	tbl := benchSessions(b, n)
 	dir := b.TempDir()
 	asn, country := enrichtest.StandardASN(b, dir), enrichtest.StandardCountry(b, dir)
 	pool := benchAddrs(50_000)
-	for _, spread := range []string{"uniform", "zipf", "active50k"} {
-		for _, with := range []bool{false, true} {
-			name := spread + "/off"
+	for _, spread := range []string{"uniform", "zipf", "active50k", "hot1k"} {
+		for _, with := range []string{"off", "1M", "1M+20k-acct"} {
+			if with == "1M+20k-acct" && spread != "uniform" {
+				continue
+			}
+			name := spread + "/" + with
 			cfg := Config{ASNPath: asn, CountryPath: country}
-			if with {
-				name, cfg.Sessions = spread+"/1M", tbl
+			if with != "off" {
+				cfg.Sessions = tbl
 			}
 			b.Run(name, func(b *testing.B) {
+				if with == "1M+20k-acct" {
+					stop := applyWhile(b, tbl, n, 20_000)
+					defer stop()
+				}
 				rng := rand.New(rand.NewPCG(7, 8))
 				zipf := rand.NewZipf(rand.New(rand.NewPCG(9, 10)), 1.1, 1, n-1)
 				inside := func() netip.Addr { return benchSubscriberAddr(rng.IntN(n)) }
@@ -301,9 +312,65 @@ func benchmarkSessions(b *testing.B, run func(*testing.B, Config, []netip.Addr, 
 					inside = func() netip.Addr { return benchSubscriberAddr(int(zipf.Uint64())) }
 				case "active50k":
 					inside = func() netip.Addr { return benchSubscriberAddr(rng.IntN(50_000) * (n / 50_000)) }
+				case "hot1k":
+					inside = func() netip.Addr { return benchSubscriberAddr(rng.IntN(1000) * (n / 1000)) }
 				}
 				run(b, cfg, pool, inside)
 			})
 		}
+	}
+}
+
+// applyWhile applies rate accounting records per second to tbl (of n
+// sessions) from another goroutine until the returned function is
+// called, which reports the rate reached as updates/s: Interim-Updates,
+// Stops, and Starts of new sessions on addresses held by others, an hour
+// after the benchmark's flows (so that they change the table, not the
+// attribution of those flows). It keeps to its rate by catching up every
+// 10 ms.
+func applyWhile(b *testing.B, tbl *subscriber.Table, n, rate int) (stop func()) {
+	recs := make([]subscriber.Record, 1<<14)
+	rng := rand.New(rand.NewPCG(13, 14))
+	for k := range recs {
+		i := rng.IntN(n)
+		r := &recs[k]
+		r.Status, r.NASIP = subscriber.StatusInterim, netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + i%16)})
+		r.SessionID = fmt.Sprintf("%016X", uint64(i)*0x9E3779B97F4A7C15)
+		r.User = fmt.Sprintf("sub%07d@isp.example", i)
+		r.SetFramedIP(benchSubscriberAddr(i))
+		switch k % 4 {
+		case 2:
+			r.Status = subscriber.StatusStop
+		case 3:
+			r.Status, r.SessionID = subscriber.StatusStart, fmt.Sprintf("new%013d", k)
+		}
+	}
+	const after = 1_700_000_000e9 + int64(time.Hour)
+	done, finished := make(chan struct{}), make(chan int)
+	began := time.Now()
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		k := 0
+		for {
+			select {
+			case <-done:
+				finished <- k
+				return
+			case <-tick.C:
+			}
+			for due := int(time.Since(began).Seconds() * float64(rate)); k < due; k++ {
+				r := &recs[k%len(recs)]
+				r.EventTime = after + int64(k)*int64(time.Millisecond)
+				if err := tbl.Apply(r); err != nil {
+					b.Error(err)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		k := <-finished
+		b.ReportMetric(float64(k)/time.Since(began).Seconds(), "updates/s")
 	}
 }

@@ -92,7 +92,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		unmatched: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowexport_records_unmatched_total",
-			Help: "Flows touching neither --asn nor counted by --all-pairs.",
+			Help: "Flows counted in no family: neither --asn's, nor --all-pairs', nor a user's (--group-by user).",
 		}),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowexport_offset_commits_total",

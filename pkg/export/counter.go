@@ -13,8 +13,17 @@ type Counter struct {
 	rec    Record
 }
 
-// NewCounter counts into t.
-func NewCounter(t *Table) *Counter { return &Counter{table: t} }
+// NewCounter counts into t. With Config.Users it reads the user fields
+// too.
+func NewCounter(t *Table) *Counter {
+	c := &Counter{table: t}
+	if t.cfg.Users {
+		if err := c.parser.ReadFields(userFields...); err != nil {
+			panic(err) // flow.proto lost a field flowexport is built on
+		}
+	}
+	return c
+}
 
 // Begin starts a batch of records received at now.
 func (c *Counter) Begin(now time.Time) { c.table.begin(now) }

@@ -54,21 +54,32 @@ type Config struct {
 	PairTTL time.Duration
 	// ASNames names AS numbers when the records carry no names (LoadASNames).
 	ASNames map[uint32]string
+	// Users also counts every flow by subscriber, in the
+	// flowexport_user_* families: bytes from a src_user are transmitted
+	// by that user, bytes to a dst_user received (flowenrich's subscriber
+	// attribution sets them).
+	Users bool
+	// MaxUsers caps the user series, as MaxPairs does the pairs: beyond
+	// it new users fold into the "other" series of their family.
+	MaxUsers int
 }
 
 // DefaultConfig has flow-exporter's behaviour plus bounded cardinality.
 func DefaultConfig() Config {
-	return Config{MaxPairs: 10000, PairTTL: time.Hour}
+	return Config{MaxPairs: 10000, MaxUsers: 10000, PairTTL: time.Hour}
 }
 
 // Validate reports every problem of c at once.
 func (c Config) Validate() error {
 	var errs []error
-	if c.ASN == 0 && !c.AllPairs {
-		errs = append(errs, errors.New("export: set a monitored AS or all pairs"))
+	if c.ASN == 0 && !c.AllPairs && !c.Users {
+		errs = append(errs, errors.New("export: set a monitored AS, all pairs or users"))
 	}
 	if c.MaxPairs < 1 {
 		errs = append(errs, fmt.Errorf("export: max pairs must be >= 1, got %d", c.MaxPairs))
+	}
+	if c.Users && c.MaxUsers < 1 {
+		errs = append(errs, fmt.Errorf("export: max users must be >= 1, got %d", c.MaxUsers))
 	}
 	if c.PairTTL <= 0 {
 		errs = append(errs, fmt.Errorf("export: pair TTL must be > 0, got %s", c.PairTTL))
@@ -108,6 +119,8 @@ type Table struct {
 	pairsD   *prometheus.Desc
 	foldedD  *prometheus.Desc
 	expiredD *prometheus.Desc
+
+	users userTable
 }
 
 var pairLabels = []string{"source_as", "source_as_name", "destination_as", "destination_as_name", "hostname"}
@@ -133,6 +146,7 @@ func NewTable(cfg Config) (*Table, error) {
 		Transmit: {"flow_transmit", "transmitted by the monitored AS (source_as is --asn)"},
 		Pair:     {"flow", "between any two ASes (--all-pairs)"},
 	}
+	t.users.init()
 	for d, f := range families {
 		for u, unit := range []string{"bytes", "packets", "flows"} {
 			help := fmt.Sprintf("%s%s %s, multiplied by the sampling rate.", strings.ToUpper(unit[:1]), unit[1:], f.what)
@@ -187,6 +201,9 @@ func (t *Table) addLocked(r *Record) bool {
 	if t.cfg.AllPairs {
 		key.dir = Pair
 		t.bumpLocked(key, r, b, p)
+		counted = true
+	}
+	if t.cfg.Users && t.addUsersLocked(r, key.host, b, p) {
 		counted = true
 	}
 	return counted
@@ -274,6 +291,7 @@ func (t *Table) expireLocked() {
 			}
 		}
 	}
+	t.expireUsersLocked(deadline)
 }
 
 // SetASNames replaces the AS names table (LoadASNames), as a reload of
@@ -293,7 +311,7 @@ func (t *Table) Expire(now time.Time) {
 	t.mu.Unlock()
 }
 
-// Len is the number of series, the "other" ones included.
+// Len is the number of AS-pair series, the "other" ones included.
 func (t *Table) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -310,6 +328,9 @@ func (t *Table) Describe(ch chan<- *prometheus.Desc) {
 	ch <- t.pairsD
 	ch <- t.foldedD
 	ch <- t.expiredD
+	if t.cfg.Users {
+		t.users.describe(ch)
+	}
 }
 
 type snapshot struct {
@@ -328,7 +349,14 @@ func (t *Table) Collect(ch chan<- prometheus.Metric) {
 		snap = append(snap, snapshot{k, *c})
 	}
 	folded, expired := t.folded, t.expired
+	var users userSnapshot
+	if t.cfg.Users {
+		users = t.users.snapshotLocked()
+	}
 	t.mu.Unlock()
+	if t.cfg.Users {
+		t.users.collect(ch, users)
+	}
 
 	ch <- prometheus.MustNewConstMetric(t.pairsD, prometheus.GaugeValue, float64(len(snap)))
 	ch <- prometheus.MustNewConstMetric(t.foldedD, prometheus.CounterValue, float64(folded))

@@ -44,9 +44,9 @@ func fillV4(tb testing.TB, tbl *Table, n int, t0 int64) {
 	}
 }
 
-// TestMemoryPerSession checks the heap a table of IPv4 sessions needs
-// per session against the budget, at 250 k sessions (the indexes are as
-// full as at 1 M, see BenchmarkMemory for that scale).
+// TestMemoryPerSession checks the heap a table of IPv4 sessions, and one
+// of dual-stack sessions, needs per session against the budget, at 250 k
+// and 125 k sessions (see BenchmarkMemory for 1 M).
 func TestMemoryPerSession(t *testing.T) {
 	n := 250_000
 	if testing.Short() {
@@ -56,6 +56,11 @@ func TestMemoryPerSession(t *testing.T) {
 	t.Logf("%d sessions: %.0f bytes/session", n, perSession)
 	if perSession > 250 {
 		t.Errorf("%.0f bytes per session, budget 250", perSession)
+	}
+	dual := heapPerDualStackSession(t, n/2)
+	t.Logf("%d dual-stack sessions: %.0f bytes/session", n/2, dual)
+	if dual > 250 {
+		t.Errorf("%.0f bytes per dual-stack session, budget 250", dual)
 	}
 }
 
@@ -226,35 +231,45 @@ func BenchmarkLookupWhileApplying(b *testing.B) {
 }
 
 // BenchmarkMemory reports the heap per session for 1 M IPv4 sessions and
-// for 200 k dual-stack ones (an IPv4 address, a /64 and a delegated /56).
+// for 200 k and 1 M dual-stack ones (an IPv4 address, a /64 and a
+// delegated /56). The indexes are between half and three quarters full
+// whatever the count, so the figure moves little with it.
 func BenchmarkMemory(b *testing.B) {
 	b.Run("ipv4", func(b *testing.B) {
 		for b.Loop() {
 			b.ReportMetric(heapPerSession(b, 1_000_000), "bytes/session")
 		}
 	})
-	b.Run("dual-stack", func(b *testing.B) {
-		for b.Loop() {
-			var before, after runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			tbl := New(Config{})
-			const n = 200_000
-			var r Record
-			for i := range n {
-				startRecord(&r, i, day.UnixNano())
-				r.AddPrefix(netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 16), byte(i >> 8), byte(i)}), 64))
-				r.AddPrefix(netip.PrefixFrom(netip.AddrFrom16([16]byte{0x2a, 0x00, 0, byte(i >> 16), byte(i >> 8), byte(i)}), 56))
-				if err := tbl.Apply(&r); err != nil {
-					b.Fatal(err)
-				}
+	for _, n := range []int{200_000, 1_000_000} {
+		b.Run(fmt.Sprintf("dual-stack-%dk", n/1000), func(b *testing.B) {
+			for b.Loop() {
+				b.ReportMetric(heapPerDualStackSession(b, n), "bytes/session")
 			}
-			runtime.GC()
-			runtime.ReadMemStats(&after)
-			runtime.KeepAlive(tbl)
-			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/session")
+		})
+	}
+}
+
+func heapPerDualStackSession(tb testing.TB, n int) float64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	tbl := New(Config{})
+	var r Record
+	for i := range n {
+		startRecord(&r, i, day.UnixNano())
+		r.AddPrefix(netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 16), byte(i >> 8), byte(i)}), 64))
+		r.AddPrefix(netip.PrefixFrom(netip.AddrFrom16([16]byte{0x2a, 0x00, 0, byte(i >> 16), byte(i >> 8), byte(i)}), 56))
+		if err := tbl.Apply(&r); err != nil {
+			tb.Fatal(err)
 		}
-	})
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if tbl.Len() != n {
+		tb.Fatalf("%d sessions, want %d", tbl.Len(), n)
+	}
+	runtime.KeepAlive(tbl)
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
 }
 
 // BenchmarkState saves and loads the state of 1 M IPv4 sessions, as a
@@ -280,4 +295,101 @@ func BenchmarkState(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkLookupBatch looks up the addresses of 1 M open sessions in
+// batches, as flowenrich's bin stage does: the index slots of a batch
+// are prefetched, then its sessions, then each is looked up, so that the
+// cache misses of a batch overlap. One op is one lookup.
+func BenchmarkLookupBatch(b *testing.B) {
+	const n = 1_000_000
+	tbl := New(Config{})
+	t0 := day.UnixNano()
+	fillV4(b, tbl, n, t0)
+	now := t0 + int64(2*time.Hour)
+	rng := rand.New(rand.NewPCG(1, 2))
+	addrs := make([][]byte, 1<<20)
+	for i := range addrs {
+		addrs[i] = subscriberAddr(rng.IntN(n)).AsSlice()
+	}
+	for _, size := range []int{1, 4, 16, 32} {
+		b.Run(fmt.Sprintf("batch%d", size), func(b *testing.B) {
+			b.ReportAllocs()
+			i, found := 0, 0
+			for b.Loop() {
+				if i%size == 0 {
+					for k := i; k < i+size; k++ {
+						tbl.PrefetchSlot(addrs[k&(len(addrs)-1)])
+					}
+					for k := i; k < i+size; k++ {
+						tbl.PrefetchSession(addrs[k&(len(addrs)-1)])
+					}
+				}
+				a := netip.AddrFrom4([4]byte(addrs[i&(len(addrs)-1)]))
+				if tbl.Lookup(a, now) != nil {
+					found++
+				}
+				i++
+			}
+			if found != i {
+				b.Fatalf("%d of %d found", found, i)
+			}
+		})
+	}
+}
+
+// BenchmarkLookupV6 looks up IPv6 addresses in 200 k dual-stack sessions
+// (a /64 and a delegated /56 each): inside the /64, inside the /56 only
+// (the /64 tried first misses), and public addresses outside every
+// subscriber range.
+func BenchmarkLookupV6(b *testing.B) {
+	const n = 200_000
+	tbl := New(Config{})
+	t0 := day.UnixNano()
+	var r Record
+	for i := range n {
+		startRecord(&r, i, t0)
+		r.AddPrefix(netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 16), byte(i >> 8), byte(i)}), 64))
+		r.AddPrefix(netip.PrefixFrom(netip.AddrFrom16([16]byte{0x2a, 0x00, 0, byte(i >> 16), byte(i >> 8), byte(i)}), 56))
+		if err := tbl.Apply(&r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	now := t0 + int64(time.Hour)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct {
+		name string
+		addr func() netip.Addr
+		hit  bool
+	}{
+		{"hit-64", func() netip.Addr {
+			i := rng.IntN(n)
+			return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 16), byte(i >> 8), byte(i), 0, 1, 2, 3, 4, 5, 6, 7, 8})
+		}, true},
+		{"hit-56", func() netip.Addr {
+			i := rng.IntN(n)
+			return netip.AddrFrom16([16]byte{0x2a, 0x00, 0, byte(i >> 16), byte(i >> 8), byte(i), 0, 0x42, 1, 2, 3, 4, 5, 6, 7, 8})
+		}, true},
+		{"miss", func() netip.Addr {
+			return netip.AddrFrom16([16]byte{0x26, 0x00, byte(rng.IntN(256)), byte(rng.IntN(256)), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+		}, false},
+	} {
+		addrs := make([]netip.Addr, 1<<18)
+		for i := range addrs {
+			addrs[i] = tc.addr()
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i, found := 0, 0
+			for b.Loop() {
+				if tbl.Lookup(addrs[i&(len(addrs)-1)], now) != nil {
+					found++
+				}
+				i++
+			}
+			if (found == i) != tc.hit {
+				b.Fatalf("%d of %d found", found, i)
+			}
+		})
+	}
 }

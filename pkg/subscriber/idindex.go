@@ -16,14 +16,24 @@ type idIndex struct {
 
 func newIDIndex() idIndex { return idIndex{seed: maphash.MakeSeed(), slots: make([]*Session, 1024)} }
 
+// home is the first slot probed, scaled to the table's size by a
+// multiplication: as for the address indexes, the size is no power of
+// two, so that the table stays between an eighth and three quarters full.
 func (x *idIndex) home(nas uint32, id string) int {
 	h := maphash.String(x.seed, id) ^ (uint64(nas) * 0x9E3779B97F4A7C15)
-	return int(h & uint64(len(x.slots)-1))
+	i, _ := bits.Mul64(h, uint64(len(x.slots)))
+	return int(i)
+}
+
+func (x *idIndex) next(i int) int {
+	if i++; i == len(x.slots) {
+		return 0
+	}
+	return i
 }
 
 func (x *idIndex) get(nas uint32, id string) *Session {
-	mask := len(x.slots) - 1
-	for i := x.home(nas, id); ; i = (i + 1) & mask {
+	for i := x.home(nas, id); ; i = x.next(i) {
 		s := x.slots[i]
 		if s == nil {
 			return nil
@@ -37,11 +47,10 @@ func (x *idIndex) get(nas uint32, id string) *Session {
 // put stores s, replacing the session with the same NAS and id, if any.
 func (x *idIndex) put(s *Session) {
 	if (x.n+1)*4 > len(x.slots)*3 {
-		x.resize(2 * len(x.slots))
+		x.resize(2 * (x.n + 1))
 	}
-	mask := len(x.slots) - 1
 	id := s.SessionID()
-	for i := x.home(s.nas, id); ; i = (i + 1) & mask {
+	for i := x.home(s.nas, id); ; i = x.next(i) {
 		c := x.slots[i]
 		if c == nil {
 			x.slots[i] = s
@@ -59,16 +68,15 @@ func (x *idIndex) put(s *Session) {
 // shifting later entries of the probe sequence back so that no tombstone
 // is needed.
 func (x *idIndex) remove(s *Session) {
-	mask := len(x.slots) - 1
 	i := x.home(s.nas, s.SessionID())
-	for ; x.slots[i] != s; i = (i + 1) & mask {
+	for ; x.slots[i] != s; i = x.next(i) {
 		if x.slots[i] == nil {
 			return
 		}
 	}
 	x.slots[i] = nil
 	x.n--
-	for j := (i + 1) & mask; x.slots[j] != nil; j = (j + 1) & mask {
+	for j := x.next(i); x.slots[j] != nil; j = x.next(j) {
 		c := x.slots[j]
 		h := x.home(c.nas, c.SessionID())
 		// c may move to the hole at i if its home is not in (i, j].
@@ -84,7 +92,7 @@ func (x *idIndex) remove(s *Session) {
 
 func (x *idIndex) resize(n int) {
 	old := x.slots
-	x.slots = make([]*Session, max(1024, 1<<bits.Len(uint(n-1))))
+	x.slots = make([]*Session, max(1024, n))
 	x.n = 0
 	for _, s := range old {
 		if s != nil {

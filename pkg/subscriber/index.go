@@ -1,7 +1,6 @@
 package subscriber
 
 import (
-	"math/bits"
 	"sync/atomic"
 	"unsafe"
 )
@@ -51,10 +50,9 @@ func (x *addrIndex[V]) count(k uint32, d int) {
 
 type indexTable[V any] struct {
 	slots []indexSlot[V]
-	mask  uint32
-	shift uint8
-	used  int // slots with a key, tombstones included
-	live  int // slots with a value
+	n     uint32 // len(slots)
+	used  int    // slots with a key, tombstones included
+	live  int    // slots with a value
 }
 
 type indexSlot[V any] struct {
@@ -65,15 +63,28 @@ type indexSlot[V any] struct {
 const minIndexSlots = 1 << 10
 
 func newIndexTable[V any](slots int) *indexTable[V] {
-	n := max(minIndexSlots, 1<<bits.Len(uint(slots-1)))
-	t := &indexTable[V]{slots: make([]indexSlot[V], n), mask: uint32(n - 1), shift: uint8(32 - bits.TrailingZeros(uint(n)))}
+	n := max(minIndexSlots, slots)
+	t := &indexTable[V]{slots: make([]indexSlot[V], n), n: uint32(n)}
 	adviseHugePages(unsafe.Pointer(&t.slots[0]), uintptr(n)*unsafe.Sizeof(t.slots[0]))
 	return t
 }
 
 // home is the first slot probed for k: Fibonacci hashing, so that
-// consecutive addresses spread over the table.
-func (t *indexTable[V]) home(k uint32) uint32 { return (k * 0x9E3779B1) >> t.shift }
+// consecutive addresses spread over the table, scaled to its size by a
+// multiplication (the table's size is no power of two: a rebuild makes it
+// twice its live entries, so that it is always between half and three
+// quarters full, which bounds its memory per entry).
+func (t *indexTable[V]) home(k uint32) uint32 {
+	return uint32(uint64(k*0x9E3779B1) * uint64(t.n) >> 32)
+}
+
+// next is the slot probed after i.
+func (t *indexTable[V]) next(i uint32) uint32 {
+	if i++; i == t.n {
+		return 0
+	}
+	return i
+}
 
 // get returns the value of k, or nil.
 func (x *addrIndex[V]) get(k uint32) *V {
@@ -84,7 +95,7 @@ func (x *addrIndex[V]) get(k uint32) *V {
 	if t == nil {
 		return nil
 	}
-	for i := t.home(k); ; i = (i + 1) & t.mask {
+	for i := t.home(k); ; i = t.next(i) {
 		s := &t.slots[i]
 		switch s.key.Load() {
 		case k:
@@ -106,7 +117,7 @@ func (x *addrIndex[V]) set(k uint32, v *V) {
 		t = newIndexTable[V](minIndexSlots)
 		x.cur.Store(t)
 	}
-	for i := t.home(k); ; i = (i + 1) & t.mask {
+	for i := t.home(k); ; i = t.next(i) {
 		s := &t.slots[i]
 		switch s.key.Load() {
 		case k:
@@ -141,14 +152,14 @@ func (x *addrIndex[V]) set(k uint32, v *V) {
 	}
 }
 
-// rebuild swaps in a table holding t's live entries at most half full.
+// rebuild swaps in a table holding t's live entries, half full.
 func (x *addrIndex[V]) rebuild(t *indexTable[V]) {
 	n := newIndexTable[V](2 * (t.live + 1))
 	for i := range t.slots {
 		s := &t.slots[i]
 		if v := s.val.Load(); v != nil {
 			k := s.key.Load()
-			for j := n.home(k); ; j = (j + 1) & n.mask {
+			for j := n.home(k); ; j = n.next(j) {
 				if d := &n.slots[j]; d.key.Load() == 0 {
 					d.val.Store(v)
 					d.key.Store(k)

@@ -109,7 +109,7 @@ func TestIDIndex(t *testing.T) {
 			delete(want, k)
 			continue
 		}
-		s := newSession("u", id, "")
+		s := newSession("u", id, "", nil)
 		s.nas = nas
 		s.start.Store(int64(i))
 		x.put(s)

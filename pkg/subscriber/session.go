@@ -13,25 +13,26 @@ const open = math.MaxInt64
 // Session is one accounting session. Lookup returns it; its strings are
 // immutable and stay valid as long as the caller holds the Session.
 //
-// The hot fields come first and the strings are stored inline, right after
-// the struct in the same allocation (see newSession): a lookup that hits
-// touches the index slot and this one object, and the strings' address
-// does not depend on a pointer loaded from it, so both of its cache lines
-// are fetched at once. start and end change under the Table's writer lock
-// and are read atomically, as are flags; everything else is set before the
-// session is published and never changes (a change of identity or of IPv4
-// address publishes a new Session in its place).
+// The hot fields come first and the strings, then the IPv6 prefixes, are
+// stored inline, right after the struct in the same allocation (see
+// newSession): a lookup that hits touches the index slot and this one
+// object, and the strings' address does not depend on a pointer loaded
+// from it, so both of its cache lines are fetched at once. start and end
+// change under the Table's writer lock and are read atomically, as are
+// flags and the links to older holders; everything else is set before the
+// session is published and never changes (a change of identity, of IPv4
+// address or a new IPv6 prefix publishes a new Session in its place).
 type Session struct {
 	start, end atomic.Int64            // Unix ns; [start, end) is held, end == open while open
 	olderV4    atomic.Pointer[Session] // the previous holder of v4, older start
-	v6         atomic.Pointer[v6Binding]
-	v4         uint32 // Framed-IP-Address, 0 if none
-	nas        uint32 // index of the NAS in the Table
+	older6     atomic.Pointer[v6Older] // the previous holders of the IPv6 prefixes, if any
+	v4         uint32                  // Framed-IP-Address, 0 if none
+	nas        uint32                  // index of the NAS in the Table
 	userLen    uint8
 	idLen      uint8
 	csidLen    uint8
 	source     Source
-	flags      atomic.Uint32 // changed by the writer, read by state saving
+	flags      atomic.Uint32 // changed by the writer, read by state saving; the prefix count in v6Shift
 }
 
 // sessionSize is where a Session's strings begin, from its address.
@@ -41,7 +42,32 @@ const (
 	flagStartKnown = 1 << iota // start is a Start record's time, not derived
 	flagStopped                // ended by its own Stop (not closed by another event)
 	flagGone                   // replaced or pruned: no longer in the indexes
+
+	// The number of inline IPv6 prefixes, set by newSession, is kept in
+	// the flags' high bits: the struct has no byte to spare.
+	v6Shift = 24
+	v6Mask  = 0xff << v6Shift
 )
+
+// setFlags sets the flags, keeping the prefix count.
+func (s *Session) setFlags(f uint32) { s.flags.Store(f&^v6Mask | s.flags.Load()&v6Mask) }
+
+// v6Bytes is the inline encoding of the session's prefixes (v6Key).
+func (s *Session) v6Bytes() []byte {
+	n := int(s.flags.Load() >> v6Shift)
+	if n == 0 {
+		return nil
+	}
+	p := unsafe.Add(unsafe.Pointer(s), sessionSize+uintptr(s.userLen)+uintptr(s.idLen)+uintptr(s.csidLen))
+	size := 0
+	for range n {
+		size += 9
+		if *(*byte)(unsafe.Add(p, size-9)) > 64 {
+			size += 8
+		}
+	}
+	return unsafe.Slice((*byte)(p), size)
+}
 
 // User is the session's User-Name.
 func (s *Session) User() string { return s.str(0, s.userLen) }
@@ -87,27 +113,16 @@ func (s *Session) FramedIP() (netip.Addr, bool) {
 
 // Prefixes are the session's IPv6 prefixes.
 func (s *Session) Prefixes() []netip.Prefix {
-	b := s.v6.Load()
-	if b == nil {
+	var buf [MaxPrefixes]v6Key
+	keys := s.v6Keys(&buf)
+	if len(keys) == 0 {
 		return nil
 	}
-	ps := make([]netip.Prefix, len(b.links))
-	for i, l := range b.links {
-		ps[i] = l.prefix
+	ps := make([]netip.Prefix, len(keys))
+	for i, k := range keys {
+		ps[i] = k.prefix()
 	}
 	return ps
-}
-
-// holdsPrefix reports whether s holds p.
-func (s *Session) holdsPrefix(p netip.Prefix) bool {
-	if b := s.v6.Load(); b != nil {
-		for _, l := range b.links {
-			if l.prefix == p {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Inline buffer sizes: a Session (48 bytes) plus its strings, each struct
@@ -161,12 +176,17 @@ type (
 	}
 )
 
-// newSession allocates a Session with room for its strings inline and
-// copies them in. Each string must be at most MaxStringLen bytes.
-func newSession(user, id, csid string) *Session {
+// newSession allocates a Session with room for its strings and prefixes
+// inline and copies them in. Each string must be at most MaxStringLen
+// bytes, and there must be at most MaxPrefixes keys.
+func newSession(user, id, csid string, keys []v6Key) *Session {
 	var s *Session
 	var buf []byte
-	switch n := len(user) + len(id) + len(csid); {
+	n := len(user) + len(id) + len(csid)
+	for _, k := range keys {
+		n += k.encodedLen()
+	}
+	switch {
 	case n <= 16:
 		x := new(session16)
 		s, buf = &x.Session, x.b[:]
@@ -201,23 +221,13 @@ func newSession(user, id, csid string) *Session {
 		x := new(session848)
 		s, buf = &x.Session, x.b[:]
 	}
-	copy(buf, user)
-	copy(buf[len(user):], id)
-	copy(buf[len(user)+len(id):], csid)
+	b := append(append(append(buf[:0], user...), id...), csid...)
+	for _, k := range keys {
+		b = k.appendTo(b)
+	}
 	s.userLen, s.idLen, s.csidLen = uint8(len(user)), uint8(len(id)), uint8(len(csid))
+	s.flags.Store(uint32(len(keys)) << v6Shift)
 	return s
-}
-
-// v6Binding is a session's place in the chain of each IPv6 prefix it
-// holds. It is replaced, never modified, once published.
-type v6Binding struct{ links []*v6Link }
-
-// v6Link is one session's place in the chain of sessions that held an
-// IPv6 prefix, newest first.
-type v6Link struct {
-	s      atomic.Pointer[Session]
-	older  atomic.Pointer[v6Link]
-	prefix netip.Prefix
 }
 
 func addrFromU32(v uint32) netip.Addr {

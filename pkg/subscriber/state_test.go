@@ -5,12 +5,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
 
-// stateScript leaves open and stopped sessions, IPv6 prefixes, a reused
-// id, several NASes and NAT blocks in a table.
+// stateScript leaves open and stopped sessions, IPv6 prefixes (one
+// reassigned), a reused id, several NASes and NAT blocks in a table.
 const stateScript = `
 	Start id=s1 user=alice ip=100.64.0.1 csid=00-11-22-33-44-55 at=08:00:00
 	Stop id=s1 user=alice ip=100.64.0.1 at=09:00:00
@@ -18,6 +19,9 @@ const stateScript = `
 	Start nasid=bng-2 id=s1 user=carol ip=100.64.1.1 at=08:30:00
 	Start nas6=2001:db8::a id=x user=dave ip6=2001:db8:200::1 at=08:00:00
 	Start id=r1 user=erin ip=100.64.0.7 at=08:00:00
+	Start id=p1 user=gina dpfx=2001:db8:300::/56 at=08:00:00
+	Stop id=p1 user=gina at=08:30:00
+	Start id=p2 user=hank dpfx=2001:db8:300::/56 pfx=2001:db8:301::/64 at=08:40:00
 	Accounting-On nasid=bng-2 at=08:45:00
 	Start nasid=bng-2 id=s1 user=frank ip=100.64.1.2 at=08:46:00
 	nat 16 100.64.0.1 198.51.100.1 1024-1535 09:06:00
@@ -30,6 +34,8 @@ var probes = []struct{ addr, at string }{
 	{"100.64.0.1", "08:30:00"}, {"100.64.0.1", "09:02:00"}, {"100.64.0.1", "09:30:00"},
 	{"100.64.1.1", "08:40:00"}, {"100.64.1.1", "08:50:00"}, {"100.64.1.2", "09:00:00"},
 	{"2001:db8:1::5", "09:30:00"}, {"2001:db8:100:ff::1", "09:30:00"}, {"2001:db8:200::1", "09:30:00"},
+	{"2001:db8:300:1::1", "08:10:00"}, {"2001:db8:300:1::1", "08:35:00"}, {"2001:db8:300:1::1", "08:50:00"},
+	{"2001:db8:301::1", "08:50:00"},
 	{"100.64.0.7", "10:00:00"},
 }
 
@@ -69,6 +75,9 @@ func TestStateRoundTrip(t *testing.T) {
 		if want[i] != got[i] {
 			t.Errorf("probe %d: before save %q, after load %q", i, want[i], got[i])
 		}
+	}
+	if !strings.HasPrefix(want[9], "gina#") || want[10] != "-" || !strings.HasPrefix(want[11], "hank#") || !strings.HasPrefix(want[12], "hank#") {
+		t.Errorf("IPv6 reassignment went wrong: %q", want[9:13])
 	}
 	if want[0] != "alice#s1#00-11-22-33-44-55" || want[len(want)-1] != "-" {
 		t.Errorf("script went wrong: %q", want)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,9 +258,11 @@ func sameUser(r *Record, s *Session) bool { return r.User == "" || r.User == s.U
 // open creates a session from r over [start, end) and links it on its
 // addresses; byID also makes it the session of its id.
 func (t *Table) open(nas uint32, r *Record, start, end int64, flags uint32, byID bool) *Session {
-	s := newSession(r.User, r.SessionID, r.CallingStationID)
+	var kb [MaxPrefixes]v6Key
+	keys := recordKeys(r, &kb)
+	s := newSession(r.User, r.SessionID, r.CallingStationID, keys)
 	s.nas, s.source = nas, r.Source
-	s.flags.Store(flags)
+	s.setFlags(flags)
 	s.v4 = framedV4(r)
 	s.start.Store(start)
 	s.end.Store(open)
@@ -273,14 +276,21 @@ func (t *Table) open(nas uint32, r *Record, start, end int64, flags uint32, byID
 	if s.v4 != 0 {
 		t.linkV4(s)
 	}
-	if r.NumPrefixes > 0 {
-		b := &v6Binding{links: make([]*v6Link, 0, r.NumPrefixes)}
-		for _, p := range r.Prefixes[:r.NumPrefixes] {
-			b.links = append(b.links, t.linkV6(s, p))
-		}
-		s.v6.Store(b)
+	for _, k := range keys {
+		t.linkV6(s, k)
 	}
 	return s
+}
+
+// recordKeys are the index keys of r's prefixes (Apply validated them).
+func recordKeys(r *Record, buf *[MaxPrefixes]v6Key) []v6Key {
+	keys := buf[:0]
+	for _, p := range r.Prefixes[:r.NumPrefixes] {
+		if k := keyOf(p); !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // refresh brings s up to date with what r says about it: a new IPv4
@@ -301,39 +311,38 @@ func (t *Table) refresh(s *Session, r *Record, at int64) *Session {
 	case v4 != 0 && s.v4 != 0 && v4 != s.v4:
 		end := s.end.Load()
 		t.setEnd(s, at)
-		ns := t.clone(s, user, csid, v4)
+		ns := t.clone(s, user, csid, v4, nil)
 		ns.start.Store(at)
 		ns.end.Store(open)
-		ns.flags.Store(flagStartKnown)
+		ns.setFlags(flagStartKnown)
 		t.counts[ns.source][0].Add(1)
 		if end != open {
 			t.setEnd(ns, end)
 		}
 		t.ids.put(ns)
 		t.linkV4(ns)
-		if b := s.v6.Load(); b != nil {
-			nb := &v6Binding{links: make([]*v6Link, 0, len(b.links))}
-			for _, l := range b.links {
-				nb.links = append(nb.links, t.linkV6(ns, l.prefix))
-			}
-			ns.v6.Store(nb)
+		var kb [MaxPrefixes]v6Key
+		for _, k := range ns.v6Keys(&kb) {
+			t.linkV6(ns, k)
 		}
 		s = ns
 	case user != s.User() || csid != s.CallingStationID() || (v4 != 0 && s.v4 == 0):
 		if s.v4 != 0 {
 			v4 = s.v4
 		}
-		s = t.replace(s, t.clone(s, user, csid, v4))
+		s = t.replace(s, t.clone(s, user, csid, v4, nil))
 	}
-	t.addPrefixes(s, r)
-	return s
+	return t.addPrefixes(s, r)
 }
 
-// clone is a copy of s with another identity or address, not yet indexed.
-func (t *Table) clone(s *Session, user, csid string, v4 uint32) *Session {
-	ns := newSession(user, s.SessionID(), csid)
+// clone is a copy of s with another identity or address, and more
+// prefixes, not yet indexed.
+func (t *Table) clone(s *Session, user, csid string, v4 uint32, more []v6Key) *Session {
+	var kb [MaxPrefixes]v6Key
+	keys := append(s.v6Keys(&kb), more...)
+	ns := newSession(user, s.SessionID(), csid, keys)
 	ns.nas, ns.source, ns.v4 = s.nas, s.source, v4
-	ns.flags.Store(s.flags.Load())
+	ns.setFlags(s.flags.Load())
 	ns.start.Store(s.start.Load())
 	ns.end.Store(s.end.Load())
 	return ns
@@ -357,11 +366,21 @@ func (t *Table) replace(s, ns *Session) *Session {
 	} else if ns.v4 != 0 {
 		t.linkV4(ns)
 	}
-	if b := s.v6.Load(); b != nil {
-		for _, l := range b.links {
-			l.s.Store(ns)
+	var kb [MaxPrefixes]v6Key
+	for _, k := range s.v6Keys(&kb) {
+		// ns's link to the older holder first: a reader that finds ns
+		// follows it.
+		ns.setOlderOn(k, s.olderOn(k))
+		if head := t.v6.get(k); head == s {
+			t.v6.set(k, ns)
+			continue
 		}
-		ns.v6.Store(b)
+		for n := t.v6.get(k); n != nil; n = n.olderOn(k) {
+			if n.olderOn(k) == s {
+				n.setOlderOn(k, ns)
+				break
+			}
+		}
 	}
 	t.ids.put(ns)
 	s.flags.Or(flagGone)
@@ -373,36 +392,29 @@ func (t *Table) replace(s, ns *Session) *Session {
 	return ns
 }
 
-// addPrefixes links the IPv6 prefixes of r that s does not hold yet.
-func (t *Table) addPrefixes(s *Session, r *Record) {
+// addPrefixes links the IPv6 prefixes of r that s does not hold yet
+// (up to MaxPrefixes a session) and returns the session now in force:
+// the prefixes are inline, so s is replaced by a clone holding them too.
+func (t *Table) addPrefixes(s *Session, r *Record) *Session {
 	if r.NumPrefixes == 0 {
-		return
+		return s
 	}
-	var nb *v6Binding
-	for _, p := range r.Prefixes[:r.NumPrefixes] {
-		if s.holdsPrefix(p) || (nb != nil && nb.has(p)) {
-			continue
-		}
-		if nb == nil {
-			nb = &v6Binding{}
-			if old := s.v6.Load(); old != nil {
-				nb.links = append(nb.links, old.links...)
-			}
-		}
-		nb.links = append(nb.links, t.linkV6(s, p))
-	}
-	if nb != nil {
-		s.v6.Store(nb)
-	}
-}
-
-func (b *v6Binding) has(p netip.Prefix) bool {
-	for _, l := range b.links {
-		if l.prefix == p {
-			return true
+	var kb, rb, mb [MaxPrefixes]v6Key
+	have := s.v6Keys(&kb)
+	more := mb[:0]
+	for _, k := range recordKeys(r, &rb) {
+		if !slices.Contains(have, k) && len(have)+len(more) < MaxPrefixes {
+			more = append(more, k)
 		}
 	}
-	return false
+	if len(more) == 0 {
+		return s
+	}
+	ns := t.replace(s, t.clone(s, s.User(), s.CallingStationID(), s.v4, more))
+	for _, k := range more {
+		t.linkV6(ns, k)
+	}
+	return ns
 }
 
 // setEnd ends s at e if that is earlier than its end now.
@@ -461,52 +473,41 @@ func (t *Table) unlinkV4(s *Session) {
 	}
 }
 
-// linkV6 inserts s in the chain of prefix p, as linkV4 does.
-func (t *Table) linkV6(s *Session, p netip.Prefix) *v6Link {
-	h := t.v6.head(p)
+// linkV6 inserts s in the chain of its prefix k, as linkV4 does.
+func (t *Table) linkV6(s *Session, k v6Key) {
 	start := s.start.Load()
-	var newer *v6Link
-	n := h.head.Load()
-	for n != nil && n.s.Load().start.Load() > start {
-		newer, n = n, n.older.Load()
+	var newer *Session
+	n := t.v6.get(k)
+	for n != nil && n.start.Load() > start {
+		newer, n = n, n.olderOn(k)
 	}
 	if newer != nil {
-		t.setEnd(s, newer.s.Load().start.Load())
+		t.setEnd(s, newer.start.Load())
 	}
-	l := &v6Link{prefix: p}
-	l.s.Store(s)
-	l.older.Store(n)
+	s.setOlderOn(k, n)
 	if newer == nil {
-		h.head.Store(l)
+		t.v6.set(k, s)
 	} else {
-		newer.older.Store(l)
+		newer.setOlderOn(k, s)
 	}
 	if n != nil {
-		t.setEnd(n.s.Load(), start)
+		t.setEnd(n, start)
 	}
-	return l
 }
 
-// unlinkV6 removes link l from the chain of its prefix, and the prefix
-// from the index once its chain is empty.
-func (t *Table) unlinkV6(l *v6Link) {
-	p := l.prefix
-	h, ok := t.v6.get(p)
-	if !ok {
+// unlinkV6 removes s from the chain of its prefix k, and the prefix from
+// the index once its chain is empty.
+func (t *Table) unlinkV6(s *Session, k v6Key) {
+	head := t.v6.get(k)
+	if head == s {
+		t.v6.set(k, s.olderOn(k))
 		return
 	}
-	if h.head.Load() == l {
-		h.head.Store(l.older.Load())
-	} else {
-		for n := h.head.Load(); n != nil; n = n.older.Load() {
-			if n.older.Load() == l {
-				n.older.Store(l.older.Load())
-				break
-			}
+	for n := head; n != nil; n = n.olderOn(k) {
+		if n.olderOn(k) == s {
+			n.setOlderOn(k, s.olderOn(k))
+			return
 		}
-	}
-	if h.head.Load() == nil {
-		t.v6.remove(p)
 	}
 }
 
@@ -515,11 +516,10 @@ func (t *Table) moveStart(s *Session, start int64) {
 	if s.v4 != 0 {
 		t.unlinkV4(s)
 	}
-	b := s.v6.Load()
-	if b != nil {
-		for _, l := range b.links {
-			t.unlinkV6(l)
-		}
+	var kb [MaxPrefixes]v6Key
+	keys := s.v6Keys(&kb)
+	for _, k := range keys {
+		t.unlinkV6(s, k)
 	}
 	s.start.Store(start)
 	if e := s.end.Load(); e < start {
@@ -528,12 +528,8 @@ func (t *Table) moveStart(s *Session, start int64) {
 	if s.v4 != 0 {
 		t.linkV4(s)
 	}
-	if b != nil {
-		nb := &v6Binding{links: make([]*v6Link, 0, len(b.links))}
-		for _, l := range b.links {
-			nb.links = append(nb.links, t.linkV6(s, l.prefix))
-		}
-		s.v6.Store(nb)
+	for _, k := range keys {
+		t.linkV6(s, k)
 	}
 }
 
@@ -580,10 +576,9 @@ func (t *Table) prune(cutoff int64) {
 		if s.v4 != 0 {
 			t.unlinkV4(s)
 		}
-		if b := s.v6.Load(); b != nil {
-			for _, l := range b.links {
-				t.unlinkV6(l)
-			}
+		var kb [MaxPrefixes]v6Key
+		for _, k := range s.v6Keys(&kb) {
+			t.unlinkV6(s, k)
 		}
 		if t.ids.get(s.nas, s.SessionID()) == s {
 			t.ids.remove(s)
@@ -627,5 +622,5 @@ func (t *Table) lookupV6(a netip.Addr, at int64) *Session { return t.v6.lookup(a
 func (t *Table) MemoryBytes() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.v4.bytes() + t.ids.bytes() + cap(t.closed)*8
+	return t.v4.bytes() + t.v6.bytes() + t.ids.bytes() + cap(t.closed)*8
 }

@@ -236,6 +236,17 @@ func TestTimeRules(t *testing.T) {
 			? 2001:db8:100::1 08:59:59 -> alice
 			? 2001:db8:100::1 09:05:00 -> -
 			? 2001:db8:100::1 09:10:00 -> bob`},
+		{"IPv6 prefixes added by an Interim-Update, start moved back, reassigned to a session that lost its Start", `
+			Interim-Update id=s1 user=alice pfx=2001:db8:1::/64 at=09:00:00
+			Interim-Update id=s1 user=alice pfx=2001:db8:1::/64 dpfx=2001:db8:100::/56 st=7200 at=10:00:00
+			? 2001:db8:1::1 08:00:00 -> alice
+			? 2001:db8:100:5::1 08:30:00 -> alice
+			Stop id=s1 user=alice at=10:30:00
+			Interim-Update id=s2 user=bob dpfx=2001:db8:100::/56 st=600 at=11:00:00
+			? 2001:db8:100:5::1 10:29:59 -> alice
+			? 2001:db8:100:5::1 10:45:00 -> -
+			? 2001:db8:100:5::1 10:50:00 -> bob
+			? 2001:db8:1::1 10:50:00 -> -`},
 		{"history: stopped sessions kept until the newest event time minus the history", `
 			Start id=s1 user=alice ip=100.64.0.1 at=08:00:00
 			Stop id=s1 user=alice ip=100.64.0.1 at=09:00:00
@@ -420,7 +431,7 @@ func TestSessionLayout(t *testing.T) {
 		u := strings.Repeat("u", n/3)
 		id := strings.Repeat("i", n/3)
 		c := strings.Repeat("c", n-2*(n/3))
-		s := newSession(u, id, c)
+		s := newSession(u, id, c, nil)
 		if s.User() != u || s.SessionID() != id || s.CallingStationID() != c {
 			t.Errorf("%d bytes: got %q %q %q", n, s.User(), s.SessionID(), s.CallingStationID())
 		}
