@@ -44,7 +44,7 @@ func TestCountryFallback(t *testing.T) {
 	path := enrichtest.WriteMMDB(t, dir, "GeoLite2-Country.mmdb", "GeoLite2-Country", []enrichtest.Entry{
 		{Prefix: "192.0.2.0/24", Record: geoLite2Record("NL", "NL", false)},
 		{Prefix: "198.51.100.0/24", Record: geoLite2Record("DE", "US", false)}, // located apart from its registration
-		{Prefix: "203.0.113.0/24", Record: geoLite2Record("", "US", true)},    // anycast: registered only
+		{Prefix: "203.0.113.0/24", Record: geoLite2Record("", "US", true)},     // anycast: registered only
 		{Prefix: "2001:db8::/32", Record: geoLite2Record("", "FR", false)},
 	})
 	cases := []struct {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 
-	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 )
 
 func addr(s string) []byte { return netip.MustParseAddr(s).AsSlice() }

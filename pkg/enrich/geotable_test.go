@@ -12,8 +12,8 @@ import (
 	"github.com/gaissmai/bart"
 	"github.com/maxmind/mmdbwriter"
 
-	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 )
 
 // randomGeoDB builds a table-mode database of n random prefixes around a
