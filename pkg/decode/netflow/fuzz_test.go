@@ -48,7 +48,8 @@ func fuzzSeeds(f *testing.F, version uint16, names ...string) {
 // after a template packet (so that fuzzed data meets real templates):
 // no panic, no hang, records bounded by the packet's size (a record takes
 // at least one byte, biflows two records), every record carrying the
-// exporter's address and the packet's receive time.
+// exporter's address and the packet's receive time; AppendRecords writes
+// the bytes Decode and flowpb's encoder write.
 func fuzzDecode(t *testing.T, version uint16, prime [][]byte, data []byte) {
 	d := NewDecoder(Config{MaxRecordsPerSet: 4096})
 	exporter := exporterA
@@ -71,6 +72,11 @@ func fuzzDecode(t *testing.T, version uint16, prime [][]byte, data []byte) {
 	if time.Since(start) > 2*time.Second {
 		t.Fatalf("decoding %d bytes took %v", len(data), time.Since(start))
 	}
+	a := newAppendPair(nil)
+	for _, p := range prime {
+		a.feed(t, decode.Packet{Data: p, Exporter: exporter, ReceivedNs: 1})
+	}
+	a.feed(t, decode.Packet{Data: data, Exporter: exporter, ReceivedNs: 2})
 }
 
 func primeFrom(name string) [][]byte {
