@@ -1,6 +1,5 @@
 package flowbin
 
-
 // WindowLen is the room a Window gives one record.
 const WindowLen = 256
 
