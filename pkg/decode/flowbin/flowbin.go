@@ -131,20 +131,19 @@ func Close(b []byte, start int, wide bool) ([]byte, bool) {
 
 // Varint appends v as a varint.
 func Varint(b []byte, v uint64) []byte {
-	switch {
-	case v < 1<<7:
+	if v < 1<<7 {
 		return append(b, byte(v))
-	case v < 1<<14:
-		return append(b, byte(v)|0x80, byte(v>>7))
 	}
-	return varintLong(b, v)
+	return varintAt(b, len(b), v)
 }
 
-// varintLong appends a varint of 3 bytes or more.
-func varintLong(b []byte, v uint64) []byte {
-	n := len(b)
-	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-	return b[:n+PutVarint((*[MaxVarintLen]byte)(b[n:]), v)]
+// varintAt writes v at b[n:] (n <= len(b)) and returns b up to its end:
+// room for the longest varint, then one 8-byte store (PutVarint).
+func varintAt(b []byte, n int, v uint64) []byte {
+	if cap(b)-n < MaxVarintLen {
+		b = append(b[:n], make([]byte, MaxVarintLen)...)
+	}
+	return b[:n+PutVarint((*[MaxVarintLen]byte)(b[n:n+MaxVarintLen]), v)]
 }
 
 // MaxVarintLen is the longest varint.
@@ -158,6 +157,10 @@ func PutVarint(w *[MaxVarintLen]byte, v uint64) int {
 	if v < 1<<7 {
 		w[0] = byte(v)
 		return 1
+	}
+	if v < 1<<14 {
+		w[0], w[1] = byte(v)|0x80, byte(v>>7)
+		return 2
 	}
 	if v < 1<<56 {
 		n := (bits.Len64(v) + 6) / 7
@@ -183,24 +186,22 @@ func Spread(v uint64) uint64 {
 }
 
 // VarintLen is the length of v as a varint.
-func VarintLen(v uint64) int {
-	n := 1
-	for v >= 0x80 {
-		v >>= 7
-		n++
-	}
-	return n
-}
+func VarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 
-// Uint1 appends a varint field with a one-byte key, unless v is 0.
+// Uint1 appends a varint field with a one-byte key, unless v is 0 (a
+// test the compiler inlines: most fields of a record are 0).
 func Uint1(b []byte, key byte, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
+	return uint1(b, key, v)
+}
+
+func uint1(b []byte, key byte, v uint64) []byte {
 	if v < 1<<7 {
 		return append(b, key, byte(v))
 	}
-	return Varint(append(b, key), v)
+	return varintAt(append(b, key), len(b)+1, v)
 }
 
 // Uint2 appends a varint field with a two-byte key, unless v is 0.
@@ -208,10 +209,14 @@ func Uint2(b []byte, key uint16, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
+	return uint2(b, key, v)
+}
+
+func uint2(b []byte, key uint16, v uint64) []byte {
 	if v < 1<<7 {
 		return append(b, byte(key), byte(key>>8), byte(v))
 	}
-	return Varint(append(b, byte(key), byte(key>>8)), v)
+	return varintAt(append(b, byte(key), byte(key>>8)), len(b)+2, v)
 }
 
 // Bytes1 appends a bytes field with a one-byte key, unless v is empty.
@@ -255,10 +260,20 @@ func Packed2[T ~uint32 | ~int32](b []byte, key uint16, vs []T) []byte {
 	for _, v := range vs {
 		n += VarintLen(uint64(v))
 	}
-	b = append(b, byte(key), byte(key>>8))
-	b = Varint(b, uint64(n))
-	for _, v := range vs {
-		b = Varint(b, uint64(v))
+	b = Varint(append(b, byte(key), byte(key>>8)), uint64(n))
+	// Room for all of them, then one store per value.
+	at := len(b)
+	if cap(b)-at < n+MaxVarintLen {
+		b = append(b, make([]byte, n+MaxVarintLen)...)
 	}
-	return b
+	w := b[:cap(b)]
+	for _, v := range vs {
+		if u := uint64(v); u < 1<<7 {
+			w[at] = byte(u)
+			at++
+		} else {
+			at += PutVarint((*[MaxVarintLen]byte)(w[at:at+MaxVarintLen]), u)
+		}
+	}
+	return w[:at]
 }

@@ -122,6 +122,17 @@ func checkSame(t *testing.T, name string, m *flowpb.FlowMessage) {
 			t.Fatalf("%s (wide %v): AppendMessage\n got % x\nwant % x", name, wide, got, want)
 		}
 	}
+	// AppendDecoded: the same without the enrichment fields.
+	d := m.CloneVT()
+	biflow := d.BiflowReverse
+	d.SrcCountry, d.DstCountry, d.SrcAsName, d.DstAsName, d.SrcNetName, d.DstNetName = "", "", "", "", "", ""
+	d.SrcNetLabels, d.DstNetLabels, d.SrcNetPrefix, d.DstNetPrefix, d.FlowDirection = nil, nil, "", "", 0
+	d.SrcUser, d.DstUser, d.SrcSessionId, d.DstSessionId, d.SrcCallingStationId, d.DstCallingStationId = "", "", "", "", "", ""
+	d.BiflowReverse = biflow
+	want = d.AppendDelimited([]byte("x"))
+	if got, _ := AppendDecoded([]byte("x"), m, m.ProtoReflect().GetUnknown(), true); !bytes.Equal(got, want) {
+		t.Fatalf("%s: AppendDecoded\n got % x\nwant % x", name, got, want)
+	}
 }
 
 func setField(m protoreflect.Message, fd protoreflect.FieldDescriptor, seed int) {

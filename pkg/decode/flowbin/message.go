@@ -10,6 +10,17 @@ import "github.com/flowpipe/flowpipe/pkg/flowpb"
 // The bytes are flowpb's AppendDelimited's; TestAppendMessage holds it to
 // that for every field of the descriptor.
 func AppendMessage(b []byte, m *flowpb.FlowMessage, unknown []byte, wide bool) ([]byte, bool) {
+	return appendMessage(b, m, unknown, wide, true)
+}
+
+// AppendDecoded is AppendMessage for a message a decoder filled: it skips
+// the enrichment fields (1000 to 1135, biflow_reverse aside), which only
+// flowenrich sets.
+func AppendDecoded(b []byte, m *flowpb.FlowMessage, unknown []byte, wide bool) ([]byte, bool) {
+	return appendMessage(b, m, unknown, wide, false)
+}
+
+func appendMessage(b []byte, m *flowpb.FlowMessage, unknown []byte, wide, enriched bool) ([]byte, bool) {
 	b, start := Open(b, wide)
 	b = Uint1(b, KeyType, uint64(m.Type))
 	b = Uint1(b, KeySamplingRate, m.SamplingRate)
@@ -65,7 +76,11 @@ func AppendMessage(b []byte, m *flowpb.FlowMessage, unknown []byte, wide bool) (
 	b = Uint2(b, KeyTimeReceivedNs, m.TimeReceivedNs)
 	b = Uint2(b, KeyTimeFlowStartNs, m.TimeFlowStartNs)
 	b = Uint2(b, KeyTimeFlowEndNs, m.TimeFlowEndNs)
-	if m.SrcCountry != "" || m.DstCountry != "" || m.SrcAsName != "" || m.DstAsName != "" ||
+	if !enriched {
+		if m.BiflowReverse {
+			b = append(b, byte(KeyBiflowReverse), byte(KeyBiflowReverse>>8), 1)
+		}
+	} else if m.SrcCountry != "" || m.DstCountry != "" || m.SrcAsName != "" || m.DstAsName != "" ||
 		m.SrcNetName != "" || m.DstNetName != "" || len(m.SrcNetLabels) > 0 || len(m.DstNetLabels) > 0 ||
 		m.SrcNetPrefix != "" || m.DstNetPrefix != "" || m.FlowDirection != 0 || m.BiflowReverse ||
 		m.SrcUser != "" || m.DstUser != "" || m.SrcSessionId != "" || m.DstSessionId != "" ||

@@ -206,7 +206,7 @@ func (d *Decoder) put(emit decode.Emit, unknown []byte) {
 		emit(&d.msg)
 		return
 	}
-	d.out, d.wide = flowbin.AppendMessage(d.out, &d.msg, unknown, d.wide)
+	d.out, d.wide = flowbin.AppendDecoded(d.out, &d.msg, unknown, d.wide)
 	d.outN++
 }
 
