@@ -143,7 +143,8 @@ func BenchmarkBin(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		cfg  flowgen.Config
-	}{{"ipfix", flowgen.Config{Protocol: flowgen.IPFIX}}, {"v9", flowgen.Config{Protocol: flowgen.NetFlowV9}}, {"v5", flowgen.Config{Protocol: flowgen.NetFlowV5}}} {
+	}{{"ipfix", flowgen.Config{Protocol: flowgen.IPFIX}}, {"v9", flowgen.Config{Protocol: flowgen.NetFlowV9}}, {"v5", flowgen.Config{Protocol: flowgen.NetFlowV5}},
+		{"ipfix-varlen", flowgen.Config{Protocol: flowgen.IPFIX, VariableLengthIE: true, EnterpriseIE: true}}} {
 		b.Run(c.name+"/message", func(b *testing.B) { benchBin(b, c.cfg, false) })
 		b.Run(c.name+"/direct", func(b *testing.B) { benchBin(b, c.cfg, true) })
 	}

@@ -121,7 +121,8 @@ func FuzzDecodeIPFIX(f *testing.F) {
 // with every frame kind of the section tests. Invariants: exactly one
 // record, its interfaces and dataLinkFrameSize kept, packets 1, every
 // field the parser read from the frame as package packet reads it alone,
-// layer_stack never longer than layer_size.
+// layer_stack never longer than layer_size; AppendRecords writes the bytes
+// Decode and flowpb's encoder write.
 func FuzzFrameSection(f *testing.F) {
 	for _, sf := range sectionFrames() {
 		f.Add(sf.frame, sf.wireSize)
@@ -151,6 +152,9 @@ func FuzzFrameSection(f *testing.F) {
 		if len(m.LayerStack) > len(m.LayerSize) {
 			t.Fatalf("layer_stack %v longer than layer_size %v", m.LayerStack, m.LayerSize)
 		}
+		a := newAppendPair(nil) // AppendRecords writes the same bytes
+		a.feed(t, decode.Packet{Data: tmplMsg, Exporter: juniper, ReceivedNs: 1})
+		a.feed(t, decode.Packet{Data: pkt, Exporter: juniper, ReceivedNs: 2})
 		var alone flowpb.FlowMessage
 		if len(frame) > 0 {
 			packet.Parse(&alone, frame, packet.Ethernet, sectionMaxLabels)

@@ -35,6 +35,7 @@ type plan struct {
 	offs    []int32 // fixed-length templates: where each op's value starts, and its length
 	lens    []int32
 	dynRate bool // the sampling rate may differ between records: an sRate step
+	prefix  int  // ops before the first variable-length one: their offsets are fixed
 	version uint16
 	// the sStart and sEnd steps, -1 when absent
 	startStep, endStep int
@@ -407,17 +408,25 @@ func newPlan(p *program, version uint16, m *mapping.Mapping) *plan {
 			pl.endStep = i
 		}
 	}
-	if p.fixedLen > 0 {
-		pl.offs, pl.lens = make([]int32, len(p.ops)), make([]int32, len(p.ops))
-		off := 0
-		for i, o := range p.ops {
-			off += int(o.skip)
-			pl.offs[i], pl.lens[i] = int32(off), int32(o.length)
-			off += int(o.length)
+	// Where the ops before the first variable-length one lie: fixed. The
+	// fast form reads those by fixed offset, the others by step.
+	pl.prefix = len(p.ops)
+	offs, lens := make([]int32, len(p.ops)), make([]int32, len(p.ops))
+	off := 0
+	for i, o := range p.ops {
+		if o.length == template.VariableLength {
+			pl.prefix = i
+			break
 		}
-		if p.fixedLen <= 0xffff { // longer records never fit in a set
-			pl.compileFast(p)
-		}
+		off += int(o.skip)
+		offs[i], lens[i] = int32(off), int32(o.length)
+		off += int(o.length)
+	}
+	if pl.prefix == len(p.ops) {
+		pl.offs, pl.lens = offs, lens // records are located once for all
+	}
+	if off <= 0xffff { // a longer record never fits in a set
+		pl.compileFast(p, offs[:pl.prefix])
 	}
 	return pl
 }
@@ -523,7 +532,7 @@ func (d *Decoder) appendPlanned(b []byte, c *pktCtx, p *program, samp *samplingS
 	}
 	b, frame := flowbin.Open(b, d.wide)
 	if pl.fast != nil {
-		b = d.appendFast(b, pl, st, rec[:p.fixedLen])
+		b = d.appendFast(b, pl, st, rec[:used])
 	} else {
 		for i := range pl.steps {
 			b = d.step(b, &pl.steps[i], st)
@@ -759,7 +768,7 @@ const (
 )
 
 // compileFast builds pl.fast for a fixed-length template.
-func (pl *plan) compileFast(p *program) {
+func (pl *plan) compileFast(p *program, offs []int32) {
 	// etype is a constant when no element gives the IP version and each
 	// address field has at most one element, of a fixed length.
 	etypeStatic := true
@@ -792,7 +801,7 @@ func (pl *plan) compileFast(p *program) {
 		o := p.ops[op]
 		switch o.target {
 		case tStartUptime, tEndUptime:
-			if _, dup := upOps[o.target]; dup || o.length != 4 {
+			if _, dup := upOps[o.target]; dup || o.length != 4 || int(op) >= len(offs) {
 				upOnly = false
 			}
 			upOps[o.target] = op
@@ -837,6 +846,7 @@ func (pl *plan) compileFast(p *program) {
 		}
 		return 0, false
 	}
+	fixed := func(op uint16) bool { return int(op) < len(offs) } // before any variable-length element
 	pl.fast, pl.segs = pl.fast[:0], pl.segs[:0]
 	first := uint16(0)
 	for i := range pl.steps {
@@ -850,11 +860,11 @@ func (pl *plan) compileFast(p *program) {
 			f.n = map[stepKind]uint8{sHead: cHead, sSeq: cSeq, sSampler: cSampler, sDomain: cDomain, sRecv: cRecv}[s.kind]
 		case sUint:
 			o := p.ops[s.op]
-			if k, ok := uintKind(s.xf, o.length); ok {
-				f.kind, f.off = k, uint16(pl.offs[s.op])
+			if k, ok := uintKind(s.xf, o.length); ok && fixed(s.op) {
+				f.kind, f.off = k, uint16(offs[s.op])
 			}
 		case sBytes, sPackets:
-			if len(pl.aux) > 0 || len(cs) > 1 {
+			if len(pl.aux) > 0 || len(cs) > 1 || (len(cs) == 1 && !fixed(cs[0].op)) {
 				break
 			}
 			if len(cs) == 0 {
@@ -866,15 +876,15 @@ func (pl *plan) compileFast(p *program) {
 			}
 			f.key, f.short = [2]byte{key, 0}, 1
 			if k, ok := uintKind(cs[0].xf, p.ops[cs[0].op].length); ok {
-				f.kind, f.off = k, uint16(pl.offs[cs[0].op])
+				f.kind, f.off = k, uint16(offs[cs[0].op])
 			}
 		case sAddr:
-			if len(cs) != 1 || (s.keep != keepNone && !etypeStatic) {
+			if len(cs) != 1 || !fixed(cs[0].op) || (s.keep != keepNone && !etypeStatic) {
 				break
 			}
 			l := p.ops[cs[0].op].length
 			if ok, fixed := addrFits(cs[0].xf, l); ok && fixed {
-				f.kind, f.off, f.n = fAddr, uint16(pl.offs[cs[0].op]), uint8(l)
+				f.kind, f.off, f.n = fAddr, uint16(offs[cs[0].op]), uint8(l)
 			}
 		case sEtype:
 			if !etypeStatic {
@@ -896,7 +906,7 @@ func (pl *plan) compileFast(p *program) {
 				if !ok {
 					continue // nothing sets it
 				}
-				f.kind, f.off = fUp4, uint16(pl.offs[op])
+				f.kind, f.off = fUp4, uint16(offs[op])
 				break
 			}
 			if p.hasTimes || len(cs) > 1 {
@@ -905,13 +915,16 @@ func (pl *plan) compileFast(p *program) {
 			if len(cs) == 0 {
 				continue
 			}
+			if !fixed(cs[0].op) {
+				break
+			}
 			switch l := p.ops[cs[0].op].length; {
 			case cs[0].xf == xSec && l == 4:
 				f.kind = fSec4
 			case cs[0].xf == xMs && l == 8:
 				f.kind = fMs8
 			}
-			f.off = uint16(pl.offs[cs[0].op])
+			f.off = uint16(offs[cs[0].op])
 		}
 		if f.kind == fSlow {
 			pl.segs = append(pl.segs, fastSeg{first: first, end: uint16(len(pl.fast)), slow: i})
