@@ -114,6 +114,7 @@ type Collector struct {
 	metrics *metrics
 	socks   *socketCollector
 	encode  Encoder
+	direct  bool // bin output: decoders that can append records do (decode.Appender)
 	log     *slog.Logger
 
 	workers   []*worker
@@ -152,7 +153,7 @@ func New(cfg Config, out io.Writer, reg prometheus.Registerer) (*Collector, erro
 		logs:    telemetry.NewThrottle(10*time.Second, 1),
 	}
 	if c.encode == nil {
-		c.encode = AppendFrame
+		c.encode, c.direct = AppendFrame, true
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -199,7 +200,7 @@ func (c *Collector) getBatch() *outBatch {
 		b.data = b.data[:0]
 		return b
 	default:
-		return &outBatch{data: make([]byte, 0, batchBytes+4096)}
+		return &outBatch{data: make([]byte, 0, batchBytes+batchSlack)}
 	}
 }
 

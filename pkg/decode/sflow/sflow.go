@@ -136,6 +136,12 @@ type stats struct {
 type Decoder struct {
 	cfg   Config
 	msg   flowpb.FlowMessage
+	// AppendRecords' output: flows go into out instead of to an Emit.
+	out      []byte
+	outN     int
+	appendTo bool
+	wide     bool // the last frame's length took two bytes
+	consts   sampleConsts
 	cr    CounterRecord
 	ifc   IfCounters
 	ethc  EthernetCounters
@@ -209,6 +215,7 @@ func (d *Decoder) Decode(p decode.Packet, emit decode.Emit) error {
 	}
 	var dg datagram
 	dg.receivedNs = p.ReceivedNs
+	d.consts.ready = false
 	var agent netip.Addr
 	off := 8
 	switch t := be32(b[4:]); t {
@@ -381,7 +388,7 @@ func (d *Decoder) flowSample(dg *datagram, rate, inFmt, in, outFmt, out, nRecord
 		return fmt.Errorf("%d records in %d bytes: %w", nRecords, len(b), decode.ErrMalformed)
 	}
 	m := &d.msg
-	m.ResetVT()
+	resetSample(m)
 	m.Type = flowpb.FlowMessage_SFLOW_5
 	m.SamplerAddress = append(m.SamplerAddress, dg.agent[:dg.agentLen]...)
 	m.SequenceNum = dg.seq
@@ -417,6 +424,14 @@ func (d *Decoder) flowSample(dg *datagram, rate, inFmt, in, outFmt, out, nRecord
 		}
 	}
 	c.flows++
+	if d.appendTo {
+		if !d.consts.ready {
+			d.consts.fill(dg)
+		}
+		d.out, d.wide = appendSample(d.out, m, &d.consts, d.wide)
+		d.outN++
+		return nil
+	}
 	emit(m)
 	return nil
 }
