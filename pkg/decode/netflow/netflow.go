@@ -73,6 +73,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/decode"
 	"github.com/flowpipe/flowpipe/pkg/decode/flowbin"
 	"github.com/flowpipe/flowpipe/pkg/decode/mapping"
+	"github.com/flowpipe/flowpipe/pkg/decode/packet"
 	"github.com/flowpipe/flowpipe/pkg/decode/template"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 )
@@ -94,6 +95,10 @@ type Config struct {
 	Templates      *Templates
 	TemplateConfig template.Config
 	Mapping        *mapping.Mapping
+	// Packet extends the walk of IPFIX packet sections as the mapping's
+	// sflow section asks (mapping.PacketOptions); nil: none. Not shared
+	// between decoders.
+	Packet *packet.Options
 	// Sampling keeps the sampling rates learned from options data, to save
 	// and restore them; nil: a new one, expiring as the templates do.
 	Sampling *Sampling
@@ -116,6 +121,8 @@ type Decoder struct {
 
 	msg      flowpb.FlowMessage
 	unknown  []byte
+	packet   *packet.Options
+	mapped   []mappedValue // elements mapped to flow.proto fields, in the record being decoded
 	seq      map[seqKey]*seqState
 	lastSeq  *seqState // the last exporter's, saving a map lookup per packet
 	samplers map[seqKey]*samplingState
@@ -139,6 +146,7 @@ func NewDecoder(cfg Config) *Decoder {
 	d := &Decoder{
 		templates: cfg.Templates,
 		mapping:   cfg.Mapping,
+		packet:    cfg.Packet,
 		observer:  cfg.Observer,
 		maxRecs:   cfg.MaxRecordsPerSet,
 		seq:       make(map[seqKey]*seqState),

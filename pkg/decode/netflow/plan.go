@@ -311,7 +311,11 @@ func newPlan(p *program, version uint16, m *mapping.Mapping) *plan {
 	hasMPLS := false
 	for i, o := range p.ops {
 		if o.mapIdx >= 0 {
-			pl.mapped = append(pl.mapped, mappedOp{op: uint16(i), entry: m.Entry(version, int(o.mapIdx))})
+			e := m.Entry(version, int(o.mapIdx))
+			if e.Standard {
+				return nil // a mapping into flow.proto's fields: the FlowMessage path applies it
+			}
+			pl.mapped = append(pl.mapped, mappedOp{op: uint16(i), entry: e})
 		}
 		if o.length == 0 || o.target == tSkip {
 			continue // a zero-length element sets nothing

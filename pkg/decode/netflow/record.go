@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
+	"github.com/flowpipe/flowpipe/pkg/decode/mapping"
 	"github.com/flowpipe/flowpipe/pkg/decode/packet"
 	"github.com/flowpipe/flowpipe/pkg/decode/template"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
@@ -46,9 +47,12 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 	resetMsg(m, p.section.op != noOp, p.hasNAT)
 	d.rec = record{}
 	r := &d.rec
-	d.unknown = d.unknown[:0]
+	d.unknown, d.mapped = d.unknown[:0], d.mapped[:0]
 	if p.section.op != noOp {
-		d.section(p, b, r) // first: the record's own elements then overwrite it
+		d.section(p, b, r, c.version) // first: the record's own elements then overwrite it
+		if u := m.ProtoReflect().GetUnknown(); len(u) > 0 { // custom fields of the mapping's sflow section
+			d.unknown = append(d.unknown, u...)
+		}
 	}
 	off := 0
 	ops := p.ops // a local: the loop's stores could alias p, which would reload it
@@ -76,7 +80,11 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 		v := b[off : off+l]
 		off += l
 		if o.mapIdx >= 0 && l > 0 {
-			d.unknown = d.mapping.Entry(c.version, int(o.mapIdx)).Append(d.unknown, v)
+			if e := d.mapping.Entry(c.version, int(o.mapIdx)); e.Standard {
+				d.mapped = append(d.mapped, mappedValue{e, v}) // set once the record is whole
+			} else {
+				d.unknown = e.Append(d.unknown, v)
+			}
 		}
 		if o.target == tSkip || l == 0 {
 			continue
@@ -199,6 +207,9 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 		return off, true
 	}
 	d.finish(c, p, samp, r)
+	for _, mv := range d.mapped { // a mapping overrides what the decoder found
+		mv.entry.Set(m, mv.v)
+	}
 	hasReverse := p.hasReverse && (r.revBytes != 0 || r.revPackets != 0)
 	// A biflow whose forward direction saw nothing yields only its reverse.
 	if !hasReverse || m.Bytes != 0 || m.Packets != 0 {
@@ -209,6 +220,12 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 		d.put(emit, d.unknown)
 	}
 	return off, true
+}
+
+// mappedValue is an element a mapping sends to a flow.proto field.
+type mappedValue struct {
+	entry *mapping.Entry
+	v     []byte
 }
 
 // setAux keeps a field that becomes message fields only once the whole
@@ -268,7 +285,7 @@ func (r *record) setAux(t target, arg uint8, v []byte) {
 }
 
 // section decodes the record's packet section into the message.
-func (d *Decoder) section(p *program, b []byte, r *record) {
+func (d *Decoder) section(p *program, b []byte, r *record, version uint16) {
 	s := &p.section
 	v := p.locate(b, s.op)
 	if len(v) == 0 {
@@ -295,7 +312,11 @@ func (d *Decoder) section(p *program, b []byte, r *record) {
 			return
 		}
 	}
-	info := packet.Parse(&d.msg, v, first, sectionMaxLabels)
+	opts := d.packet
+	if version != 10 { // as goflow2: the sflow section applies to IPFIX sections only
+		opts = nil
+	}
+	info := packet.ParseWith(&d.msg, v, first, sectionMaxLabels, opts)
 	r.hasSection, r.sectionLen = true, len(v)
 	if info.IPLength > 0 {
 		r.sectionIPLen = info.IPOffset + info.IPLength

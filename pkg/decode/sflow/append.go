@@ -96,6 +96,7 @@ func appendSample(b []byte, m *flowpb.FlowMessage, k *sampleConsts, wide bool) (
 	}
 	b = flowbin.Uint2(b, flowbin.KeyIpv6RoutingSegLeft, uint64(m.Ipv6RoutingHeaderSegLeft))
 	b = append(b, k.times[:k.timesLen]...)
+	b = append(b, m.ProtoReflect().GetUnknown()...) // custom fields of a mapping
 	return flowbin.Close(b, start, wide)
 }
 

@@ -86,6 +86,11 @@ type Config struct {
 	// rest is ignored (the flow is still emitted).
 	MaxHeaderBytes int
 
+	// Packet extends the walk of sampled headers: port parsers and a
+	// visitor mapping layer bits into fields (mapping.PacketOptions). Nil:
+	// none. Not shared between decoders.
+	Packet *packet.Options
+
 	// Observer receives datagram sequence gaps and resets, per agent
 	// address and sub-agent. Nil means decode.NopObserver.
 	Observer decode.Observer
@@ -450,11 +455,11 @@ func (d *Decoder) flowRecord(m *flowpb.FlowMessage, format uint32, r []byte) err
 		h := r[16 : 16+int(min(hdrLen, uint32(d.cfg.MaxHeaderBytes)))]
 		switch proto {
 		case headerEthernet:
-			packet.Parse(m, h, packet.Ethernet, d.cfg.MaxLabels)
+			packet.ParseWith(m, h, packet.Ethernet, d.cfg.MaxLabels, d.cfg.Packet)
 		case headerIPv4:
-			packet.Parse(m, h, packet.IPv4, d.cfg.MaxLabels)
+			packet.ParseWith(m, h, packet.IPv4, d.cfg.MaxLabels, d.cfg.Packet)
 		case headerIPv6:
-			packet.Parse(m, h, packet.IPv6, d.cfg.MaxLabels)
+			packet.ParseWith(m, h, packet.IPv6, d.cfg.MaxLabels, d.cfg.Packet)
 		}
 	case recSampledEthernet:
 		// length, src and dst MAC (each padded to 8 bytes), type
