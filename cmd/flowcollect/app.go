@@ -55,7 +55,7 @@ func newApp() command.App {
 		Args:        true,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Value: cli.NewStringSlice(collect.DefaultListen...),
-				Usage: "listener URI, repeatable (netflow://:2055, ipfix://:4739, sflow://:6343, ?count=N&rcvbuf=BYTES)"},
+				Usage: "listener URI, repeatable or comma-separated (netflow://:2055, ipfix://:4739, sflow://:6343, ?count=N&rcvbuf=BYTES; goflow2's ?workers=N&blocking=B&queue_size=N accepted)"},
 			&cli.StringSliceFlag{Name: "read", Aliases: []string{"r"}, Usage: "read pcap/pcapng `FILE` instead of listening, repeatable (also as arguments)"},
 			&cli.StringFlag{Name: "format", Value: "bin", Usage: "output format: bin (length-delimited protobuf) or json (lines)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "output `PATH` (appended, reopened on SIGHUP), or a time pattern rotating by itself (flows-%Y%m%d-%H.json: %Y %y %m %d %j %H %M %S %s, UTC); - is stdout"},
@@ -73,7 +73,7 @@ func newApp() command.App {
 			&cli.IntFlag{Name: "pending-sets", Value: 1024, Usage: "data sets held while waiting for their template"},
 			&cli.IntFlag{Name: "pending-bytes", Value: 4 << 20, Usage: "bytes of data sets held while waiting for their template"},
 			&cli.DurationFlag{Name: "pending-age", Value: 10 * time.Second, Usage: "how long a data set waits for its template"},
-			&cli.PathFlag{Name: "mapping", Usage: "YAML file mapping further IPFIX/v9 elements to custom fields (goflow2 -mapping format)"},
+			&cli.PathFlag{Name: "mapping", Usage: "goflow2's mapping `FILE` (-mapping): IPFIX/v9 elements and sFlow header bits into custom or flow.proto fields, JSON fields and renderers (formatter)"},
 			&cli.IntFlag{Name: "max-exporter-labels", Value: collect.DefaultMaxExporterLabels, Usage: "distinct exporter label values in metrics; later ones are \"other\""},
 		},
 		// Loopback by default: the metrics and health endpoints are for the
@@ -101,6 +101,23 @@ func run(ctx context.Context, st *command.Stage) error {
 	if cfg.Listens, err = collect.ParseListens(splitList(c.StringSlice("listen")), c.Int("rcvbuf")); err != nil {
 		return command.Usagef("--listen: %v", err)
 	}
+	// goflow2's per-listener ?workers=: flowpipe's workers serve every
+	// listener, so the largest asked for stands for --workers when it is
+	// not given.
+	for _, l := range cfg.Listens {
+		for _, n := range l.Notes() {
+			log.Warn("goflow2 listen parameter", "uri", l.URI, "note", n)
+		}
+		if l.Workers == 0 {
+			continue
+		}
+		if c.IsSet("workers") {
+			log.Warn("goflow2 listen parameter", "uri", l.URI, "note", fmt.Sprintf("workers=%d ignored: --workers %d serves every listener", l.Workers, cfg.Workers))
+		} else if l.Workers > cfg.Workers {
+			cfg.Workers = l.Workers
+			log.Info("goflow2 listen parameter", "uri", l.URI, "note", fmt.Sprintf("workers=%d: decoding spread over %d workers shared by every listener (--workers)", l.Workers, l.Workers))
+		}
+	}
 	for _, a := range splitList(c.StringSlice("allow")) {
 		p, err := parsePrefix(a)
 		if err != nil {
@@ -114,16 +131,19 @@ func run(ctx context.Context, st *command.Stage) error {
 		if m, err = mapping.LoadFile(path); err != nil {
 			return command.Usagef("--mapping: %v", err)
 		}
+		for _, w := range m.Warnings {
+			log.Warn("mapping", "file", path, "note", w)
+		}
+		if len(m.Formatter.Key) > 0 {
+			log.Info("mapping", "file", path, "note", "formatter.key is the Kafka key: give the same file to flowpublish --mapping")
+		}
 	}
 	format, err := framing.ParseFormat(c.String("format"))
 	if err != nil || format == framing.FormatAuto {
 		return command.Usagef("--format: want bin or json, got %q", c.String("format"))
 	}
 	if format == framing.FormatJSON {
-		opts := &framing.JSONOptions{}
-		if m != nil {
-			opts.Custom = m.CustomFields()
-		}
+		opts := m.JSONOptions()
 		cfg.Encode = func(dst []byte, msg *flowpb.FlowMessage) []byte { return framing.AppendJSONLine(dst, msg, opts) }
 	}
 	decs := collect.NewStandardDecoders(collect.DecoderConfig{

@@ -236,7 +236,7 @@ sflow:
 		return []byte{0x45, 0, 0, 60, 0, 0, 0, 0, ttl, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2}
 	}
 	pkt := append(ip(17, 9), 0x30, 0x39, 0x12, 0x92, 0, 40, 0xbe, 0xef) // sport 12345, dport 4754, csum beef
-	pkt = append(pkt, 0, 0, 0x08, 0x00)                                  // GRE, IPv4
+	pkt = append(pkt, 0, 0, 0x08, 0x00)                                 // GRE, IPv4
 	pkt = append(pkt, ip(17, 3)...)
 	pkt = append(pkt, 0x04, 0x00, 0x00, 0x35, 0, 8, 0x12, 0x34) // sport 1024, dport 53, csum 1234
 	var msg flowpb.FlowMessage
