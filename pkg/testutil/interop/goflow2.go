@@ -99,7 +99,9 @@ type Goflow2 struct {
 }
 
 // StartGoflow2 starts goflow2 listening on a free loopback UDP port with
-// scheme ("netflow" or "sflow"), writing to a file in a temp dir, with
+// scheme ("netflow" or "sflow"), one socket and one worker (so that its
+// records come out in the order of the datagrams, and templates are known
+// before the data that follows them), writing to a file in a temp dir, with
 // args added (-format=json, -mapping=..., -transport.file.sep=...). It
 // returns once goflow2 is up; the test's cleanup stops it.
 func StartGoflow2(t testing.TB, scheme string, args ...string) *Goflow2 {
@@ -107,7 +109,7 @@ func StartGoflow2(t testing.TB, scheme string, args ...string) *Goflow2 {
 	bin := Goflow2Binary(t)
 	port := freeUDPPort(t)
 	out := filepath.Join(t.TempDir(), "goflow2.out")
-	all := append([]string{"-listen", fmt.Sprintf("%s://127.0.0.1:%d", scheme, port), "-addr", "",
+	all := append([]string{"-listen", fmt.Sprintf("%s://127.0.0.1:%d?count=1&workers=1", scheme, port), "-addr", "",
 		"-transport", "file", "-transport.file", out}, args...)
 	cmd := exec.Command(bin, all...)
 	g := &Goflow2{Cmd: cmd, Port: port, Output: out, Log: &tools.Output{}}
@@ -151,7 +153,8 @@ func (g *Goflow2) WaitRecords(t testing.TB, count func([]byte) int, n int, timeo
 func CountLines(b []byte) int { return bytes.Count(b, []byte{'\n'}) }
 
 // Send sends datagrams to 127.0.0.1:port, pausing a little every few so
-// that a receiver's socket buffer never overflows.
+// that a receiver's socket buffer never overflows, and after the first
+// (the templates, where there are some).
 func Send(t testing.TB, port int, datagrams [][]byte) {
 	t.Helper()
 	conn, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
@@ -163,7 +166,7 @@ func Send(t testing.TB, port int, datagrams [][]byte) {
 		if _, err := conn.Write(d); err != nil {
 			t.Fatal(err)
 		}
-		if i%16 == 15 {
+		if i%16 == 15 || i == 0 {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
