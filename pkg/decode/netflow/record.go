@@ -49,7 +49,7 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 	r := &d.rec
 	d.unknown, d.mapped = d.unknown[:0], d.mapped[:0]
 	if p.section.op != noOp {
-		d.section(p, b, r, c.version) // first: the record's own elements then overwrite it
+		d.section(p, b, r, c.version)                       // first: the record's own elements then overwrite it
 		if u := m.ProtoReflect().GetUnknown(); len(u) > 0 { // custom fields of the mapping's sflow section
 			d.unknown = append(d.unknown, u...)
 		}
