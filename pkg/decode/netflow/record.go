@@ -50,8 +50,8 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 	d.unknown, d.mapped = d.unknown[:0], d.mapped[:0]
 	if p.section.op != noOp {
 		d.section(p, b, r, c.version)                       // first: the record's own elements then overwrite it
-		if u := m.ProtoReflect().GetUnknown(); len(u) > 0 { // custom fields of the mapping's sflow section
-			d.unknown = append(d.unknown, u...)
+		if d.packet != nil { // custom fields of the mapping's sflow section
+			d.unknown = append(d.unknown, m.ProtoReflect().GetUnknown()...)
 		}
 	}
 	off := 0

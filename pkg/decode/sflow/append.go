@@ -27,6 +27,7 @@ var _ decode.Appender = (*Decoder)(nil)
 // every flow's start and end (fields 110-112).
 type sampleConsts struct {
 	ready      bool // filled for the datagram being decoded
+	custom     bool // a mapping may add custom fields (Config.Packet)
 	seq, agent flowbin.Const
 	times      [3 * (2 + flowbin.MaxVarintLen)]byte
 	timesLen   int
@@ -96,7 +97,9 @@ func appendSample(b []byte, m *flowpb.FlowMessage, k *sampleConsts, wide bool) (
 	}
 	b = flowbin.Uint2(b, flowbin.KeyIpv6RoutingSegLeft, uint64(m.Ipv6RoutingHeaderSegLeft))
 	b = append(b, k.times[:k.timesLen]...)
-	b = append(b, m.ProtoReflect().GetUnknown()...) // custom fields of a mapping
+	if k.custom {
+		b = append(b, m.ProtoReflect().GetUnknown()...) // custom fields of a mapping
+	}
 	return flowbin.Close(b, start, wide)
 }
 

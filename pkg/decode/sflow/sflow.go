@@ -162,7 +162,9 @@ type seqKey struct {
 // NewDecoder returns a decoder with cfg's limits (zero fields take the
 // defaults).
 func NewDecoder(cfg Config) *Decoder {
-	return &Decoder{cfg: cfg.withDefaults(), seqs: make(map[seqKey]uint32)}
+	d := &Decoder{cfg: cfg.withDefaults(), seqs: make(map[seqKey]uint32)}
+	d.consts.custom = cfg.Packet != nil && cfg.Packet.Visitor != nil
+	return d
 }
 
 // Stats returns the running totals.
