@@ -50,10 +50,12 @@ func TestSameAsGoflow2Binary(t *testing.T) {
 				}
 				gf := interop.StartGoflow2(t, scheme+"", "-format="+format, "-mapping="+mappingFile)
 				out := filepath.Join(t.TempDir(), "flowcollect.out")
-				fc := start(t, "--listen", scheme+"://127.0.0.1:0", "--metrics-listen", "", "--format", format,
+				// goflow2's listen parameters, given to flowcollect too.
+				uri := scheme + "://127.0.0.1:0?count=1&workers=1&blocking=false&queue_size=100000"
+				fc := start(t, "--listen", uri, "--metrics-listen", "", "--format", format,
 					"--mapping", mappingFile, "--output", out, "--flush-interval", "10ms")
 				interop.Send(t, gf.Port, dgs.packets)
-				fcAddr := fc.addr(t, scheme+"://127.0.0.1:0")
+				fcAddr := fc.addr(t, uri)
 				interop.Send(t, int(fcAddr.Port()), dgs.packets)
 				want := dgs.records
 				var theirs, ours [][]byte

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -119,6 +118,18 @@ func StartGoflow2(t testing.TB, scheme string, args ...string) *Goflow2 {
 	}
 	t.Cleanup(func() { g.Stop(t) })
 	g.Log.WaitFor(t, "starting collection", 1, 20*time.Second)
+	// goflow2 logs that before it binds its socket: wait until the port
+	// is taken (a datagram sent earlier would be lost).
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("goflow2 did not bind port %d: %s", port, g.Log.String())
+		}
+	}
 	return g
 }
 
@@ -182,4 +193,3 @@ func freeUDPPort(t testing.TB) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-var _ = strings.TrimSpace
