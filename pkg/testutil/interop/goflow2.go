@@ -119,13 +119,18 @@ func StartGoflow2(t testing.TB, scheme string, args ...string) *Goflow2 {
 	t.Cleanup(func() { g.Stop(t) })
 	g.Log.WaitFor(t, "starting collection", 1, 20*time.Second)
 	// goflow2 logs that before it binds its socket: wait until the port
-	// is taken (a datagram sent earlier would be lost).
+	// shows in /proc/net/udp (a datagram sent earlier would be lost).
+	// Binding it to find out could make goflow2's own bind fail.
+	hexPort := fmt.Sprintf(":%04X ", port)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
+		b, err := os.ReadFile("/proc/net/udp")
+		if err != nil { // not Linux: give it a moment
+			time.Sleep(200 * time.Millisecond)
 			break
 		}
-		c.Close()
+		if bytes.Contains(b, []byte(hexPort)) {
+			break
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("goflow2 did not bind port %d: %s", port, g.Log.String())
 		}
