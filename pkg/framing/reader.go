@@ -88,7 +88,7 @@ type Reader struct {
 	offset  int64
 	large   []byte // holds frames that do not fit the bufio buffer
 	sep     Separator
-	frames  int64
+	frames  int64 // read so far, counted while sep is not SepNone
 }
 
 // NewReader reads frames from r. maxSize <= 0 means DefaultMaxSize.
@@ -190,6 +190,14 @@ func (r *Reader) detectSeparator() Separator {
 // It asks the input for no more than the frame needs: a live pipe is never
 // waited on past its last whole frame.
 func (r *Reader) Next() ([]byte, error) {
+	if r.sep != SepNone {
+		return r.nextSeparated()
+	}
+	return r.next()
+}
+
+// nextSeparated is Next while the separator is unknown or a newline.
+func (r *Reader) nextSeparated() ([]byte, error) {
 	start := r.offset
 	if err := r.separator(); err != nil {
 		return nil, err
