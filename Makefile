@@ -39,7 +39,7 @@ test-short: ## unit tests only, skipping those that start external programs
 bench: ## all Go benchmarks (decoders, framing, stages)
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./pkg/...
 
-bench-compare: ## side by side with goflow2 v2.2.6, each stage, the whole chain: scripts/bench/results.md + plot.png (~8 min)
+bench-compare: ## side by side with goflow2 v2.2.6, each stage, the whole chain: scripts/bench/results.md + plot.png (~30 min; `scripts/bench/bench.sh --only peers` alone ~22 min)
 	scripts/bench/bench.sh
 
 fuzz: ## fuzz every Fuzz target for FUZZTIME each

@@ -13,6 +13,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/enrich"
 	"github.com/flowpipe/flowpipe/pkg/framing"
 	"github.com/flowpipe/flowpipe/pkg/rotate"
+	"github.com/flowpipe/flowpipe/pkg/subscriber/feed"
 )
 
 const description = `flowenrich reads a flow stream (bin or JSON, detected) on stdin and writes it
@@ -22,6 +23,10 @@ to stdout with, for the source and destination of each record:
     ip-location-db shape, detected from the file),
   - the named network, its labels and matched prefix from a networks file
     (YAML), and the flow direction (ingress, egress, internal, external).
+  - the subscriber that held the address at the flow's start (user, session
+    id, calling station), from RADIUS accounting: FreeRADIUS detail files,
+    a RADIUS accounting listener, a Kafka topic of JSON records; flows seen
+    outside a CGNAT through its port-block events in the stream.
 Every other field, unknown ones included, is written back byte for byte.
 Countries come from country.iso_code only: a GeoLite2 record without one
 (anycast, satellite) gives no country, unless --country-fallback registered
@@ -46,15 +51,24 @@ Networks file:
 Examples:
   flowcollect | flowenrich --asn-db asn.mmdb --country-db dbip-country.mmdb | flowpublish ...
   flowenrich --asn-db GeoLite2-ASN.mmdb --networks nets.yaml --format json < flows.bin
-  goflow2 -format=bin -transport.file.sep= | flowenrich --country-db GeoLite2-Country.mmdb`
+  goflow2 -format=bin -transport.file.sep= | flowenrich --country-db GeoLite2-Country.mmdb
+  flowenrich --radius-detail '/var/log/freeradius/radacct/flowenrich/detail-*' \
+             --radius-listen :1814 --radius-secret-file /etc/flowpipe/radius.secret \
+             --sessions-state /var/lib/flowpipe/sessions.state --asn-db asn.mmdb
+
+Subscriber sessions: a session holds its Framed-IP-Address and IPv6
+prefixes from its Start (or, without one, its first record's time minus
+Acct-Session-Time) to its Stop, its NAS's Accounting-On/Off, or the next
+session on the address. Times are the records' own, never the wall clock.
+Stopped sessions are kept --session-history for late flows.`
 
 func newApp() command.App {
 	return command.App{
 		Name:        "flowenrich",
 		Usage:       "add ASN, AS name, country and CIDR context to a flow stream",
-		UsageText:   "flowenrich [--asn-db FILE] [--country-db FILE] [--networks FILE] [options] < in > out",
+		UsageText:   "flowenrich [--asn-db FILE] [--country-db FILE] [--networks FILE] [session sources] [options] < in > out",
 		Description: description,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.PathFlag{Name: "asn-db", Usage: "ASN database (mmdb, GeoLite2-ASN shape)"},
 			&cli.PathFlag{Name: "country-db", Usage: "country database (mmdb: GeoLite2-Country/City, DB-IP, ip-location-db)"},
 			&cli.PathFlag{Name: "networks", Usage: "CIDR context file (YAML): named networks with labels"},
@@ -66,12 +80,12 @@ func newApp() command.App {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "output `PATH` (appended, reopened on SIGHUP), or a time pattern rotating by itself (flows-%Y%m%d-%H.json, UTC); - is stdout"},
 			&cli.IntFlag{Name: "output-keep", Usage: "with a time pattern, keep this many closed files and remove older ones (0: keep all)"},
 			&cli.DurationFlag{Name: "reload-interval", Value: 5 * time.Second, Usage: "check the files for changes this often (0: only on SIGHUP)"},
-		},
+		}, sessionFlags()...),
 		Action: run,
 	}
 }
 
-func run(ctx context.Context, st *command.Stage) error {
+func run(ctx context.Context, st *command.Stage) (err error) {
 	c, log := st.Flags, st.Log
 	mode, err := enrich.ParseLookupMode(c.String("lookup-mode"))
 	if err != nil {
@@ -101,8 +115,25 @@ func run(ctx context.Context, st *command.Stage) error {
 
 		CountryFallback: fallback,
 	}
-	if cfg.ASNPath == "" && cfg.CountryPath == "" && cfg.NetworksPath == "" {
-		return command.Usagef("nothing to do: give --asn-db, --country-db or --networks")
+	scfg, err := sessionsConfig(c, log)
+	if err != nil {
+		return err
+	}
+	if cfg.ASNPath == "" && cfg.CountryPath == "" && cfg.NetworksPath == "" && !scfg.Enabled() {
+		return command.Usagef("nothing to do: give --asn-db, --country-db, --networks or a session source")
+	}
+	var feeds *feed.Feeds
+	if scfg.Enabled() {
+		// Before the first flow: the sessions open now must be known.
+		if feeds, err = feed.Start(ctx, scfg); err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := feeds.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+		cfg.Sessions = feeds.Table()
 	}
 	start := time.Now()
 	e, err := enrich.New(cfg)
@@ -117,6 +148,10 @@ func run(ctx context.Context, st *command.Stage) error {
 
 	m := newMetrics(st.Metrics)
 	m.loaded(e)
+	if feeds != nil {
+		feeds.Register(st.Metrics, "flowenrich")
+		m.registerSessions(st.Metrics)
+	}
 	if _, err := st.ServeMetrics(); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowpipe/flowpipe/pkg/enrich"
+	"github.com/flowpipe/flowpipe/pkg/subscriber"
 )
 
 // metrics are flowenrich's Prometheus series. The stream adds its counts
@@ -15,6 +16,9 @@ type metrics struct {
 	reloads    *prometheus.CounterVec
 	build      *prometheus.GaugeVec
 	networks   prometheus.Gauge
+	// flows by side and attribution (none, session, nat); nil without
+	// session sources.
+	attributed [2][subscriber.NumVia]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -50,8 +54,33 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// registerSessions adds the attribution counters, with session sources.
+func (m *metrics) registerSessions(reg prometheus.Registerer) {
+	attributed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowenrich_flows_attributed_total",
+		Help: "Sides of flows given a subscriber, by side and how (session: a session held the address; nat: through a NAT port block).",
+	}, []string{"side", "via"})
+	unattributed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowenrich_flows_unattributed_total",
+		Help: "Sides of flows whose address no session held at the flow's start, by side.",
+	}, []string{"side"})
+	for side, sn := range enrich.SideNames {
+		m.attributed[side][subscriber.ViaNone] = unattributed.WithLabelValues(sn)
+		m.attributed[side][subscriber.ViaSession] = attributed.WithLabelValues(sn, "session")
+		m.attributed[side][subscriber.ViaNAT] = attributed.WithLabelValues(sn, "nat")
+	}
+	reg.MustRegister(attributed, unattributed)
+}
+
 // add is the stream's Report function.
 func (m *metrics) add(st *enrich.Stats) {
+	for side := range st.Subscribers {
+		for v, n := range st.Subscribers[side] {
+			if n > 0 && m.attributed[side][v] != nil {
+				m.attributed[side][v].Add(float64(n))
+			}
+		}
+	}
 	m.recordsIn.Add(float64(st.Records))
 	m.recordsOut.Add(float64(st.Written))
 	for d := range st.Lookups {

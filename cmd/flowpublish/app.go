@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strconv"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kversion"
@@ -11,6 +15,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/framing"
 	"github.com/flowpipe/flowpipe/pkg/kafkaopt"
 	"github.com/flowpipe/flowpipe/pkg/publish"
+	"github.com/flowpipe/flowpipe/pkg/spool"
 )
 
 const description = `flowpublish reads a flow stream (bin or JSON, detected) on stdin and produces
@@ -25,6 +30,16 @@ on SIGTERM, every record read is flushed; the exit code is 0 only when all
 were acknowledged, 1 if any failed (counted by reason in
 flowpublish_records_failed_total and logged).
 
+With --spool-dir DIR, every record read is first written to segment files in
+DIR (checksummed; in the file before the next read waits, so kill -9 loses
+none; fsynced every --spool-sync while records wait for Kafka) and produced
+from there in order: reading never waits for Kafka, an outage fills the spool
+instead of the pipe, and a restart on the same DIR delivers what was not
+acknowledged (at least once). --spool-max-bytes bounds DIR; when full,
+--spool-full says what gives: block (stop reading), drop-oldest or
+drop-newest (counted in flowpublish_spool_dropped_records_total). A second
+flowpublish on the same DIR is refused (exit 1).
+
 Keys (--key): none (sticky batches, the fastest), sampler_address (one
 exporter's flows in order on one partition), src_dst, or a comma-separated
 list of fields (hashed; e.g. sampler_address,in_if).
@@ -35,6 +50,7 @@ Examples:
   flowpublish --brokers k1:9093,k2:9093 --tls-ca ca.pem --sasl-mechanism SCRAM-SHA-512 \
       --sasl-user flows --compression zstd < flows.bin   # FLOWPUBLISH_SASL_PASSWORD=...
   flowpublish --value-format json --create-topic --partitions 12 < flows.json
+  flowcollect | flowpublish --spool-dir /var/spool/flowpipe --spool-max-bytes 20GiB --spool-full drop-oldest
   kcat -C -b 127.0.0.1:9092 -t flows -e -f '%s' > flows.bin   # the values form a bin stream`
 
 func newApp() command.App {
@@ -57,6 +73,11 @@ func newApp() command.App {
 		&cli.BoolFlag{Name: "create-topic", Usage: "create the topic if it does not exist"},
 		&cli.IntFlag{Name: "partitions", Value: int(def.Partitions), Usage: "partitions for --create-topic"},
 		&cli.IntFlag{Name: "replication-factor", Value: int(def.ReplicationFactor), Usage: "replication factor for --create-topic"},
+		&cli.StringFlag{Name: "spool-dir", Category: spoolCategory, Usage: "spool every record in this directory first (created if missing; empty: no spool)"},
+		&cli.StringFlag{Name: "spool-max-bytes", Category: spoolCategory, Value: "4GiB", Usage: "bound on the spool's files: bytes, or with KiB, MiB, GiB, TiB"},
+		&cli.StringFlag{Name: "spool-full", Category: spoolCategory, Value: spool.Block.String(), Usage: "when the spool is full: block (stop reading), drop-oldest or drop-newest"},
+		&cli.DurationFlag{Name: "spool-sync", Category: spoolCategory, Value: spool.DefaultSyncInterval, Usage: "bound on what a power loss can take: fsync the spool this often while a record older than this waits for Kafka (0: only at exit)"},
+		&cli.StringFlag{Name: "spool-segment-bytes", Category: spoolCategory, Value: "64MiB", Usage: "size of one spool segment file (at most a quarter of --spool-max-bytes)"},
 	}
 	return command.App{
 		Name:        "flowpublish",
@@ -90,7 +111,9 @@ func run(ctx context.Context, st *command.Stage) error {
 	if err != nil {
 		return err
 	}
-	conn = append(conn, kafkaopt.WithLogger(log), kafkaopt.WithMetrics("flowpublish", st.Metrics))
+	// flowpublish_records_produced_total counts acknowledged records:
+	// kprom's produce_records_total would be the same fact twice.
+	conn = append(conn, kafkaopt.WithLogger(log), kafkaopt.WithMetrics("flowpublish", st.Metrics, "produce_records_total"))
 	p, err := publish.New(cfg, conn, st.Metrics, log)
 	if err != nil {
 		return err
@@ -103,10 +126,16 @@ func run(ctx context.Context, st *command.Stage) error {
 	// must not stop the stage (Run logs it and goes on).
 
 	in := st.Input(ctx) // grown pipe: flowenrich's 256 KiB writes cost one read each
-	log.Info("publishing", "brokers", strings.Join(kcfg.Brokers, ","), "topic", cfg.Topic, "key", cfg.Key.String(),
-		"value_format", cfg.ValueFormat.String(), "compression", cfg.Compression)
+	attrs := []any{"brokers", strings.Join(kcfg.Brokers, ","), "topic", cfg.Topic, "key", cfg.Key.String(),
+		"value_format", cfg.ValueFormat.String(), "compression", cfg.Compression}
+	if cfg.Spool != nil {
+		attrs = append(attrs, "spool_dir", cfg.Spool.Dir, "spool_max_bytes", cfg.Spool.MaxBytes, "spool_full", cfg.Spool.Full.String())
+	}
+	log.Info("publishing", attrs...)
 	return p.Run(ctx, in)
 }
+
+const spoolCategory = "Spool:"
 
 func configFromCLI(c *cli.Context) (publish.Config, error) {
 	cfg := publish.DefaultConfig()
@@ -142,5 +171,50 @@ func configFromCLI(c *cli.Context) (publish.Config, error) {
 	if _, err := cfg.ProducerOpts(); err != nil {
 		return cfg, command.Usagef("%v", err)
 	}
+	if dir := c.String("spool-dir"); dir != "" {
+		if cfg.Spool, err = spoolFromCLI(c, dir, cfg.MaxRecordSize); err != nil {
+			return cfg, err
+		}
+	}
 	return cfg, nil
+}
+
+func spoolFromCLI(c *cli.Context, dir string, maxRecord int) (*spool.Options, error) {
+	o := spool.DefaultOptions(dir)
+	var err error
+	if o.MaxBytes, err = parseBytes(c.String("spool-max-bytes")); err != nil {
+		return nil, command.Usagef("--spool-max-bytes: %v", err)
+	}
+	if o.SegmentBytes, err = parseBytes(c.String("spool-segment-bytes")); err != nil {
+		return nil, command.Usagef("--spool-segment-bytes: %v", err)
+	}
+	if o.Full, err = spool.ParseFullPolicy(c.String("spool-full")); err != nil {
+		return nil, command.Usagef("--spool-full: %v", err)
+	}
+	o.SyncInterval = c.Duration("spool-sync")
+	if err := o.Validate(); err != nil {
+		return nil, command.Usagef("%v", err)
+	}
+	// A spooled record is the key, the value and their lengths.
+	if maxRecord+publish.KeySize+2*binary.MaxVarintLen64 > spool.MaxPayload {
+		return nil, command.Usagef("--max-record-size %d is too large for --spool-dir (at most %d)",
+			maxRecord, spool.MaxPayload-publish.KeySize-2*binary.MaxVarintLen64)
+	}
+	return &o, nil
+}
+
+// parseBytes reads a size: bytes, or a number with a binary unit (K, M, G,
+// T, with or without "iB"/"B").
+func parseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	num := strings.TrimRightFunc(t, func(r rune) bool { return r < '0' || r > '9' })
+	unit := strings.ToUpper(strings.TrimSpace(t[len(num):]))
+	unit = strings.TrimSuffix(strings.TrimSuffix(unit, "B"), "I")
+	shift := map[string]uint{"": 0, "K": 10, "M": 20, "G": 30, "T": 40}
+	sh, ok := shift[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if !ok || err != nil || n < 0 || n > math.MaxInt64>>sh {
+		return 0, fmt.Errorf("want a size such as 4GiB or 500MiB, got %q", s)
+	}
+	return n << sh, nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/flowpipe/flowpipe/pkg/command"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/spool"
 	"github.com/flowpipe/flowpipe/pkg/testutil/kafkatest"
 	"github.com/flowpipe/flowpipe/pkg/testutil/tools"
 )
@@ -165,6 +166,10 @@ func TestUsageErrors(t *testing.T) {
 		{"--brokers", "nohost"},
 		{"--sasl-mechanism", "PLAIN"},
 		{"--max-buffered-records", "0"},
+		{"--spool-dir", "x", "--spool-full", "drop"},
+		{"--spool-dir", "x", "--spool-max-bytes", "lots"},
+		{"--spool-dir", "x", "--spool-max-bytes", "1MiB"},
+		{"--spool-dir", "x", "--max-record-size", "20000000"},
 		{"extra-arg"},
 	} {
 		code, stderr := runApp(t, strings.NewReader(""), args...)
@@ -304,17 +309,26 @@ func TestKcatInterop(t *testing.T) {
 	}
 }
 
-// TestMetrics scrapes /metrics while records flow and lints it.
+// TestMetrics scrapes /metrics while records flow and lints it, without
+// and with a spool. Acknowledged records are counted once
+// (records_produced_total, not kprom's produce_records_total as well).
 func TestMetrics(t *testing.T) {
 	promtool := tools.Require(t, "promtool")
+	t.Run("no-spool", func(t *testing.T) { testMetrics(t, promtool) })
+	t.Run("spool", func(t *testing.T) {
+		testMetrics(t, promtool, "--spool-dir", t.TempDir())
+	})
+}
+
+func testMetrics(t *testing.T, promtool string, extra ...string) {
 	c := cluster(t)
 	port := freePort(t)
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
 	var errb bytes.Buffer
 	go func() {
-		done <- command.Run(context.Background(), newApp(), []string{"flowpublish", "--brokers", c.ListenAddrs()[0],
-			"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", port)}, command.Streams{In: pr, Out: io.Discard, Err: &errb})
+		done <- command.Run(context.Background(), newApp(), append([]string{"flowpublish", "--brokers", c.ListenAddrs()[0],
+			"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", port)}, extra...), command.Streams{In: pr, Out: io.Discard, Err: &errb})
 	}()
 	if _, err := pw.Write(stream(t, 0, 100)); err != nil {
 		t.Fatal(err)
@@ -323,7 +337,12 @@ func TestMetrics(t *testing.T) {
 	// its record and releasing it), so scrape until every value is there.
 	wants := []string{"flowpublish_records_in_total 100", "flowpublish_records_produced_total 100",
 		"flowpublish_records_buffered 0", "flowpublish_produce_latency_seconds_count 4",
-		"flowpublish_batch_records_count", "flowpublish_produce_records_total", "flowpublish_bytes_in_total"}
+		"flowpublish_batch_records_count", "flowpublish_produce_batches_total", "flowpublish_bytes_in_total"}
+	if len(extra) > 0 {
+		wants = append(wants, "flowpublish_spool_records 0", "flowpublish_spool_bytes ", "flowpublish_spool_oldest_record_age_seconds 0",
+			"flowpublish_spool_drained_records_total 0", `flowpublish_spool_dropped_records_total{reason="drop_oldest"} 0`,
+			`flowpublish_spool_corruptions_total{reason="torn_tail"} 0`)
+	}
 	var body []byte
 	missing := wants
 	deadline := time.Now().Add(10 * time.Second)
@@ -348,6 +367,9 @@ func TestMetrics(t *testing.T) {
 	}
 	for _, want := range missing {
 		t.Errorf("metrics lack %q", want)
+	}
+	if bytes.Contains(body, []byte("flowpublish_produce_records_total")) {
+		t.Error("kprom's produce_records_total duplicates flowpublish_records_produced_total")
 	}
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(body)
@@ -398,7 +420,7 @@ func TestBinarySignalsAndPipes(t *testing.T) {
 		return cmd, w, &errb
 	}
 	exitCode := func(cmd *exec.Cmd) int { return tools.WaitExit(t, cmd, 30*time.Second) }
-	if err := kadmCreate(addr, "sigterm", "eof", "cut"); err != nil {
+	if err := kadmCreate(addr, "sigterm", "eof", "cut", "sighup"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -438,6 +460,26 @@ func TestBinarySignalsAndPipes(t *testing.T) {
 		}
 		checkFlows(t, decodeSorted(t, bytes.Join(consume(t, 2000, "eof", kgo.SeedBrokers(addr)), nil)), 2000)
 	})
+	t.Run("sighup", func(t *testing.T) {
+		cmd, w, errb := start("sighup")
+		if _, err := w.Write(stream(t, 0, 1000)); err != nil {
+			t.Fatal(err)
+		}
+		if len(consume(t, 1, "sighup", kgo.SeedBrokers(addr))) == 0 {
+			t.Fatal("nothing produced")
+		}
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(stream(t, 1000, 2000)); err != nil {
+			t.Fatalf("flowpublish gone after SIGHUP: %v", err)
+		}
+		w.Close()
+		if code := exitCode(cmd); code != 0 || !strings.Contains(errb.String(), "SIGHUP: nothing to reload; going on") {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		checkFlows(t, decodeSorted(t, bytes.Join(consume(t, 2000, "sighup", kgo.SeedBrokers(addr)), nil)), 2000)
+	})
 	t.Run("upstream-dies-mid-frame", func(t *testing.T) {
 		cmd, w, errb := start("cut")
 		s := stream(t, 0, 100)
@@ -462,4 +504,33 @@ func TestBinarySignalsAndPipes(t *testing.T) {
 			t.Fatalf("--help into a closed pipe: %v", err)
 		}
 	})
+}
+
+// TestSpoolLocked: a second flowpublish on a spool directory in use exits
+// 1 with one line naming the directory and the process holding it.
+func TestSpoolLocked(t *testing.T) {
+	dir := t.TempDir()
+	s, err := spool.Open(spool.DefaultOptions(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	code, stderr := runApp(t, strings.NewReader(""), "--spool-dir", dir, "--log-level", "error")
+	want := fmt.Sprintf("%s is locked by process %d", dir, os.Getpid())
+	if code != command.ExitRuntime || !strings.Contains(stderr, want) || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("exit %d: %q", code, stderr)
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"4GiB": 4 << 30, "500MiB": 500 << 20, "1G": 1 << 30, "12345": 12345, "64 kib": 64 << 10, "2TB": 2 << 40} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("%s: %d %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "G", "-1", "4XB", "9999999999T"} {
+		if _, err := parseBytes(in); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
 }

@@ -1,5 +1,6 @@
-// Package enrich adds AS numbers, AS names, countries and a CIDR context
-// (named networks with labels, flow direction) to flow records.
+// Package enrich adds AS numbers, AS names, countries, a CIDR context
+// (named networks with labels, flow direction) and the subscriber of each
+// side (RADIUS accounting sessions, see pkg/subscriber) to flow records.
 //
 // Databases are MaxMind DB files (GeoLite2-ASN/Country/City, DB-IP,
 // ip-location-db), read with maxminddb-golang and, by default, loaded into
@@ -17,6 +18,7 @@ import (
 	"sync/atomic"
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/subscriber"
 )
 
 // Config says which files to load and how to apply them.
@@ -31,6 +33,11 @@ type Config struct {
 	// CountryFallback says whether a GeoLite2 record without a country
 	// takes its registered_country (default: no).
 	CountryFallback CountryFallback
+	// Sessions, if set, gives each side the user, session id and calling
+	// station of the accounting session that held its address at the
+	// flow's start (src_user ... dst_calling_station_id), and takes the
+	// NAT port-block events of the stream.
+	Sessions *subscriber.Table
 }
 
 // Database names, as used in Stats and metric labels.
@@ -61,6 +68,9 @@ type Stats struct {
 	Lookups [numDatabases][numResults]uint64
 	Records uint64 // records enriched
 	Written uint64 // records written out (Stream only)
+	// Subscribers counts the sides of records by how they were
+	// attributed (subscriber.ViaNone, ViaSession, ViaNAT), with Sessions.
+	Subscribers [numSides][subscriber.NumVia]uint64
 }
 
 // Reset zeroes s.
@@ -88,8 +98,8 @@ type Enricher struct {
 // New loads every configured file; any failure is returned and nothing is
 // kept.
 func New(cfg Config) (*Enricher, error) {
-	if cfg.ASNPath == "" && cfg.CountryPath == "" && cfg.NetworksPath == "" {
-		return nil, errors.New("enrich: nothing to do: give an ASN database, a country database or a networks file")
+	if cfg.ASNPath == "" && cfg.CountryPath == "" && cfg.NetworksPath == "" && cfg.Sessions == nil {
+		return nil, errors.New("enrich: nothing to do: give an ASN database, a country database, a networks file or sessions")
 	}
 	e := &Enricher{cfg: cfg}
 	s, _, err := e.load(nil, true)
@@ -258,6 +268,12 @@ func (e *Enricher) Enrich(m *flowpb.FlowMessage, st *Stats) {
 // returns the CIDR context found for each side.
 func (e *Enricher) enrichWith(s *state, m *flowpb.FlowMessage, st *Stats) (sn, dn *netEntry) {
 	st.Records++
+	if e.cfg.Sessions != nil {
+		// The lookups below hide the wait for the sessions (see
+		// subscriber.Table.PrefetchSlot).
+		e.cfg.Sessions.PrefetchSession(m.SrcAddr)
+		e.cfg.Sessions.PrefetchSession(m.DstAddr)
+	}
 	src, srcOK := addrFrom(m.SrcAddr)
 	dst, dstOK := addrFrom(m.DstAddr)
 	if s.nets != nil {
@@ -269,6 +285,9 @@ func (e *Enricher) enrichWith(s *state, m *flowpb.FlowMessage, st *Stats) (sn, d
 	}
 	s.side(src, srcOK, sn, &m.SrcAs, &m.SrcAsName, &m.SrcCountry, e.cfg.ASNOverride, st)
 	s.side(dst, dstOK, dn, &m.DstAs, &m.DstAsName, &m.DstCountry, e.cfg.ASNOverride, st)
+	if e.cfg.Sessions != nil {
+		e.attribute(m, src, srcOK, dst, dstOK, st)
+	}
 	return sn, dn
 }
 

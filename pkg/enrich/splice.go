@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/wire"
 )
 
 // splicer enriches an encoded record without decoding it whole: it reads
@@ -16,51 +17,86 @@ import (
 // full decode and encode, which cost more than the lookups themselves.
 //
 // The output differs from a decode/encode round trip only in field order
-// (the enrichment fields come last), which protobuf readers ignore.
+// (the enrichment fields come last), which protobuf readers ignore. The
+// fields it stops at are declared below (spliceRead, spliceOwned, ...); a
+// field added to flow.proto is carried without a change here.
 type splicer struct {
-	nets bool // the CIDR-context fields (1102-1108) are rewritten this record
-	part flowpb.FlowMessage
-	out  []byte
+	sub   subscriberFields
+	part  flowpb.FlowMessage
+	found []wire.Field // the fields the scan stopped at
+	out   []byte
 }
 
-// Field numbers the splicer reads or owns.
-const (
-	fieldSrcAddr    = 6
-	fieldDstAddr    = 7
-	fieldSrcAs      = 14
-	fieldDstAs      = 15
-	fieldSrcCountry = 1000
-	fieldDstCountry = 1001
-	fieldSrcAsName  = 1100
-	fieldDstAsName  = 1101
-	fieldNetFirst   = 1102 // src_net_name ... flow_direction
-	fieldNetLast    = 1108
-
-	fieldSrcNetName    = 1102
-	fieldDstNetName    = 1103
-	fieldSrcNetLabels  = 1104
-	fieldDstNetLabels  = 1105
-	fieldSrcNetPrefix  = 1106
-	fieldDstNetPrefix  = 1107
-	fieldFlowDirection = 1108
+// The fields the splicer reads or owns, declared once; the scan stops at
+// these only and copies every other field's bytes as they are.
+var (
+	// spliceRead are read and kept: what the lookups need.
+	spliceRead = []protowire.Number{flowpb.FieldSrcAddr, flowpb.FieldDstAddr}
+	// spliceOwned are the fields enrichment writes: their old values are
+	// dropped, after read keeps what enrichment may keep (an exporter's
+	// AS, an earlier stage's country or AS name).
+	spliceOwned = []protowire.Number{flowpb.FieldSrcAs, flowpb.FieldDstAs,
+		flowpb.FieldSrcCountry, flowpb.FieldDstCountry, flowpb.FieldSrcAsName, flowpb.FieldDstAsName}
+	// spliceOwnedNets are owned too when a networks file is loaded: the
+	// CIDR context, always rewritten.
+	spliceOwnedNets = []protowire.Number{fieldSrcNetName, fieldDstNetName, fieldSrcNetLabels,
+		fieldDstNetLabels, fieldSrcNetPrefix, fieldDstNetPrefix, flowpb.FieldFlowDirection}
+	// spliceReadSubs are read too when subscribers are attributed: the
+	// flow's time, ports and NAT port block (see subscriberFields).
+	spliceReadSubs = []protowire.Number{flowpb.FieldProto, flowpb.FieldSrcPort, flowpb.FieldDstPort,
+		flowpb.FieldTimeReceivedNs, flowpb.FieldTimeFlowStartNs, flowpb.FieldPostNatSrcAddr,
+		flowpb.FieldNatEvent, flowpb.FieldNatPortRangeStart, flowpb.FieldNatPortRangeEnd}
+	// spliceOwnedSubs are owned then: the subscriber fields.
+	spliceOwnedSubs = []protowire.Number{flowpb.FieldSrcUser, flowpb.FieldDstUser, flowpb.FieldSrcSessionId,
+		flowpb.FieldDstSessionId, flowpb.FieldSrcCallingStationId, flowpb.FieldDstCallingStationId}
 )
 
-// owns says whether the enrichment writes field num, so that its old
-// value must not be copied.
-func (sp *splicer) owns(num protowire.Number) bool {
-	switch num {
-	case fieldSrcAs, fieldDstAs, fieldSrcCountry, fieldDstCountry, fieldSrcAsName, fieldDstAsName:
-		return true
-	}
-	return sp.nets && num >= fieldNetFirst && num <= fieldNetLast
+// spliceSets are the declarations above as sets, by what is loaded: a
+// networks file (nets), a session table (subs).
+type spliceSets struct{ stop, owned *wire.FieldSet }
+
+var spliceSetsBy = [2][2]spliceSets{
+	{newSpliceSets(false, false), newSpliceSets(false, true)},
+	{newSpliceSets(true, false), newSpliceSets(true, true)},
 }
+
+func newSpliceSets(nets, subs bool) spliceSets {
+	owned := wire.NewFieldSet(spliceOwned...)
+	read := wire.NewFieldSet(spliceRead...)
+	if nets {
+		owned = owned.Union(wire.NewFieldSet(spliceOwnedNets...))
+	}
+	if subs {
+		owned = owned.Union(wire.NewFieldSet(spliceOwnedSubs...))
+		read = read.Union(wire.NewFieldSet(spliceReadSubs...))
+	}
+	return spliceSets{stop: owned.Union(read), owned: owned}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// The CIDR-context fields, as networks.go pre-encodes them.
+const (
+	fieldSrcNetName   = flowpb.FieldSrcNetName
+	fieldDstNetName   = flowpb.FieldDstNetName
+	fieldSrcNetLabels = flowpb.FieldSrcNetLabels
+	fieldDstNetLabels = flowpb.FieldDstNetLabels
+	fieldSrcNetPrefix = flowpb.FieldSrcNetPrefix
+	fieldDstNetPrefix = flowpb.FieldDstNetPrefix
+)
 
 // enrich returns the enriched encoding of frame, valid until the next call.
 // Strings read from frame alias it: frame must stay untouched until the
 // result has been written.
 func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) {
 	snap := e.cur.Load()
-	sp.nets = snap.nets != nil
+	subs := e.cfg.Sessions != nil
+	sets := spliceSetsBy[b2i(snap.nets != nil)][b2i(subs)]
 	p := &sp.part
 	// Only the fields read below and set by enrichWith are ever set in p:
 	// clearing those beats zeroing the whole (large) message per record.
@@ -68,73 +104,49 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 	p.SrcCountry, p.DstCountry, p.SrcAsName, p.DstAsName = "", "", "", ""
 	p.SrcNetName, p.DstNetName, p.SrcNetPrefix, p.DstNetPrefix = "", "", "", ""
 	p.SrcNetLabels, p.DstNetLabels, p.FlowDirection = nil, nil, 0
+	if subs {
+		clearSubscriberFields(p)
+		sp.sub.clear()
+	}
 	out := sp.out[:0]
 	run := 0 // start of the bytes still to copy
-	// The scan is the splicer's own hot loop: the common shapes (one- or
-	// two-byte tags, varints, short bytes fields) are decoded inline on
-	// indexes; anything else goes through protowire.
-	for i := 0; i < len(frame); {
-		var num protowire.Number
-		var typ protowire.Type
-		n := 0
-		if b := frame[i]; b < 0x80 && b >= 0x08 {
-			num, typ, n = protowire.Number(b>>3), protowire.Type(b&7), 1
-		} else if i+1 < len(frame) && b >= 0x80 && frame[i+1] < 0x80 && frame[i+1] != 0 {
-			v := uint32(b&0x7f) | uint32(frame[i+1])<<7
-			num, typ, n = protowire.Number(v>>3), protowire.Type(v&7), 2
-		} else if num, typ, n = protowire.ConsumeTag(frame[i:]); n < 0 {
-			return nil, fmt.Errorf("field at byte %d: %w", i, protowire.ParseError(n))
-		}
-		j := i + n // the value
-		end := -1
-		switch typ {
-		case protowire.VarintType:
-			for k := j; k < len(frame) && k < j+binaryMaxVarintLen-1; k++ {
-				if frame[k] < 0x80 {
-					end = k + 1
-					break
+	found, err := wire.AppendFields(sp.found[:0], frame, sets.stop)
+	sp.found = found
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range found {
+		if !sets.owned.Has(f.Num) { // read: an address, or what attribution needs
+			if f.Num != flowpb.FieldSrcAddr && f.Num != flowpb.FieldDstAddr {
+				if err := sp.sub.read(p, f, frame); err != nil {
+					return nil, err
 				}
+				continue
 			}
-		case protowire.BytesType:
-			if j < len(frame) && frame[j] < 0x80 {
-				if e := j + 1 + int(frame[j]); e <= len(frame) {
-					end = e
-				}
-			}
-		}
-		if end < 0 { // long, unusual or malformed: the careful way
-			m := protowire.ConsumeFieldValue(num, typ, frame[j:])
-			if m < 0 {
-				return nil, fmt.Errorf("field %d at byte %d: %w", num, i, protowire.ParseError(m))
-			}
-			end = j + m
-		}
-		if num != fieldSrcAddr && num != fieldDstAddr && num != fieldSrcAs && num != fieldDstAs && num < fieldSrcCountry {
-			i = end // most fields: copied as they are
-			continue
-		}
-		val := frame[j:]
-		switch {
-		case num == fieldSrcAddr || num == fieldDstAddr:
-			b, err := bytesValue(num, typ, val)
+			b, err := bytesValue(f, frame)
 			if err != nil {
 				return nil, err
 			}
-			if num == fieldSrcAddr {
+			if f.Num == flowpb.FieldSrcAddr {
 				p.SrcAddr = b
 			} else {
 				p.DstAddr = b
 			}
-		case sp.owns(num):
-			out = append(out, frame[run:i]...)
-			run = end
-			if err := sp.read(num, typ, val); err != nil {
-				return nil, err
+			if subs {
+				e.cfg.Sessions.PrefetchSlot(b) // in cache by the time it is looked up
 			}
+			continue
 		}
-		i = end
+		out = append(out, frame[run:f.Start]...)
+		run = f.End
+		if err := sp.read(f, frame); err != nil {
+			return nil, err
+		}
 	}
 	out = append(out, frame[run:]...)
+	if subs {
+		sp.sub.decode(p, e.cfg.Sessions)
+	}
 	sn, dn := e.enrichWith(snap, p, st)
 	out = appendOwned(out, p, sn, dn)
 	sp.out = out
@@ -146,62 +158,49 @@ func (sp *splicer) enrich(e *Enricher, frame []byte, st *Stats) ([]byte, error) 
 // replaces a full AppendMarshal, which would test every field of the
 // message; the CIDR context is copied pre-encoded (see netEntry).
 func appendOwned(b []byte, p *flowpb.FlowMessage, sn, dn *netEntry) []byte {
-	b = appendVarintField(b, fieldSrcAs, uint64(p.SrcAs))
-	b = appendVarintField(b, fieldDstAs, uint64(p.DstAs))
-	b = appendStringField(b, fieldSrcCountry, p.SrcCountry)
-	b = appendStringField(b, fieldDstCountry, p.DstCountry)
-	b = appendStringField(b, fieldSrcAsName, p.SrcAsName)
-	b = appendStringField(b, fieldDstAsName, p.DstAsName)
+	b = wire.AppendVarintField(b, flowpb.FieldSrcAs, uint64(p.SrcAs))
+	b = wire.AppendVarintField(b, flowpb.FieldDstAs, uint64(p.DstAs))
+	b = wire.AppendStringField(b, flowpb.FieldSrcCountry, p.SrcCountry)
+	b = wire.AppendStringField(b, flowpb.FieldDstCountry, p.DstCountry)
+	b = wire.AppendStringField(b, flowpb.FieldSrcAsName, p.SrcAsName)
+	b = wire.AppendStringField(b, flowpb.FieldDstAsName, p.DstAsName)
+	b = appendSubscriberFields(b, p)
 	if sn != nil {
 		b = append(b, sn.encSrc...)
 	}
 	if dn != nil {
 		b = append(b, dn.encDst...)
 	}
-	return appendVarintField(b, fieldFlowDirection, uint64(p.FlowDirection))
-}
-
-func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
-	if v == 0 {
-		return b
-	}
-	return protowire.AppendVarint(protowire.AppendTag(b, num, protowire.VarintType), v)
-}
-
-func appendStringField(b []byte, num protowire.Number, v string) []byte {
-	if v == "" {
-		return b
-	}
-	return protowire.AppendString(protowire.AppendTag(b, num, protowire.BytesType), v)
+	return wire.AppendVarintField(b, flowpb.FieldFlowDirection, uint64(p.FlowDirection))
 }
 
 // read keeps the old value of an owned field that enrichment may keep
 // (an exporter's AS, an earlier stage's country).
-func (sp *splicer) read(num protowire.Number, typ protowire.Type, val []byte) error {
+func (sp *splicer) read(f wire.Field, frame []byte) error {
 	p := &sp.part
-	switch num {
-	case fieldSrcAs, fieldDstAs:
-		if typ != protowire.VarintType {
-			return fmt.Errorf("field %d: wire type %d, want varint", num, typ)
+	switch f.Num {
+	case flowpb.FieldSrcAs, flowpb.FieldDstAs:
+		if f.Type != protowire.VarintType {
+			return fmt.Errorf("field %d: wire type %d, want varint", f.Num, f.Type)
 		}
-		v, _ := protowire.ConsumeVarint(val)
-		if num == fieldSrcAs {
+		v := wire.Varint(frame[f.Value:f.End])
+		if f.Num == flowpb.FieldSrcAs {
 			p.SrcAs = uint32(v)
 		} else {
 			p.DstAs = uint32(v)
 		}
-	case fieldSrcCountry, fieldDstCountry, fieldSrcAsName, fieldDstAsName:
-		b, err := bytesValue(num, typ, val)
+	case flowpb.FieldSrcCountry, flowpb.FieldDstCountry, flowpb.FieldSrcAsName, flowpb.FieldDstAsName:
+		b, err := bytesValue(f, frame)
 		if err != nil {
 			return err
 		}
 		s := aliasString(b)
-		switch num {
-		case fieldSrcCountry:
+		switch f.Num {
+		case flowpb.FieldSrcCountry:
 			p.SrcCountry = s
-		case fieldDstCountry:
+		case flowpb.FieldDstCountry:
 			p.DstCountry = s
-		case fieldSrcAsName:
+		case flowpb.FieldSrcAsName:
 			p.SrcAsName = s
 		default:
 			p.DstAsName = s
@@ -212,12 +211,11 @@ func (sp *splicer) read(num protowire.Number, typ protowire.Type, val []byte) er
 	return nil
 }
 
-func bytesValue(num protowire.Number, typ protowire.Type, val []byte) ([]byte, error) {
-	if typ != protowire.BytesType {
-		return nil, fmt.Errorf("field %d: wire type %d, want bytes", num, typ)
+func bytesValue(f wire.Field, frame []byte) ([]byte, error) {
+	if f.Type != protowire.BytesType {
+		return nil, fmt.Errorf("field %d: wire type %d, want bytes", f.Num, f.Type)
 	}
-	b, _ := protowire.ConsumeBytes(val)
-	return b[:len(b):len(b)], nil
+	return frame[f.Value:f.End:f.End], nil
 }
 
 // aliasString views b as a string without copying; b must outlive every
@@ -228,5 +226,3 @@ func aliasString(b []byte) string {
 	}
 	return unsafe.String(&b[0], len(b))
 }
-
-const binaryMaxVarintLen = 10

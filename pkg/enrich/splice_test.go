@@ -8,9 +8,9 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/testutil/enrichtest"
 )
 
 // spliceCases are records as collectors and earlier stages send them: bare,
@@ -169,7 +169,7 @@ func canonicalInput(b []byte) bool {
 		if seen[num] && typ != protowire.BytesType {
 			return false
 		}
-		if seen[num] && num >= fieldSrcCountry {
+		if seen[num] && num >= flowpb.FieldSrcCountry {
 			return false
 		}
 		seen[num] = true

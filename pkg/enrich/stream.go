@@ -30,7 +30,8 @@ type StreamConfig struct {
 
 // Stream is the enrichment stage: records in, enriched records out, in the
 // same order. Every field Enrich does not set is written back as it was
-// read, unknown fields included.
+// read: unknown protobuf fields byte for byte, and from JSON to JSON the
+// members that are no flow field, byte for byte too.
 type Stream struct {
 	e      *Enricher
 	r      *framing.MessageReader
@@ -62,6 +63,8 @@ type binWriter struct{ *framing.Writer }
 
 func (w binWriter) Write(m *flowpb.FlowMessage) error { return w.WriteMessage(m) }
 
+func (w binWriter) WriteExtra(m *flowpb.FlowMessage, _ []byte) error { return w.WriteMessage(m) }
+
 // Run copies records until the input ends, then flushes. When ctx is done
 // the caller closes the input to unblock the read; the read error that
 // follows ends Run cleanly (nil) after the flush. A write error, such as
@@ -84,15 +87,18 @@ func (s *Stream) Run(ctx context.Context) error {
 func (s *Stream) runMessages(ctx context.Context, st *Stats) error {
 	var m flowpb.FlowMessage
 	for {
-		// Read resets m, which drops the shared label maps Enrich set:
-		// decoding never writes into them.
 		if err := s.r.Read(&m); err != nil {
 			return s.end(ctx, err)
 		}
 		s.e.Enrich(&m, st)
-		if err := s.w.Write(&m); err != nil {
+		// A JSON line's members that are no field (keys of other
+		// producers, custom fields) go out as they came in.
+		if err := s.w.WriteExtra(&m, s.r.Extra()); err != nil {
 			return err
 		}
+		// The label maps Enrich set are shared, read-only: the next Read
+		// must not reuse them for its own labels.
+		m.SrcNetLabels, m.DstNetLabels = nil, nil
 		s.count(st)
 	}
 }

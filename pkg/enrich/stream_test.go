@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
@@ -23,6 +24,12 @@ import (
 // records, the other side drawn from pool with a Zipf law (a few top
 // talkers, a long tail), as in real traffic.
 func benchStream(tb testing.TB, n int, pool []netip.Addr) []byte {
+	return benchStreamInside(tb, n, pool, nil)
+}
+
+// benchStreamInside is benchStream with the inside side drawn by inside
+// (subscriber addresses) rather than uniformly from 10.1.0.0/16.
+func benchStreamInside(tb testing.TB, n int, pool []netip.Addr, inside func() netip.Addr) []byte {
 	rng := rand.New(rand.NewPCG(3, 4))
 	zipf := rand.NewZipf(rand.New(rand.NewPCG(5, 6)), 1.1, 1, uint64(len(pool)-1))
 	var buf bytes.Buffer
@@ -33,12 +40,15 @@ func benchStream(tb testing.TB, n int, pool []netip.Addr) []byte {
 		NextHop: netip.MustParseAddr("10.0.0.254").AsSlice(), SrcNet: 24, DstNet: 16, ObservationDomainId: 1,
 	}
 	for i := range n {
-		inside := netip.AddrFrom4([4]byte{10, 1, byte(rng.IntN(256)), byte(rng.IntN(256))})
+		in := netip.AddrFrom4([4]byte{10, 1, byte(rng.IntN(256)), byte(rng.IntN(256))})
+		if inside != nil {
+			in = inside()
+		}
 		outside := pool[zipf.Uint64()]
-		src, dst := outside, inside
+		src, dst := outside, in
 		switch i % 4 {
 		case 1:
-			src, dst = inside, outside
+			src, dst = in, outside
 		case 2:
 			src, dst = outside, pool[zipf.Uint64()]
 		}
@@ -73,9 +83,11 @@ const benchNets = `networks:
 // free ones from scripts/dev/fetch-geo-db.sh, in both lookup modes, with a
 // pool of 50k public addresses (Zipf) and with uniformly random addresses
 // over the whole space (every lookup a cache miss: the worst case).
+// "sessions" adds subscriber attribution with 1 M open IPv4 sessions (see
+// benchmarkSessions).
 func BenchmarkStage(b *testing.B) {
 	const records = 1 << 16
-	run := func(b *testing.B, cfg Config, pool []netip.Addr) {
+	run := func(b *testing.B, cfg Config, pool []netip.Addr, inside func() netip.Addr) {
 		dir := b.TempDir()
 		cfg.NetworksPath = filepath.Join(dir, "nets.yaml")
 		if err := os.WriteFile(cfg.NetworksPath, []byte(benchNets), 0o644); err != nil {
@@ -85,7 +97,7 @@ func BenchmarkStage(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		in := benchStream(b, records, pool)
+		in := benchStreamInside(b, records, pool, inside)
 		rd := bytes.NewReader(in)
 		var total Stats
 		report := func(st *Stats) {
@@ -93,7 +105,15 @@ func BenchmarkStage(b *testing.B) {
 			for d := range st.Lookups {
 				total.Lookups[d][ResultHit] += st.Lookups[d][ResultHit]
 			}
+			for side := range st.Subscribers {
+				for v, n := range st.Subscribers[side] {
+					total.Subscribers[side][v] += n
+				}
+			}
 		}
+		// No collection left over from building the tables may run (and
+		// be counted) during the measurement.
+		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		cpu0 := proc.CPU()
@@ -118,13 +138,18 @@ func BenchmarkStage(b *testing.B) {
 		b.ReportMetric(n/cpu.Seconds(), "records/cpu-s")
 		b.ReportMetric(float64(after.Mallocs-before.Mallocs)/n, "allocs/record")
 		b.ReportMetric(float64(total.Lookups[DatabaseASN][ResultHit])/(2*n), "asn-hit-ratio")
+		if cfg.Sessions != nil {
+			hits := total.Subscribers[SideSrc][1] + total.Subscribers[SideDst][1]
+			b.ReportMetric(float64(hits)/n, "subscribers/record")
+		}
 	}
 	b.Run("test", func(b *testing.B) {
 		dir := b.TempDir()
 		pool := []netip.Addr{netip.MustParseAddr(enrichtest.AddrAS64500), netip.MustParseAddr(enrichtest.AddrAS64501),
 			netip.MustParseAddr(enrichtest.AddrAS64502), netip.MustParseAddr(enrichtest.AddrUnknown)}
-		run(b, Config{ASNPath: enrichtest.StandardASN(b, dir), CountryPath: enrichtest.StandardCountry(b, dir)}, pool)
+		run(b, Config{ASNPath: enrichtest.StandardASN(b, dir), CountryPath: enrichtest.StandardCountry(b, dir)}, pool, nil)
 	})
+	b.Run("sessions", func(b *testing.B) { benchmarkSessions(b, run) })
 	for _, mode := range []LookupMode{ModeTable, ModeMMDB} {
 		for _, spread := range []string{"pool50k", "uniform"} {
 			b.Run("real/"+mode.String()+"/"+spread, func(b *testing.B) {
@@ -133,7 +158,7 @@ func BenchmarkStage(b *testing.B) {
 				if spread == "pool50k" {
 					pool = pool[:50000]
 				}
-				run(b, Config{ASNPath: asn, CountryPath: country, Mode: mode}, pool)
+				run(b, Config{ASNPath: asn, CountryPath: country, Mode: mode}, pool, nil)
 			})
 		}
 	}
@@ -187,3 +212,39 @@ var errBroken = errors.New("broken pipe")
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, errBroken }
+
+// TestStreamJSONPassesUnknownKeys: from JSON to JSON, the members that are
+// no flow field (goflow2 custom fields of a mapping this stage was not
+// given, other producers' keys) come out byte for byte; and the label maps
+// of the networks file, which records share, survive input lines that
+// carry labels of their own (an earlier enrichment's).
+func TestStreamJSONPassesUnknownKeys(t *testing.T) {
+	e, _ := standard(t, ModeTable, testNets)
+	const foreign = `"in_if_name":"ge-0/0/1","tags" : {"a":[1,2.5e3,null]}`
+	line := `{"type":"IPFIX","src_addr":"10.1.2.3","dst_addr":"192.0.2.7",` + foreign +
+		`,"src_net_labels":{"old":"x"},"dst_net_labels":{"old":"y"}}` + "\n"
+	var out bytes.Buffer
+	s := NewStream(e, StreamConfig{In: strings.NewReader(strings.Repeat(line, 3)), Out: &out, OutputFormat: framing.FormatJSON})
+	if err := s.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d lines: %s", len(lines), out.String())
+	}
+	for i, l := range lines {
+		if !strings.HasSuffix(l, ","+foreign+"}") {
+			t.Errorf("line %d lost the unknown keys: %s", i, l)
+		}
+		if !strings.Contains(l, `"src_net_labels":{"site":"ams1"},"dst_net_labels":{"role":"web"}`) {
+			t.Errorf("line %d: labels %s", i, l)
+		}
+	}
+	for _, nw := range []string{"dc1", "web"} {
+		for _, n := range e.Networks().networks {
+			if n.Name == nw && len(n.Labels) != 1 {
+				t.Errorf("network %s: labels now %v", nw, n.Labels)
+			}
+		}
+	}
+}

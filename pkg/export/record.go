@@ -1,18 +1,17 @@
 package export
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
 	"net/netip"
 	"unsafe"
 
-	"github.com/planetscale/vtprotobuf/protohelpers"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/wire"
 )
 
 // Format is the encoding a Kafka record value was found in.
@@ -65,6 +64,16 @@ type Record struct {
 	Label []byte
 	// SrcASName and DstASName come from enriched records (fields 1100/1101).
 	SrcASName, DstASName []byte
+	// Fields holds the values of the fields named to Parser.ReadFields, in
+	// their order; zero values where the record lacks one.
+	Fields []Value
+}
+
+// Value is one field's value in a Record: an integer (numbers, enums,
+// bools) in Uint, the content of a string or bytes field in Bytes.
+type Value struct {
+	Uint  uint64
+	Bytes []byte
 }
 
 // Parser turns Kafka record values into Records without allocating once
@@ -72,8 +81,42 @@ type Record struct {
 type Parser struct {
 	msg     flowpb.FlowMessage // reused by framing.ParseJSON
 	scratch []byte             // unescaped JSON strings
-	sc      scanner
+	js      wire.JSONScanner
 	jsonOpt *framing.JSONOptions
+
+	// ReadFields' fields: their descriptions, values and, with the
+	// counted fields, the fields parseProto stops at.
+	fields []flowpb.Field
+	values []Value
+	stop   *wire.FieldSet
+	found  []wire.Field // parseProto's scratch
+}
+
+// countedFields are the fields parseProto reads for every record.
+var countedFields = wire.NewFieldSet(flowpb.FieldSamplingRate, flowpb.FieldBytes, flowpb.FieldPackets,
+	flowpb.FieldSamplerAddress, flowpb.FieldSrcAs, flowpb.FieldDstAs, flowpb.FieldSrcAsName, flowpb.FieldDstAsName)
+
+// ReadFields makes Parse also read the named fields of flow.proto (any
+// singular one, by its name, as FieldByName knows it) into Record.Fields,
+// in the order given, from protobuf and flowpipe/goflow2 JSON records;
+// pmacct's records, whose keys differ, leave them zero. Grouping by one
+// more field is a name in this list: no parser change.
+func (p *Parser) ReadFields(names ...string) error {
+	var fields []flowpb.Field
+	stop := countedFields.Union(wire.NewFieldSet())
+	for _, name := range names {
+		f, ok := flowpb.FieldByName(name)
+		if !ok {
+			return fmt.Errorf("export: unknown field %q", name)
+		}
+		if !f.Singular() {
+			return fmt.Errorf("export: field %q holds a list, not one value", name)
+		}
+		fields = append(fields, f)
+		stop.Add(f.Number)
+	}
+	p.fields, p.values, p.stop = fields, make([]Value, len(fields)), stop
+	return nil
 }
 
 // Parse detects the value's format and fills r. The protobuf form is tried
@@ -83,6 +126,7 @@ type Parser struct {
 // message whose length prefix happens to be '{'.
 func (p *Parser) Parse(value []byte, r *Record) error {
 	*r = Record{Flows: 1}
+	clear(p.values)
 	i := skipSpace(value, 0)
 	if i == len(value) {
 		return ErrEmpty
@@ -90,107 +134,124 @@ func (p *Parser) Parse(value []byte, r *Record) error {
 	if value[i] == '{' {
 		err := p.parseJSON(value, r)
 		if err == nil {
-			return nil
+			return p.done(r)
 		}
 		// A framed message of 123 bytes starts with its prefix 0x7b, '{':
 		// binary never parses as JSON, so it is tried as protobuf next.
-		if n, k := binary.Uvarint(value); k > 0 && n == uint64(len(value)-k) {
+		if body, ok := wholeFrame(value); ok {
 			*r = Record{Flows: 1, Format: FormatBin}
-			if parseProto(value[k:], r) == nil {
-				return nil
+			clear(p.values)
+			if p.parseProto(body, r) == nil {
+				return p.done(r)
 			}
 		}
 		*r = Record{Flows: 1}
 		return err
 	}
 	r.Format = FormatBin
-	if n, k := binary.Uvarint(value); k > 0 && n == uint64(len(value)-k) {
-		if err := parseProto(value[k:], r); err == nil {
-			return nil
+	if body, ok := wholeFrame(value); ok {
+		if err := p.parseProto(body, r); err == nil {
+			return p.done(r)
 		}
 		*r = Record{Flows: 1, Format: FormatBin}
+		clear(p.values)
 	}
-	return parseProto(value, r)
+	if err := p.parseProto(value, r); err != nil {
+		return err
+	}
+	return p.done(r)
+}
+
+// wholeFrame reports whether value is exactly one frame: a length prefix
+// equal to the length of what follows.
+func wholeFrame(value []byte) ([]byte, bool) {
+	body, end, _, _ := wire.NextFrame(value, 0, len(value))
+	return body, end > 0 && end == len(value)
+}
+
+func (p *Parser) done(r *Record) error {
+	if len(p.values) > 0 {
+		r.Fields = p.values
+	}
+	return nil
 }
 
 // parseProto reads only the fields flowexport needs and skips the others,
 // checking the wire format of the whole message. It accepts whatever the
 // protobuf runtime (proto.Unmarshal) accepts, with the same values: like
-// it, a known field with an unexpected wire type is kept as unknown. Where
-// the runtime is stricter (group numbers, tags, UTF-8) it follows the
-// generated UnmarshalVT, which is more lenient.
+// it, a known field with an unexpected wire type is kept as unknown.
 func parseProto(b []byte, r *Record) error {
-	for len(b) > 0 {
-		field := b
-		tag, n := consumeVarint(b)
-		if n < 0 {
-			return fmt.Errorf("export: %w: bad tag", ErrBadProto)
+	var p Parser
+	return p.parseProto(b, r)
+}
+
+func (p *Parser) parseProto(b []byte, r *Record) error {
+	stop := p.stop
+	if stop == nil {
+		stop = countedFields
+	}
+	found, err := wire.AppendFields(p.found[:0], b, stop)
+	p.found = found
+	if err != nil {
+		return fmt.Errorf("export: %w: %v", ErrBadProto, err)
+	}
+	for _, f := range found {
+		val := b[f.Value:f.End:f.End]
+		varint, bytes := f.Type == protowire.VarintType, f.Type == protowire.BytesType
+		switch f.Num {
+		case flowpb.FieldSamplingRate:
+			if varint {
+				r.SamplingRate = wire.Varint(val)
+			}
+		case flowpb.FieldBytes:
+			if varint {
+				r.Bytes = wire.Varint(val)
+			}
+		case flowpb.FieldPackets:
+			if varint {
+				r.Packets = wire.Varint(val)
+			}
+		case flowpb.FieldSrcAs:
+			if varint {
+				r.SrcAS = uint32(wire.Varint(val)) // proto's truncation of an oversized uint32
+			}
+		case flowpb.FieldDstAs:
+			if varint {
+				r.DstAS = uint32(wire.Varint(val))
+			}
+		case flowpb.FieldSamplerAddress:
+			if bytes {
+				r.Sampler = addrFromBytes(val)
+			}
+		case flowpb.FieldSrcAsName:
+			if bytes {
+				r.SrcASName = val
+			}
+		case flowpb.FieldDstAsName:
+			if bytes {
+				r.DstASName = val
+			}
 		}
-		num, typ := int32(tag>>3), protowire.Type(tag&7) // int32 as UnmarshalVT reads it
-		if num <= 0 {
-			return fmt.Errorf("export: %w: field number %d", ErrBadProto, num)
-		}
-		b = b[n:]
-		switch {
-		case typ == protowire.VarintType && (num == 3 || num == 9 || num == 10 || num == 14 || num == 15):
-			v, n := consumeVarint(b)
-			if n < 0 {
-				return fmt.Errorf("export: %w: field %d: bad varint", ErrBadProto, num)
-			}
-			b = b[n:]
-			switch num {
-			case 3:
-				r.SamplingRate = v
-			case 9:
-				r.Bytes = v
-			case 10:
-				r.Packets = v
-			case 14:
-				r.SrcAS = uint32(v) // proto's truncation of an oversized uint32
-			case 15:
-				r.DstAS = uint32(v)
-			}
-		case typ == protowire.BytesType && (num == 11 || num == 1100 || num == 1101):
-			l, n := consumeVarint(b)
-			if n < 0 || l > uint64(len(b)-n) {
-				return fmt.Errorf("export: %w: field %d: bad length", ErrBadProto, num)
-			}
-			v := b[n : n+int(l)]
-			b = b[n+int(l):]
-			switch num {
-			case 11:
-				r.Sampler = addrFromBytes(v)
-			case 1100:
-				r.SrcASName = v
-			default:
-				r.DstASName = v
-			}
-		default:
-			n, err := protohelpers.Skip(field)
-			if err != nil || n < len(field)-len(b) || n > len(field) {
-				return fmt.Errorf("export: %w: field %d: malformed (%v)", ErrBadProto, num, err)
-			}
-			b = field[n:]
+		if len(p.fields) > 0 {
+			p.readField(f, val)
 		}
 	}
 	return nil
 }
 
-// consumeVarint reads a varint as the generated UnmarshalVT does: up to
-// ten bytes, bits past the 64th dropped. It returns n < 0 on error.
-func consumeVarint(b []byte) (uint64, int) {
-	var v uint64
-	for i, shift := 0, uint(0); shift < 64; i, shift = i+1, shift+7 {
-		if i >= len(b) {
-			return 0, -1
+// readField keeps f's value if ReadFields named it.
+func (p *Parser) readField(f wire.Field, val []byte) {
+	for i, fd := range p.fields {
+		if fd.Number != f.Num {
+			continue
 		}
-		c := b[i]
-		v |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			return v, i + 1
+		switch {
+		case f.Type == protowire.VarintType && fd.Numeric():
+			p.values[i] = Value{Uint: wire.Varint(val)}
+		case f.Type == protowire.BytesType && !fd.Numeric():
+			p.values[i] = Value{Bytes: val}
 		}
 	}
-	return 0, -1
 }
 
 func addrFromBytes(b []byte) netip.Addr {
@@ -224,6 +285,10 @@ func (p *Parser) parseJSON(value []byte, r *Record) error {
 	r.Sampler = addrFromBytes(m.SamplerAddress)
 	r.SrcASName = unsafeBytes(m.SrcAsName)
 	r.DstASName = unsafeBytes(m.DstAsName)
+	for i, f := range p.fields {
+		u, b, _ := m.Scalar(f.Number)
+		p.values[i] = Value{Uint: u, Bytes: b}
+	}
 	return nil
 }
 
@@ -238,64 +303,6 @@ func dialect(key []byte) (pmacct, decided bool) {
 		return false, true
 	}
 	return false, false
-}
-
-func (p *Parser) isPmacct(value []byte) (bool, error) {
-	pmacct := false
-	err := eachField(&p.sc, value, func(key []byte, s *scanner) (bool, error) {
-		pm, decided := dialect(key)
-		if decided {
-			pmacct = pm
-			return true, nil
-		}
-		return false, s.skipValue(0)
-	})
-	return pmacct, err
-}
-
-func (p *Parser) parsePmacct(value []byte, r *Record) error {
-	p.scratch = p.scratch[:0]
-	var haveCounter bool
-	var peer []byte
-	err := eachField(&p.sc, value, func(key []byte, s *scanner) (bool, error) {
-		var err error
-		switch string(key) {
-		case "as_src":
-			r.SrcAS, err = s.uint32()
-		case "as_dst":
-			r.DstAS, err = s.uint32()
-		case "bytes":
-			r.Bytes, err = s.uint64()
-			haveCounter = true
-		case "packets":
-			r.Packets, err = s.uint64()
-			haveCounter = true
-		case "flows":
-			r.Flows, err = s.uint64()
-			haveCounter = true
-		case "sampling_rate":
-			r.SamplingRate, err = s.uint64()
-		case "label":
-			r.Label, p.scratch, err = s.str(p.scratch)
-		case "peer_ip_src":
-			peer, p.scratch, err = s.str(p.scratch)
-		default:
-			err = s.skipValue(0)
-		}
-		return false, err
-	})
-	if err != nil {
-		return err
-	}
-	if !haveCounter {
-		return fmt.Errorf("export: %w", ErrNoCounter)
-	}
-	if len(peer) > 0 {
-		if a, err := netip.ParseAddr(unsafeString(peer)); err == nil {
-			r.Sampler = a.Unmap()
-		}
-	}
-	return nil
 }
 
 // scaled multiplies a count by the sampling rate (0 means 1), saturating

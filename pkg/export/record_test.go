@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
@@ -212,5 +213,52 @@ func TestParseFramedRecordStartingWithBrace(t *testing.T) {
 	// And a JSON record is still JSON.
 	if err := p.Parse([]byte(`{"type":"IPFIX","bytes":10,"packets":1,"src_as":1,"dst_as":2}`), &r); err != nil || r.Format != FormatJSON || r.Bytes != 10 {
 		t.Fatalf("JSON: %+v, %v", r, err)
+	}
+}
+
+// TestReadFields: any singular field of flow.proto is read by name, from
+// bin and JSON records alike (what a --group-by on one more field needs);
+// pmacct's records, whose keys differ, leave them zero.
+func TestReadFields(t *testing.T) {
+	m := testFlow(64500, 15169, 1500, 1, 100, "192.0.2.1")
+	m.SrcUser, m.NatPoolId, m.FlowDirection, m.BiflowReverse = "alice", 7, flowpb.FlowMessage_EGRESS, true
+	var p Parser
+	if err := p.ReadFields("src_user", "nat_pool_id", "dst_port", "src_addr", "flow_direction", "biflow_reverse", "src_as"); err != nil {
+		t.Fatal(err)
+	}
+	want := []Value{{Bytes: []byte("alice")}, {Uint: 7}, {Uint: 51000}, {Bytes: []byte{192, 0, 2, 1}}, {Uint: 2}, {Uint: 1}, {Uint: 64500}}
+	for _, value := range [][]byte{framed(m), bare(m), jsonFlow(m)} {
+		var r Record
+		if err := p.Parse(value, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.SrcAS != 64500 || len(r.Fields) != len(want) {
+			t.Fatalf("%v: %+v", r.Format, r)
+		}
+		for i, w := range want {
+			if r.Fields[i].Uint != w.Uint || string(r.Fields[i].Bytes) != string(w.Bytes) {
+				t.Errorf("%v: field %d = %+v, want %+v", r.Format, i, r.Fields[i], w)
+			}
+		}
+	}
+	var r Record
+	if err := p.Parse([]byte(pmacctRecord), &r); err != nil || len(r.Fields) != len(want) || r.Fields[0].Bytes != nil || r.Fields[1].Uint != 0 {
+		t.Fatalf("pmacct: %+v %v", r.Fields, err)
+	}
+	// A field of the wrong wire type is skipped, as the protobuf runtime
+	// keeps it unknown.
+	odd := protowire.AppendTag(bare(&flowpb.FlowMessage{Bytes: 1}), flowpb.FieldNatPoolId, protowire.BytesType)
+	odd = protowire.AppendBytes(odd, []byte{5})
+	if err := p.Parse(odd, &r); err != nil || r.Fields[1].Uint != 0 {
+		t.Fatalf("wrong wire type: %+v %v", r.Fields, err)
+	}
+	for _, bad := range []string{"nosuch", "as_path", "src_net_labels"} {
+		if err := p.ReadFields(bad); err == nil {
+			t.Errorf("ReadFields(%s) accepted", bad)
+		}
+	}
+	value := framed(m)
+	if n := testing.AllocsPerRun(100, func() { _ = p.Parse(value, &r) }); n != 0 {
+		t.Errorf("%v allocs", n)
 	}
 }

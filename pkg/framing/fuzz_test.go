@@ -113,7 +113,9 @@ func renderable(m *flowpb.FlowMessage) *flowpb.FlowMessage {
 // FuzzMessageReader checks, on arbitrary bytes in auto mode and with reads
 // of any size: Read never panics; offsets never go back nor past the input;
 // each record's Raw bytes are inside the input it consumed, and end there
-// for bin; errors are io.EOF or a *FrameError within the input.
+// for bin; the members of a JSON line passed on (Extra) come from it and
+// keep the line written with them valid JSON; errors are io.EOF or a
+// *FrameError within the input.
 func FuzzMessageReader(f *testing.F) {
 	addJSONSeeds(f)
 	bin := streamOf(f, framing.FormatBin, goflowSFlowSample(), goflowNetFlowV9Sample(), withUnknown(&flowpb.FlowMessage{}))
@@ -164,6 +166,14 @@ func FuzzMessageReader(f *testing.F) {
 			}
 			out = framing.AppendJSON(out[:0], &m, customOpts())
 			_ = m.SizeVT()
+			if extra := r.Extra(); len(extra) > 0 {
+				// The members passed on keep the line valid JSON.
+				var line bytes.Buffer
+				w := framing.NewMessageWriter(&line, framing.FormatJSON, customOpts())
+				if r.Format() != framing.FormatJSON || len(extra) > len(raw) || w.WriteExtra(&m, extra) != nil || w.Flush() != nil || !json.Valid(line.Bytes()) {
+					t.Fatalf("record %d: extra %q of %q gives %q", n, extra, raw, line.Bytes())
+				}
+			}
 		}
 	})
 }

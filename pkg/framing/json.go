@@ -6,12 +6,12 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"unicode/utf8"
 	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/wire"
 )
 
 // Render says how a custom field's value is written in JSON.
@@ -55,8 +55,12 @@ func AppendJSONLine(dst []byte, m *flowpb.FlowMessage, opts *JSONOptions) []byte
 // byte for byte against goflow2 v2.2.6): the same field names, in the same
 // order, with the same renderings (addresses as text, type, etype and
 // proto as names, MACs as aa:bb:cc:dd:ee:ff, src_net/dst_net as the masked
-// address prefix). The enrichment fields follow, each only when set, then
-// the custom fields of opts. It does not allocate beyond growing dst.
+// address prefix). flowpipe's own fields follow, in flow.proto's order,
+// each only when set: strings as strings, numbers as numbers, enums as
+// their lower-case names, bools as true, maps as objects with sorted keys,
+// bytes (addresses) as address text when 4 or 16 bytes long and as hex
+// otherwise. The custom fields of opts come last. It does not allocate
+// beyond growing dst.
 //
 // goflow2's renderings lose a few values, and so do these: an etype
 // without a name is written "" (as goflow2's map lookup gives); proto uses
@@ -65,115 +69,30 @@ func AppendJSONLine(dst []byte, m *flowpb.FlowMessage, opts *JSONOptions) []byte
 // form a prefix (no 4- or 16-byte address, or more bits than the address
 // has) is goflow2's "invalid Prefix"; MACs keep their low 48 bits.
 func AppendJSON(dst []byte, m *flowpb.FlowMessage, opts *JSONOptions) []byte {
-	dst = append(dst, `{"type":`...)
-	dst = appendEnum(dst, flowTypeName(m.Type), int64(m.Type))
-	dst = appendUintField(dst, `,"time_received_ns":`, m.TimeReceivedNs)
-	dst = appendUintField(dst, `,"sequence_num":`, uint64(m.SequenceNum))
-	dst = appendUintField(dst, `,"sampling_rate":`, m.SamplingRate)
-	dst = appendAddrField(dst, `,"sampler_address":`, m.SamplerAddress)
-	dst = appendUintField(dst, `,"time_flow_start_ns":`, m.TimeFlowStartNs)
-	dst = appendUintField(dst, `,"time_flow_end_ns":`, m.TimeFlowEndNs)
-	dst = appendUintField(dst, `,"bytes":`, m.Bytes)
-	dst = appendUintField(dst, `,"packets":`, m.Packets)
-	dst = appendAddrField(dst, `,"src_addr":`, m.SrcAddr)
-	dst = appendAddrField(dst, `,"dst_addr":`, m.DstAddr)
-	dst = append(dst, `,"etype":"`...)
-	dst = append(dst, etypeName(m.Etype)...)
-	dst = append(dst, `","proto":"`...)
-	dst = append(dst, protoName(m.Proto)...)
-	dst = append(dst, '"')
-	dst = appendUintField(dst, `,"src_port":`, uint64(m.SrcPort))
-	dst = appendUintField(dst, `,"dst_port":`, uint64(m.DstPort))
-	dst = appendUintField(dst, `,"in_if":`, uint64(m.InIf))
-	dst = appendUintField(dst, `,"out_if":`, uint64(m.OutIf))
-	dst = appendMAC(append(dst, `,"src_mac":`...), m.SrcMac)
-	dst = appendMAC(append(dst, `,"dst_mac":`...), m.DstMac)
-	dst = appendUintField(dst, `,"src_vlan":`, uint64(m.SrcVlan))
-	dst = appendUintField(dst, `,"dst_vlan":`, uint64(m.DstVlan))
-	dst = appendUintField(dst, `,"vlan_id":`, uint64(m.VlanId))
-	dst = appendUintField(dst, `,"ip_tos":`, uint64(m.IpTos))
-	dst = appendUintField(dst, `,"forwarding_status":`, uint64(m.ForwardingStatus))
-	dst = appendUintField(dst, `,"ip_ttl":`, uint64(m.IpTtl))
-	dst = appendUintField(dst, `,"ip_flags":`, uint64(m.IpFlags))
-	dst = appendUintField(dst, `,"tcp_flags":`, uint64(m.TcpFlags))
-	dst = appendUintField(dst, `,"icmp_type":`, uint64(m.IcmpType))
-	dst = appendUintField(dst, `,"icmp_code":`, uint64(m.IcmpCode))
-	dst = appendUintField(dst, `,"ipv6_flow_label":`, uint64(m.Ipv6FlowLabel))
-	dst = appendUintField(dst, `,"fragment_id":`, uint64(m.FragmentId))
-	dst = appendUintField(dst, `,"fragment_offset":`, uint64(m.FragmentOffset))
-	dst = appendUintField(dst, `,"src_as":`, uint64(m.SrcAs))
-	dst = appendUintField(dst, `,"dst_as":`, uint64(m.DstAs))
-	dst = appendAddrField(dst, `,"next_hop":`, m.NextHop)
-	dst = appendUintField(dst, `,"next_hop_as":`, uint64(m.NextHopAs))
-	dst = appendNet(append(dst, `,"src_net":`...), m.SrcAddr, m.SrcNet)
-	dst = appendNet(append(dst, `,"dst_net":`...), m.DstAddr, m.DstNet)
-	dst = appendAddrField(dst, `,"bgp_next_hop":`, m.BgpNextHop)
-	dst = appendUints(append(dst, `,"bgp_communities":`...), m.BgpCommunities)
-	dst = appendUints(append(dst, `,"as_path":`...), m.AsPath)
-	dst = appendUints(append(dst, `,"mpls_ttl":`...), m.MplsTtl)
-	dst = appendUints(append(dst, `,"mpls_label":`...), m.MplsLabel)
-	dst = appendAddrs(append(dst, `,"mpls_ip":`...), m.MplsIp)
-	dst = appendUintField(dst, `,"observation_domain_id":`, uint64(m.ObservationDomainId))
-	dst = appendUintField(dst, `,"observation_point_id":`, uint64(m.ObservationPointId))
-	dst = append(dst, `,"layer_stack":[`...)
-	for i, l := range m.LayerStack {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = appendEnum(dst, layerName(l), int64(l))
-	}
-	dst = appendUints(append(dst, `],"layer_size":`...), m.LayerSize)
-	dst = appendAddrs(append(dst, `,"ipv6_routing_header_addresses":`...), m.Ipv6RoutingHeaderAddresses)
-	dst = appendUintField(dst, `,"ipv6_routing_header_seg_left":`, uint64(m.Ipv6RoutingHeaderSegLeft))
-	dst = appendEnrichment(dst, m)
+	return appendJSON(dst, m, opts, nil)
+}
+
+// appendJSON is AppendJSON followed by extra, the members of an input line
+// that were not flow fields (MessageReader.Extra), as they were.
+func appendJSON(dst []byte, m *flowpb.FlowMessage, opts *JSONOptions, extra []byte) []byte {
+	dst = appendFields(dst, m)
 	if opts != nil && len(opts.Custom) > 0 {
 		unknown := m.ProtoReflect().GetUnknown()
 		for _, f := range opts.Custom {
 			dst = appendCustom(dst, unknown, f)
 		}
 	}
+	if len(extra) > 0 {
+		dst = append(append(dst, ','), extra...)
+	}
 	return append(dst, '}')
 }
 
-// appendEnrichment writes flowpipe's own fields, each only when set, so that
-// records nobody enriched look exactly like goflow2's.
-func appendEnrichment(dst []byte, m *flowpb.FlowMessage) []byte {
-	dst = appendStringField(dst, `,"src_country":`, m.SrcCountry)
-	dst = appendStringField(dst, `,"dst_country":`, m.DstCountry)
-	dst = appendStringField(dst, `,"src_as_name":`, m.SrcAsName)
-	dst = appendStringField(dst, `,"dst_as_name":`, m.DstAsName)
-	dst = appendStringField(dst, `,"src_net_name":`, m.SrcNetName)
-	dst = appendStringField(dst, `,"dst_net_name":`, m.DstNetName)
-	if len(m.SrcNetLabels) > 0 {
-		dst = appendLabels(append(dst, `,"src_net_labels":`...), m.SrcNetLabels)
-	}
-	if len(m.DstNetLabels) > 0 {
-		dst = appendLabels(append(dst, `,"dst_net_labels":`...), m.DstNetLabels)
-	}
-	dst = appendStringField(dst, `,"src_net_prefix":`, m.SrcNetPrefix)
-	dst = appendStringField(dst, `,"dst_net_prefix":`, m.DstNetPrefix)
-	if m.FlowDirection != 0 {
-		dst = appendEnum(append(dst, `,"flow_direction":`...), directionName(m.FlowDirection), int64(m.FlowDirection))
-	}
-	if m.BiflowReverse {
-		dst = append(dst, `,"biflow_reverse":true`...)
-	}
-	return dst
-}
-
-func appendUintField(dst []byte, key string, v uint64) []byte {
-	return strconv.AppendUint(append(dst, key...), v, 10)
-}
-
-func appendStringField(dst []byte, key, v string) []byte {
-	if v == "" {
-		return dst
-	}
-	return appendQuoted(append(dst, key...), v)
-}
-
-func appendAddrField(dst []byte, key string, b []byte) []byte {
-	return appendAddr(append(dst, key...), b)
+// appendQuotedName writes a name that needs no escaping (etype, proto).
+func appendQuotedName(dst []byte, name string) []byte {
+	dst = append(dst, '"')
+	dst = append(dst, name...)
+	return append(dst, '"')
 }
 
 // appendEnum writes an enum's name, or its number as a string when it has
@@ -201,26 +120,15 @@ func appendAddr(dst []byte, b []byte) []byte {
 	return append(dst, '"')
 }
 
-func appendAddrs(dst []byte, list [][]byte) []byte {
-	dst = append(dst, '[')
-	for i, b := range list {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = appendAddr(dst, b)
+// appendBytesText writes one of flowpipe's bytes fields: address text
+// for 4 or 16 bytes (an address, as these fields hold), lower-case hex
+// otherwise, so that no value is lost and each reads back.
+func appendBytesText(dst []byte, b []byte) []byte {
+	if len(b) == 4 || len(b) == 16 {
+		return appendAddr(dst, b)
 	}
-	return append(dst, ']')
-}
-
-func appendUints(dst []byte, list []uint32) []byte {
-	dst = append(dst, '[')
-	for i, v := range list {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = strconv.AppendUint(dst, uint64(v), 10)
-	}
-	return append(dst, ']')
+	dst = append(dst, '"')
+	return append(wire.AppendHex(dst, b), '"')
 }
 
 const hexDigits = "0123456789abcdef"
@@ -299,38 +207,28 @@ func appendSortedLabels(dst []byte, labels map[string]string) []byte {
 
 // appendCustom writes f's last occurrence in the unknown fields, if any.
 func appendCustom(dst []byte, unknown []byte, f CustomField) []byte {
-	var val []byte
-	var typ protowire.Type
+	var buf [16]wire.Field
+	fields, _ := wire.AppendFields(buf[:0], unknown, nil) // a malformed field ends the search
+	var last wire.Field
 	found := false
-	for len(unknown) > 0 {
-		num, t, n := protowire.ConsumeTag(unknown)
-		if n < 0 {
-			break
+	for _, fl := range fields {
+		if fl.Num == f.Number {
+			last, found = fl, true
 		}
-		vn := protowire.ConsumeFieldValue(num, t, unknown[n:])
-		if vn < 0 {
-			break
-		}
-		if num == f.Number {
-			val, typ, found = unknown[n:n+vn], t, true
-		}
-		unknown = unknown[n+vn:]
 	}
 	if !found {
 		return dst
 	}
+	val := unknown[last.Value:last.End]
 	var u uint64
-	var b []byte
 	switch {
-	case typ == protowire.VarintType && f.Render == RenderUint:
-		u, _ = protowire.ConsumeVarint(val)
-	case typ == protowire.Fixed32Type && f.Render == RenderUint:
-		v, _ := protowire.ConsumeFixed32(val)
-		u = uint64(v)
-	case typ == protowire.Fixed64Type && f.Render == RenderUint:
-		u, _ = protowire.ConsumeFixed64(val)
-	case typ == protowire.BytesType && f.Render != RenderUint:
-		b, _ = protowire.ConsumeBytes(val)
+	case last.Type == protowire.VarintType && f.Render == RenderUint:
+		u = wire.Varint(val)
+	case last.Type == protowire.Fixed32Type && f.Render == RenderUint:
+		u = uint64(binary.LittleEndian.Uint32(val))
+	case last.Type == protowire.Fixed64Type && f.Render == RenderUint:
+		u = binary.LittleEndian.Uint64(val)
+	case last.Type == protowire.BytesType && f.Render != RenderUint:
 	default:
 		return dst // a wire type the rendering cannot show
 	}
@@ -341,60 +239,16 @@ func appendCustom(dst []byte, unknown []byte, f CustomField) []byte {
 		return strconv.AppendUint(dst, u, 10)
 	case RenderHex:
 		dst = append(dst, '"')
-		for _, c := range b {
-			dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		return append(dst, '"')
+		return append(wire.AppendHex(dst, val), '"')
 	case RenderIP:
-		return appendAddr(dst, b)
+		return appendAddr(dst, val)
 	default:
-		return appendQuoted(dst, unsafeString(b))
+		return appendQuoted(dst, unsafeString(val))
 	}
 }
 
-// appendQuoted writes s as a JSON string. Invalid UTF-8 becomes U+FFFD,
-// written as the character itself so that reading the line back and
-// writing it again gives the same bytes.
-func appendQuoted(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = utf8.AppendRune(dst, utf8.RuneError)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
+// appendQuoted writes s as a JSON string (see wire.AppendJSONString).
+func appendQuoted(dst []byte, s string) []byte { return wire.AppendJSONString(dst, s) }
 
 // unsafeString views b as a string without copying; the caller must not
 // keep the string past b's lifetime nor let b change while using it.

@@ -1,6 +1,8 @@
 package framing
 
-import "github.com/flowpipe/flowpipe/pkg/flowpb"
+// goflow2's renderings of etype and proto, which are numbers in the
+// record and names in its JSON; the names of enums come from flow.proto
+// (fields.pb.go).
 
 // protoNames are IANA's protocol keywords for 0-145, the table goflow2
 // v2.2 renders "proto" with.
@@ -95,84 +97,6 @@ func etypeNumber(name []byte) (uint32, bool) {
 		return 0x806, true
 	case "":
 		return 0, true
-	}
-	return 0, false
-}
-
-func flowTypeName(t flowpb.FlowMessage_FlowType) string {
-	switch t {
-	case flowpb.FlowMessage_FLOWUNKNOWN:
-		return "FLOWUNKNOWN"
-	case flowpb.FlowMessage_SFLOW_5:
-		return "SFLOW_5"
-	case flowpb.FlowMessage_NETFLOW_V5:
-		return "NETFLOW_V5"
-	case flowpb.FlowMessage_NETFLOW_V9:
-		return "NETFLOW_V9"
-	case flowpb.FlowMessage_IPFIX:
-		return "IPFIX"
-	}
-	return ""
-}
-
-func flowTypeNumber(name []byte) (uint32, bool) {
-	for t := range int32(5) {
-		if flowTypeName(flowpb.FlowMessage_FlowType(t)) == string(name) {
-			return uint32(t), true
-		}
-	}
-	return 0, false
-}
-
-func layerName(l flowpb.FlowMessage_LayerStack) string {
-	if l >= 0 && int(l) < len(layerNames) {
-		return layerNames[l]
-	}
-	if l == flowpb.FlowMessage_Custom {
-		return "Custom"
-	}
-	return ""
-}
-
-// layerNames are the LayerStack names of 0-13, in order.
-var layerNames = [...]string{"Ethernet", "IPv4", "IPv6", "TCP", "UDP", "MPLS", "Dot1Q",
-	"ICMP", "ICMPv6", "GRE", "IPv6HeaderRouting", "IPv6HeaderFragment", "Geneve", "Teredo"}
-
-func layerNumber(name []byte) (uint32, bool) {
-	if string(name) == "Custom" {
-		return uint32(flowpb.FlowMessage_Custom), true
-	}
-	for i, n := range layerNames {
-		if n == string(name) {
-			return uint32(i), true
-		}
-	}
-	return 0, false
-}
-
-// directionName is the FlowDirection name in lower case, as log pipelines
-// expect label values.
-func directionName(d flowpb.FlowMessage_FlowDirection) string {
-	switch d {
-	case flowpb.FlowMessage_DIRECTION_UNKNOWN:
-		return "unknown"
-	case flowpb.FlowMessage_INGRESS:
-		return "ingress"
-	case flowpb.FlowMessage_EGRESS:
-		return "egress"
-	case flowpb.FlowMessage_INTERNAL:
-		return "internal"
-	case flowpb.FlowMessage_EXTERNAL:
-		return "external"
-	}
-	return ""
-}
-
-func directionNumber(name []byte) (uint32, bool) {
-	for d := range int32(5) {
-		if directionName(flowpb.FlowMessage_FlowDirection(d)) == string(name) {
-			return uint32(d), true
-		}
 	}
 	return 0, false
 }

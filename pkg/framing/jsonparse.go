@@ -2,9 +2,9 @@ package framing
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/wire"
 )
 
 // JSONError says where a JSON line stopped making sense.
@@ -23,12 +23,9 @@ func (e *JSONError) Error() string {
 
 func (e *JSONError) Unwrap() error { return ErrBadJSON }
 
-// maxDepth bounds the nesting of skipped values: the skipper recurses.
-const maxDepth = 64
-
 // ParseJSON resets m and fills it from one JSON object: a line written by
 // AppendJSON or by goflow2 v2 (names or numbers for type, etype, proto,
-// layer_stack and flow_direction; address text; MAC text; src_net/dst_net
+// layer_stack and the other enums; address text; MAC text; src_net/dst_net
 // as "addr/len" or a number; uint64 fields also as decimal strings and
 // time_*_ns also as RFC 3339 text). Keys it does not know are skipped;
 // those named in opts.Custom are appended to m's unknown fields.
@@ -36,17 +33,19 @@ const maxDepth = 64
 // Errors are *JSONError (errors.Is ErrBadJSON); m then holds what was read
 // before the error. Like vtprotobuf's UnmarshalVT, ParseJSON reuses the
 // capacity of m's byte slices, lists and label maps, so it does not
-// allocate once m has grown; do not pass a message whose slices share
-// memory with data you still need.
+// allocate once m has grown; do not pass a message whose slices or maps
+// share memory with data you still need.
 func ParseJSON(line []byte, m *flowpb.FlowMessage, opts *JSONOptions) error {
-	return parseJSON(line, m, opts, false)
+	return parseJSON(line, m, opts, false, nil)
 }
 
 // parseJSON with alias set makes m's strings point into line, as
-// UnmarshalVTUnsafe does for frames.
-func parseJSON(line []byte, m *flowpb.FlowMessage, opts *JSONOptions, alias bool) error {
-	p := jsonParser{b: line, m: m, opts: opts, alias: alias,
-		srcLabels: m.SrcNetLabels, dstLabels: m.DstNetLabels}
+// UnmarshalVTUnsafe does for frames. With extra set, the members that are
+// no field (unknown keys, custom fields opts does not map) are appended to
+// *extra as they are, separated by commas.
+func parseJSON(line []byte, m *flowpb.FlowMessage, opts *JSONOptions, alias bool, extra *[]byte) error {
+	p := jsonParser{m: m, opts: opts, alias: alias, spare: takeMaps(m), extra: extra}
+	p.s.Reset(line)
 	custom := opts != nil && len(opts.Custom) > 0
 	if custom {
 		p.unknown = m.ProtoReflect().GetUnknown()[:0]
@@ -59,224 +58,77 @@ func parseJSON(line []byte, m *flowpb.FlowMessage, opts *JSONOptions, alias bool
 	return err
 }
 
+// jsonParser reads a flow record from JSON: the wire.JSONScanner reads the
+// tokens, the generated parseFieldAt (fields.pb.go) picks each field's
+// reader, and the readers (jsonvalue.go) turn renderings back into values.
 type jsonParser struct {
-	b     []byte
-	i     int
+	s     wire.JSONScanner
 	m     *flowpb.FlowMessage
 	opts  *JSONOptions
 	alias bool
+	spare spareMaps // m's maps from before its reset, for reuse
+	extra *[]byte
 
-	// kept from m before its reset, for reuse
-	srcLabels, dstLabels map[string]string
-	unknown              []byte
+	unknown []byte // m's unknown fields, custom fields appended
 }
 
-func (p *jsonParser) fail(at int, reason string) error {
-	return &JSONError{Column: at + 1, Reason: reason}
-}
-
-func (p *jsonParser) ws() {
-	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ' ', '\t', '\r', '\n':
-			p.i++
-		default:
-			return
-		}
-	}
-}
-
-func (p *jsonParser) peek() byte {
-	if p.i < len(p.b) {
-		return p.b[p.i]
-	}
-	return 0
-}
-
-func (p *jsonParser) eat(c byte) bool {
-	if p.peek() == c {
-		p.i++
-		return true
-	}
-	return false
-}
+// fail is an error at byte offset at of the line.
+func (p *jsonParser) fail(at int, reason string) error { return p.s.Fail(at, reason) }
 
 func (p *jsonParser) object() error {
-	p.ws()
-	if !p.eat('{') {
-		return p.fail(p.i, "expected '{'")
-	}
-	p.ws()
-	if !p.eat('}') {
-		var buf [64]byte // for keys with escapes
-		for {
-			p.ws()
-			if p.peek() != '"' {
-				return p.fail(p.i, "expected a key")
-			}
-			key, esc, err := p.str()
-			if err != nil {
-				return err
-			}
-			if esc {
-				key = decodeString(buf[:0], key)
-			}
-			p.ws()
-			if !p.eat(':') {
-				return p.fail(p.i, "expected ':' after a key")
-			}
-			p.ws()
-			if err := p.field(key); err != nil {
-				if e, ok := err.(*JSONError); ok {
-					e.Reason += fmt.Sprintf(" in %q", string(key))
-				}
-				return err
-			}
-			p.ws()
-			if p.eat(',') {
-				continue
-			}
-			if p.eat('}') {
+	s := &p.s
+	more, err := s.Open('{')
+	var buf [64]byte // for keys with escapes
+	next := 0        // the field the next key most likely names
+	for more && err == nil {
+		start := s.Pos()
+		var key []byte
+		// Lines in the layout's order (AppendJSON's, goflow2's) name the
+		// field after the last one: one comparison instead of a scan of
+		// the key and a search for it.
+		i := next
+		if i < len(jsonKeys) && s.KeyIs(jsonKeys[i]) {
+			key = s.Bytes()[start+1 : start+1+len(jsonKeys[i])]
+		} else {
+			var esc bool
+			var kerr error
+			if key, esc, kerr = s.Key(); kerr != nil {
+				err = kerr
 				break
 			}
-			return p.fail(p.i, "expected ',' or '}'")
+			if esc {
+				key = wire.UnquoteJSON(buf[:0], key)
+			}
+			i = jsonKeyIndex(key)
+		}
+		if i >= 0 {
+			err = p.parseFieldAt(i)
+			next = i + 1
+		} else {
+			err = p.other(key, start)
+		}
+		if err != nil {
+			if se, ok := err.(*wire.SyntaxError); ok {
+				se.Reason += fmt.Sprintf(" in %q", string(key))
+			}
+			break
+		}
+		if more = s.Comma(); !more {
+			more, err = s.More('}')
 		}
 	}
-	p.ws()
-	if p.i < len(p.b) {
-		return p.fail(p.i, "unexpected data after the object")
+	if err == nil && !s.AtEnd() {
+		err = s.Fail(s.Pos(), "unexpected data after the object")
 	}
-	return nil
+	if se, ok := err.(*wire.SyntaxError); ok {
+		return &JSONError{Column: se.Offset + 1, Reason: se.Reason}
+	}
+	return err
 }
 
-func (p *jsonParser) field(key []byte) error {
-	m := p.m
-	switch string(key) {
-	case "type":
-		return p.enum((*int32)(&m.Type), flowTypeNumber)
-	case "time_received_ns":
-		return p.time(&m.TimeReceivedNs)
-	case "sequence_num":
-		return p.u32(&m.SequenceNum)
-	case "sampling_rate":
-		return p.u64(&m.SamplingRate)
-	case "sampler_address":
-		return p.addr(&m.SamplerAddress)
-	case "time_flow_start_ns":
-		return p.time(&m.TimeFlowStartNs)
-	case "time_flow_end_ns":
-		return p.time(&m.TimeFlowEndNs)
-	case "bytes":
-		return p.u64(&m.Bytes)
-	case "packets":
-		return p.u64(&m.Packets)
-	case "src_addr":
-		return p.addr(&m.SrcAddr)
-	case "dst_addr":
-		return p.addr(&m.DstAddr)
-	case "etype":
-		return p.named(&m.Etype, etypeNumber, math.MaxUint32)
-	case "proto":
-		return p.named(&m.Proto, protoNumber, math.MaxUint32)
-	case "src_port":
-		return p.u32(&m.SrcPort)
-	case "dst_port":
-		return p.u32(&m.DstPort)
-	case "in_if":
-		return p.u32(&m.InIf)
-	case "out_if":
-		return p.u32(&m.OutIf)
-	case "src_mac":
-		return p.mac(&m.SrcMac)
-	case "dst_mac":
-		return p.mac(&m.DstMac)
-	case "src_vlan":
-		return p.u32(&m.SrcVlan)
-	case "dst_vlan":
-		return p.u32(&m.DstVlan)
-	case "vlan_id":
-		return p.u32(&m.VlanId)
-	case "ip_tos":
-		return p.u32(&m.IpTos)
-	case "forwarding_status":
-		return p.u32(&m.ForwardingStatus)
-	case "ip_ttl":
-		return p.u32(&m.IpTtl)
-	case "ip_flags":
-		return p.u32(&m.IpFlags)
-	case "tcp_flags":
-		return p.u32(&m.TcpFlags)
-	case "icmp_type":
-		return p.u32(&m.IcmpType)
-	case "icmp_code":
-		return p.u32(&m.IcmpCode)
-	case "ipv6_flow_label":
-		return p.u32(&m.Ipv6FlowLabel)
-	case "fragment_id":
-		return p.u32(&m.FragmentId)
-	case "fragment_offset":
-		return p.u32(&m.FragmentOffset)
-	case "src_as":
-		return p.u32(&m.SrcAs)
-	case "dst_as":
-		return p.u32(&m.DstAs)
-	case "next_hop":
-		return p.addr(&m.NextHop)
-	case "next_hop_as":
-		return p.u32(&m.NextHopAs)
-	case "src_net":
-		return p.net(&m.SrcNet)
-	case "dst_net":
-		return p.net(&m.DstNet)
-	case "bgp_next_hop":
-		return p.addr(&m.BgpNextHop)
-	case "bgp_communities":
-		return p.uints(&m.BgpCommunities)
-	case "as_path":
-		return p.uints(&m.AsPath)
-	case "mpls_ttl":
-		return p.uints(&m.MplsTtl)
-	case "mpls_label":
-		return p.uints(&m.MplsLabel)
-	case "mpls_ip":
-		return p.addrs(&m.MplsIp)
-	case "observation_domain_id":
-		return p.u32(&m.ObservationDomainId)
-	case "observation_point_id":
-		return p.u32(&m.ObservationPointId)
-	case "layer_stack":
-		return p.layers(&m.LayerStack)
-	case "layer_size":
-		return p.uints(&m.LayerSize)
-	case "ipv6_routing_header_addresses":
-		return p.addrs(&m.Ipv6RoutingHeaderAddresses)
-	case "ipv6_routing_header_seg_left":
-		return p.u32(&m.Ipv6RoutingHeaderSegLeft)
-	case "src_country":
-		return p.string(&m.SrcCountry)
-	case "dst_country":
-		return p.string(&m.DstCountry)
-	case "src_as_name":
-		return p.string(&m.SrcAsName)
-	case "dst_as_name":
-		return p.string(&m.DstAsName)
-	case "src_net_name":
-		return p.string(&m.SrcNetName)
-	case "dst_net_name":
-		return p.string(&m.DstNetName)
-	case "src_net_labels":
-		return p.labels(&m.SrcNetLabels, p.srcLabels)
-	case "dst_net_labels":
-		return p.labels(&m.DstNetLabels, p.dstLabels)
-	case "src_net_prefix":
-		return p.string(&m.SrcNetPrefix)
-	case "dst_net_prefix":
-		return p.string(&m.DstNetPrefix)
-	case "flow_direction":
-		return p.enum((*int32)(&m.FlowDirection), directionNumber)
-	case "biflow_reverse":
-		return p.bool(&m.BiflowReverse)
-	}
+// other reads a member whose key, starting at byte start, names no field:
+// a custom field of the options, or a member to skip (and pass on).
+func (p *jsonParser) other(key []byte, start int) error {
 	if p.opts != nil {
 		for _, f := range p.opts.Custom {
 			if f.Name == string(key) {
@@ -284,5 +136,14 @@ func (p *jsonParser) field(key []byte) error {
 			}
 		}
 	}
-	return p.skip(0)
+	if err := p.s.Skip(); err != nil {
+		return err
+	}
+	if p.extra != nil {
+		if len(*p.extra) > 0 {
+			*p.extra = append(*p.extra, ',')
+		}
+		*p.extra = append(*p.extra, p.s.Bytes()[start:p.s.Pos()]...)
+	}
+	return nil
 }

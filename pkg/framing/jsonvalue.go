@@ -1,112 +1,72 @@
 package framing
 
 import (
+	"bytes"
 	"math"
 	"net/netip"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/wire"
 )
 
 // The value readers of jsonParser: each starts at the value's first byte
-// and leaves p.i just past it. JSON null leaves a field at its zero value.
-
-func (p *jsonParser) null() bool {
-	if len(p.b)-p.i >= 4 && string(p.b[p.i:p.i+4]) == "null" {
-		p.i += 4
-		return true
-	}
-	return false
-}
+// and leaves the scanner just past it. JSON null leaves a field at its
+// zero value.
 
 func (p *jsonParser) u32(dst *uint32) error {
-	v, err := p.uint(math.MaxUint32)
+	v, err := p.s.Uint(math.MaxUint32)
 	*dst = uint32(v)
 	return err
 }
 
 func (p *jsonParser) u64(dst *uint64) error {
-	v, err := p.uint(math.MaxUint64)
+	v, err := p.s.Uint(math.MaxUint64)
 	*dst = v
 	return err
 }
 
-// uint reads a non-negative integer, also as a decimal string (protojson
-// writes uint64 that way).
-func (p *jsonParser) uint(max uint64) (uint64, error) {
-	switch c := p.peek(); {
-	case c >= '0' && c <= '9':
-		return p.number(max)
-	case c == '"':
-		start := p.i
-		raw, err := p.plainStr()
-		if err != nil {
-			return 0, err
-		}
-		v, ok := parseDecimal(raw, max)
-		if !ok {
-			return 0, p.fail(start, "expected an unsigned integer")
-		}
-		return v, nil
-	case p.null():
-		return 0, nil
-	}
-	return 0, p.fail(p.i, "expected an unsigned integer")
+func (p *jsonParser) i32(dst *int32) error {
+	v, err := p.s.Int(math.MinInt32, math.MaxInt32)
+	*dst = int32(v)
+	return err
 }
 
-// number reads a JSON number that must be an integer in [0, max].
-func (p *jsonParser) number(max uint64) (uint64, error) {
-	start := p.i
-	end := p.i
-	for end < len(p.b) && p.b[end] >= '0' && p.b[end] <= '9' {
-		end++
-	}
-	p.i = end
-	if end < len(p.b) && (p.b[end] == '.' || p.b[end] == 'e' || p.b[end] == 'E') {
-		return 0, p.fail(start, "expected an unsigned integer")
-	}
-	if p.b[start] == '0' && end-start > 1 {
-		return 0, p.fail(start, "number with a leading zero")
-	}
-	v, ok := parseDecimal(p.b[start:end], max)
-	if !ok {
-		return 0, p.fail(start, "number out of range")
-	}
-	return v, nil
+func (p *jsonParser) i64(dst *int64) error {
+	v, err := p.s.Int(math.MinInt64, math.MaxInt64)
+	*dst = v
+	return err
 }
 
-func parseDecimal(b []byte, max uint64) (uint64, bool) {
-	if len(b) == 0 || len(b) > 20 {
-		return 0, false
+func (p *jsonParser) bool(dst *bool) error {
+	v, err := p.s.Bool()
+	*dst = v
+	return err
+}
+
+// plainStr reads a string that normally has no escapes (a name, a number,
+// a MAC), decoding it in the rare case it has.
+func (p *jsonParser) plainStr() ([]byte, error) {
+	raw, esc, err := p.s.String()
+	if esc {
+		raw = wire.UnquoteJSON(nil, raw)
 	}
-	var v uint64
-	for i, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if i >= 19 && v > (math.MaxUint64-d)/10 { // 19 digits cannot overflow
-			return 0, false
-		}
-		v = v*10 + d
-	}
-	return v, v <= max
+	return raw, err
 }
 
 // time reads nanoseconds since the epoch, or RFC 3339 text as goflow2's
 // datetimenano renderer writes.
 func (p *jsonParser) time(dst *uint64) error {
-	if p.peek() != '"' {
+	if p.s.Peek() != '"' {
 		return p.u64(dst)
 	}
-	start := p.i
+	start := p.s.Pos()
 	raw, err := p.plainStr()
 	if err != nil {
 		return err
 	}
-	if v, ok := parseDecimal(raw, math.MaxUint64); ok {
+	if v, ok := wire.ParseDecimal(raw, math.MaxUint64); ok {
 		*dst = v
 		return nil
 	}
@@ -120,87 +80,62 @@ func (p *jsonParser) time(dst *uint64) error {
 
 // named reads a name known to lookup, a number, or a decimal string.
 func (p *jsonParser) named(dst *uint32, lookup func([]byte) (uint32, bool), max uint64) error {
-	v, err := p.namedValue(lookup, max)
-	*dst = uint32(v)
-	return err
+	if p.s.Peek() != '"' {
+		return p.u32(dst)
+	}
+	start := p.s.Pos()
+	raw, err := p.plainStr()
+	if err != nil {
+		return err
+	}
+	if v, ok := lookup(raw); ok {
+		*dst = v
+		return nil
+	}
+	if v, ok := wire.ParseDecimal(raw, max); ok {
+		*dst = uint32(v)
+		return nil
+	}
+	return p.fail(start, "unknown name")
 }
 
 // enum reads an enum name or number. Enums are open int32s: a value with no
 // name is written as its decimal number, which may be negative.
 func (p *jsonParser) enum(dst *int32, lookup func([]byte) (uint32, bool)) error {
-	quoted := p.peek() == '"'
-	if !(p.i+1 < len(p.b) && (p.b[p.i] == '-' || quoted && p.b[p.i+1] == '-')) {
-		v, err := p.namedValue(lookup, math.MaxInt32)
-		*dst = int32(v)
-		return err
+	if p.s.Peek() != '"' {
+		return p.i32(dst)
 	}
-	start := p.i
-	var v uint64
-	if quoted {
-		raw, err := p.plainStr()
-		if err != nil {
-			return err
-		}
-		n, ok := parseDecimal(raw[1:], -math.MinInt32)
-		if !ok {
-			return p.fail(start, "unknown name")
-		}
-		v = n
-	} else {
-		p.i++ // the minus sign
-		n, err := p.uint(-math.MinInt32)
-		if err != nil {
-			return err
-		}
-		v = n
-	}
-	*dst = int32(-int64(v))
-	return nil
-}
-
-func (p *jsonParser) namedValue(lookup func([]byte) (uint32, bool), max uint64) (uint64, error) {
-	if p.peek() != '"' {
-		return p.uint(max)
-	}
-	start := p.i
+	start := p.s.Pos()
 	raw, err := p.plainStr()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if v, ok := lookup(raw); ok {
-		return uint64(v), nil
+		*dst = int32(v)
+		return nil
 	}
-	if v, ok := parseDecimal(raw, max); ok {
-		return v, nil
+	if v, ok := wire.ParseDecimal(raw, math.MaxInt32); ok {
+		*dst = int32(v)
+		return nil
 	}
-	return 0, p.fail(start, "unknown name")
-}
-
-func (p *jsonParser) bool(dst *bool) error {
-	rest := p.b[p.i:]
-	switch {
-	case len(rest) >= 4 && string(rest[:4]) == "true":
-		*dst = true
-		p.i += 4
-	case len(rest) >= 5 && string(rest[:5]) == "false":
-		*dst = false
-		p.i += 5
-	case p.null():
-	default:
-		return p.fail(p.i, "expected true or false")
+	if len(raw) > 1 && raw[0] == '-' {
+		if v, ok := wire.ParseDecimal(raw[1:], -math.MinInt32); ok {
+			*dst = int32(-int64(v))
+			return nil
+		}
 	}
-	return nil
+	return p.fail(start, "unknown name")
 }
 
 // string reads a string into dst, pointing into the line if p.alias.
 func (p *jsonParser) string(dst *string) error {
-	if p.null() {
+	if p.s.Null() {
 		return nil
 	}
-	if p.peek() != '"' {
-		return p.fail(p.i, "expected a string")
+	if p.s.Peek() != '"' {
+		return p.fail(p.s.Pos(), "expected a string")
 	}
-	raw, esc, err := p.str()
+	raw, esc, err := p.s.String()
 	if err != nil {
 		return err
 	}
@@ -211,7 +146,7 @@ func (p *jsonParser) string(dst *string) error {
 func (p *jsonParser) text(raw []byte, esc bool) string {
 	switch {
 	case esc:
-		return unsafeString(decodeString(make([]byte, 0, len(raw)), raw))
+		return unsafeString(wire.UnquoteJSON(make([]byte, 0, len(raw)), raw))
 	case p.alias:
 		return unsafeString(raw)
 	}
@@ -227,42 +162,101 @@ func (p *jsonParser) addr(dst *[]byte) error {
 }
 
 func (p *jsonParser) addrValue(dst []byte) ([]byte, error) {
-	if p.null() {
+	if p.s.Null() {
 		return dst, nil
 	}
-	if p.peek() != '"' {
-		return dst, p.fail(p.i, "expected an address string")
+	if p.s.Peek() != '"' {
+		return dst, p.fail(p.s.Pos(), "expected an address string")
 	}
-	start := p.i
-	raw, esc, err := p.str()
+	start := p.s.Pos()
+	raw, esc, err := p.s.String()
 	if err != nil {
 		return dst, err
 	}
 	if esc {
 		var buf [64]byte
-		raw = decodeString(buf[:0], raw)
+		raw = wire.UnquoteJSON(buf[:0], raw)
 	}
-	if len(raw) == 0 {
-		return dst, nil
-	}
-	a, err := netip.ParseAddr(unsafeString(raw))
-	if err != nil {
+	b, ok := appendParsedAddr(dst, raw)
+	if !ok {
 		return dst, p.fail(start, "invalid address")
+	}
+	return b, nil
+}
+
+// appendParsedAddr appends the 4 or 16 bytes of address text; "" is no
+// address.
+func appendParsedAddr(dst, text []byte) ([]byte, bool) {
+	if len(text) == 0 {
+		return dst, true
+	}
+	a, err := netip.ParseAddr(unsafeString(text))
+	if err != nil {
+		return dst, false
 	}
 	if a.Is4() {
 		b := a.As4()
-		return append(dst, b[:]...), nil
+		return append(dst, b[:]...), true
 	}
 	b := a.As16()
-	return append(dst, b[:]...), nil
+	return append(dst, b[:]...), true
+}
+
+// bytesText reads one of flowpipe's bytes fields as appendBytesText writes
+// it: address text (it has a '.' or a ':') or hex.
+func (p *jsonParser) bytesText(dst *[]byte) error {
+	b, err := p.bytesTextValue((*dst)[:0])
+	*dst = b
+	return err
+}
+
+func (p *jsonParser) bytesTextValue(dst []byte) ([]byte, error) {
+	if p.s.Null() {
+		return dst, nil
+	}
+	if p.s.Peek() != '"' {
+		return dst, p.fail(p.s.Pos(), "expected a string")
+	}
+	start := p.s.Pos()
+	raw, err := p.plainStr()
+	if err != nil {
+		return dst, err
+	}
+	if bytes.ContainsAny(raw, ".:") {
+		b, ok := appendParsedAddr(dst, raw)
+		if !ok {
+			return dst, p.fail(start, "invalid address")
+		}
+		return b, nil
+	}
+	b, ok := appendUnhex(dst, raw)
+	if !ok {
+		return dst, p.fail(start, "invalid hex")
+	}
+	return b, nil
+}
+
+func appendUnhex(dst, text []byte) ([]byte, bool) {
+	if len(text)%2 != 0 {
+		return dst, false
+	}
+	for i := 0; i < len(text); i += 2 {
+		hi, ok1 := wire.Unhex(text[i])
+		lo, ok2 := wire.Unhex(text[i+1])
+		if !ok1 || !ok2 {
+			return dst, false
+		}
+		dst = append(dst, hi<<4|lo)
+	}
+	return dst, true
 }
 
 // mac reads "aa:bb:cc:dd:ee:ff" (or '-' separated) or a number.
 func (p *jsonParser) mac(dst *uint64) error {
-	if p.peek() != '"' {
+	if p.s.Peek() != '"' {
 		return p.u64(dst)
 	}
-	start := p.i
+	start := p.s.Pos()
 	raw, err := p.plainStr()
 	if err != nil {
 		return err
@@ -270,8 +264,8 @@ func (p *jsonParser) mac(dst *uint64) error {
 	var v uint64
 	ok := len(raw) == 17
 	for i := 0; ok && i < 17; i += 3 {
-		hi, ok1 := unhex(raw[i])
-		lo, ok2 := unhex(raw[i+1])
+		hi, ok1 := wire.Unhex(raw[i])
+		lo, ok2 := wire.Unhex(raw[i+1])
 		ok = ok1 && ok2 && (i == 15 || raw[i+2] == ':' || raw[i+2] == '-')
 		v = v<<8 | uint64(hi<<4|lo)
 	}
@@ -282,25 +276,13 @@ func (p *jsonParser) mac(dst *uint64) error {
 	return nil
 }
 
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
 // net reads the length of "10.0.0.0/8" (goflow2's rendering), or a
 // number; goflow2's "invalid Prefix" and "" read as 0.
 func (p *jsonParser) net(dst *uint32) error {
-	if p.peek() != '"' {
+	if p.s.Peek() != '"' {
 		return p.u32(dst)
 	}
-	start := p.i
+	start := p.s.Pos()
 	raw, err := p.plainStr()
 	if err != nil {
 		return err
@@ -309,11 +291,8 @@ func (p *jsonParser) net(dst *uint32) error {
 	if len(raw) == 0 || string(raw) == "invalid Prefix" {
 		return nil
 	}
-	slash := len(raw) - 1
-	for slash >= 0 && raw[slash] != '/' {
-		slash--
-	}
-	v, ok := parseDecimal(raw[slash+1:], 128)
+	slash := bytes.LastIndexByte(raw, '/')
+	v, ok := wire.ParseDecimal(raw[slash+1:], 128)
 	if slash < 0 || !ok {
 		return p.fail(start, "invalid prefix")
 	}
@@ -323,53 +302,66 @@ func (p *jsonParser) net(dst *uint32) error {
 
 // list calls item for each element of an array; null is an empty array.
 func (p *jsonParser) list(item func() error) error {
-	if p.null() {
+	if p.s.Null() {
 		return nil
 	}
-	if !p.eat('[') {
-		return p.fail(p.i, "expected '['")
-	}
-	p.ws()
-	if p.eat(']') {
-		return nil
-	}
-	for {
-		p.ws()
-		if err := item(); err != nil {
-			return err
+	more, err := p.s.Open('[')
+	for more && err == nil {
+		if err = item(); err == nil {
+			more, err = p.s.More(']')
 		}
-		p.ws()
-		if p.eat(',') {
-			continue
-		}
-		if p.eat(']') {
-			return nil
-		}
-		return p.fail(p.i, "expected ',' or ']'")
 	}
+	return err
 }
 
-func (p *jsonParser) uints(dst *[]uint32) error {
+func parseUints[T ~uint32 | ~uint64](p *jsonParser, dst *[]T, max uint64) error {
 	*dst = (*dst)[:0]
 	return p.list(func() error {
-		v, err := p.uint(math.MaxUint32)
-		*dst = append(*dst, uint32(v))
+		v, err := p.s.Uint(max)
+		*dst = append(*dst, T(v))
 		return err
 	})
 }
 
-func (p *jsonParser) layers(dst *[]flowpb.FlowMessage_LayerStack) error {
+func parseInts[T ~int32 | ~int64](p *jsonParser, dst *[]T, min, max int64) error {
+	*dst = (*dst)[:0]
+	return p.list(func() error {
+		v, err := p.s.Int(min, max)
+		*dst = append(*dst, T(v))
+		return err
+	})
+}
+
+func parseEnums[E ~int32](p *jsonParser, dst *[]E, lookup func([]byte) (uint32, bool)) error {
 	*dst = (*dst)[:0]
 	return p.list(func() error {
 		var v int32
-		err := p.enum(&v, layerNumber)
-		*dst = append(*dst, flowpb.FlowMessage_LayerStack(v))
+		err := p.enum(&v, lookup)
+		*dst = append(*dst, E(v))
+		return err
+	})
+}
+
+func (p *jsonParser) strings(dst *[]string) error {
+	*dst = (*dst)[:0]
+	return p.list(func() error {
+		var v string
+		err := p.string(&v)
+		*dst = append(*dst, v)
 		return err
 	})
 }
 
 // addrs reuses the memory of the items past len, as ResetVT leaves them.
 func (p *jsonParser) addrs(dst *[][]byte) error {
+	return p.byteItems(dst, p.addrValue)
+}
+
+func (p *jsonParser) bytesTexts(dst *[][]byte) error {
+	return p.byteItems(dst, p.bytesTextValue)
+}
+
+func (p *jsonParser) byteItems(dst *[][]byte, value func([]byte) ([]byte, error)) error {
 	*dst = (*dst)[:0]
 	return p.list(func() error {
 		n := len(*dst)
@@ -377,7 +369,7 @@ func (p *jsonParser) addrs(dst *[][]byte) error {
 		if n < cap(*dst) {
 			item = (*dst)[:n+1][n][:0]
 		}
-		item, err := p.addrValue(item)
+		item, err := value(item)
 		*dst = append(*dst, item)
 		return err
 	})
@@ -386,11 +378,12 @@ func (p *jsonParser) addrs(dst *[][]byte) error {
 // labels reads an object of strings into dst, reusing spare (the map m had
 // before its reset) when dst has none.
 func (p *jsonParser) labels(dst *map[string]string, spare map[string]string) error {
-	if p.null() {
+	if p.s.Null() {
 		return nil
 	}
-	if !p.eat('{') {
-		return p.fail(p.i, "expected '{'")
+	more, err := p.s.Open('{')
+	if err != nil {
+		return err
 	}
 	switch {
 	case *dst != nil:
@@ -401,61 +394,44 @@ func (p *jsonParser) labels(dst *map[string]string, spare map[string]string) err
 	default:
 		*dst = make(map[string]string)
 	}
-	p.ws()
-	if p.eat('}') {
-		return nil
-	}
-	for {
-		p.ws()
-		if p.peek() != '"' {
-			return p.fail(p.i, "expected a key")
-		}
-		k, kesc, err := p.str()
+	for more {
+		k, kesc, err := p.s.Key()
 		if err != nil {
 			return err
 		}
-		p.ws()
-		if !p.eat(':') {
-			return p.fail(p.i, "expected ':' after a key")
+		if p.s.Peek() != '"' {
+			return p.fail(p.s.Pos(), "expected a string")
 		}
-		p.ws()
-		if p.peek() != '"' {
-			return p.fail(p.i, "expected a string")
-		}
-		v, vesc, err := p.str()
+		v, vesc, err := p.s.String()
 		if err != nil {
 			return err
 		}
 		(*dst)[p.text(k, kesc)] = p.text(v, vesc)
-		p.ws()
-		if p.eat(',') {
-			continue
+		if more, err = p.s.More('}'); err != nil {
+			return err
 		}
-		if p.eat('}') {
-			return nil
-		}
-		return p.fail(p.i, "expected ',' or '}'")
 	}
+	return nil
 }
 
 // custom appends a field of opts.Custom to the unknown fields, encoded as
 // AppendJSON's rendering expects to find it.
 func (p *jsonParser) custom(f CustomField) error {
-	if p.null() {
+	if p.s.Null() {
 		return nil
 	}
 	if f.Render == RenderUint {
-		v, err := p.uint(math.MaxUint64)
+		v, err := p.s.Uint(math.MaxUint64)
 		if err == nil {
 			p.unknown = protowire.AppendTag(p.unknown, f.Number, protowire.VarintType)
 			p.unknown = protowire.AppendVarint(p.unknown, v)
 		}
 		return err
 	}
-	if p.peek() != '"' {
-		return p.fail(p.i, "expected a string")
+	if p.s.Peek() != '"' {
+		return p.fail(p.s.Pos(), "expected a string")
 	}
-	start := p.i
+	start := p.s.Pos()
 	var buf [64]byte
 	var b []byte
 	switch f.Render {
@@ -469,25 +445,17 @@ func (p *jsonParser) custom(f CustomField) error {
 		if err != nil {
 			return err
 		}
-		if len(raw)%2 != 0 {
+		var ok bool
+		if b, ok = appendUnhex(buf[:0], raw); !ok {
 			return p.fail(start, "invalid hex")
 		}
-		b = buf[:0]
-		for i := 0; i < len(raw); i += 2 {
-			hi, ok1 := unhex(raw[i])
-			lo, ok2 := unhex(raw[i+1])
-			if !ok1 || !ok2 {
-				return p.fail(start, "invalid hex")
-			}
-			b = append(b, hi<<4|lo)
-		}
 	default:
-		raw, esc, err := p.str()
+		raw, esc, err := p.s.String()
 		if err != nil {
 			return err
 		}
 		if b = raw; esc {
-			b = decodeString(buf[:0], raw)
+			b = wire.UnquoteJSON(buf[:0], raw)
 		}
 	}
 	p.unknown = protowire.AppendTag(p.unknown, f.Number, protowire.BytesType)

@@ -5,13 +5,24 @@
 // Readers stop at the first bad frame: a length-prefixed stream that has
 // lost sync cannot be trusted again, so the error names the byte offset and
 // the caller exits instead of decoding garbage.
+//
+// The JSON layout (AppendJSON, ParseJSON) is generated from flow.proto
+// (fields.pb.go, by make proto): goflow2's fields with goflow2's
+// renderings, every other field by its kind, so a field added to
+// flow.proto is written and read with no change here. Keys of a JSON line
+// that are no field pass from a MessageReader (Extra) to a JSON
+// MessageWriter (WriteExtra) byte for byte. The bytes themselves are read
+// and written by pkg/wire.
 package framing
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/flowpipe/flowpipe/pkg/wire"
 )
 
 // DefaultMaxSize bounds a frame, as protodelim's default does.
@@ -21,13 +32,15 @@ const DefaultMaxSize = 4 << 20
 // straight from the bufio buffer without a copy.
 const readBufferSize = 256 << 10
 
+// The errors a FrameError wraps. The frame errors are the wire package's,
+// so errors.Is works with either name.
 var (
 	// ErrTruncated is returned when input ends inside a frame.
-	ErrTruncated = errors.New("truncated frame")
+	ErrTruncated = wire.ErrTruncated
 	// ErrTooLarge is returned for a length prefix over the reader's maximum.
-	ErrTooLarge = errors.New("frame too large")
+	ErrTooLarge = wire.ErrTooLarge
 	// ErrBadPrefix is returned for a length prefix that is not a varint.
-	ErrBadPrefix = errors.New("bad length prefix")
+	ErrBadPrefix = wire.ErrBadPrefix
 	// ErrBadJSON is returned for a JSON line that is not a flow object.
 	ErrBadJSON = errors.New("invalid JSON")
 )
@@ -70,73 +83,61 @@ func (r *Reader) Offset() int64 { return r.offset }
 // Next returns the next frame's message bytes. The slice is valid only
 // until the next call. At a clean end of input it returns io.EOF; any other
 // error is a *FrameError (or the underlying read error).
+//
+// It asks the input for no more than the frame needs: a live pipe is never
+// waited on past its last whole frame.
 func (r *Reader) Next() ([]byte, error) {
-	size, n, err := r.readPrefix()
-	if err != nil {
-		return nil, err
+	for {
+		buf, _ := r.br.Peek(r.br.Buffered())
+		body, end, need, err := wire.NextFrame(buf, 0, r.maxSize)
+		switch {
+		case err != nil:
+			return nil, &FrameError{Offset: r.offset, Err: err}
+		case end > 0:
+			r.br.Discard(end)
+			r.offset += int64(end)
+			return body, nil
+		case need > r.br.Size():
+			return r.readLarge()
+		}
+		// One byte more than buffered: all the frame is sure to need.
+		if more, err := r.br.Peek(len(buf) + 1); len(more) <= len(buf) {
+			return nil, r.readError(buf, err)
+		}
 	}
-	if size > uint64(r.maxSize) {
-		return nil, &FrameError{Offset: r.offset, Err: fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, r.maxSize)}
+}
+
+// readError turns the error that cut the frame in buf short into Next's.
+func (r *Reader) readError(buf []byte, err error) error {
+	switch {
+	case !errors.Is(err, io.EOF):
+		return err
+	case len(buf) == 0:
+		return io.EOF
 	}
+	size, n := binary.Uvarint(buf)
+	if n <= 0 {
+		return &FrameError{Offset: r.offset, Err: fmt.Errorf("%w: input ends inside the length prefix", ErrTruncated)}
+	}
+	return &FrameError{Offset: r.offset, Err: fmt.Errorf("%w: want %d bytes after the prefix", ErrTruncated, size)}
+}
+
+// readLarge reads a frame longer than the bufio buffer (whose prefix is
+// whole, and within maxSize) into r.large.
+func (r *Reader) readLarge() ([]byte, error) {
+	buf, _ := r.br.Peek(r.br.Buffered())
+	size, n := binary.Uvarint(buf)
+	if cap(r.large) < int(size) {
+		r.large = make([]byte, size)
+	}
+	r.large = r.large[:size]
 	r.br.Discard(n)
-	msg, err := r.readBody(int(size))
-	if err != nil {
+	if _, err := io.ReadFull(r.br, r.large); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, &FrameError{Offset: r.offset, Err: fmt.Errorf("%w: want %d bytes after the prefix", ErrTruncated, size)}
 		}
 		return nil, err
 	}
 	r.offset += int64(n) + int64(size)
-	return msg, nil
-}
-
-// readPrefix decodes the varint without consuming it, so that an error
-// leaves the offset at the frame's start. It peeks one byte more at a time:
-// asking for more than the prefix would block a live pipe on its last frame.
-func (r *Reader) readPrefix() (size uint64, n int, err error) {
-	var shift uint
-	for i := 0; i < binaryMaxVarintLen; i++ {
-		b, err := r.br.Peek(i + 1)
-		if len(b) <= i {
-			switch {
-			case i == 0 && (err == nil || errors.Is(err, io.EOF)):
-				return 0, 0, io.EOF
-			case errors.Is(err, io.EOF):
-				return 0, 0, &FrameError{Offset: r.offset, Err: fmt.Errorf("%w: input ends inside the length prefix", ErrTruncated)}
-			default:
-				return 0, 0, err
-			}
-		}
-		c := b[i]
-		if i == binaryMaxVarintLen-1 && c > 1 {
-			break // would overflow 64 bits
-		}
-		size |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			return size, i + 1, nil
-		}
-		shift += 7
-	}
-	return 0, 0, &FrameError{Offset: r.offset, Err: fmt.Errorf("%w: not a varint within %d bytes", ErrBadPrefix, binaryMaxVarintLen)}
-}
-
-const binaryMaxVarintLen = 10
-
-func (r *Reader) readBody(size int) ([]byte, error) {
-	if size <= r.br.Size() {
-		b, err := r.br.Peek(size)
-		if err != nil {
-			return nil, err
-		}
-		r.br.Discard(size)
-		return b, nil
-	}
-	if cap(r.large) < size {
-		r.large = make([]byte, size)
-	}
-	r.large = r.large[:size]
-	if _, err := io.ReadFull(r.br, r.large); err != nil {
-		return nil, err
-	}
 	return r.large, nil
 }

@@ -7,10 +7,11 @@ import (
 	"io"
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/wire"
 )
 
 // ErrBadMessage is returned for a frame whose bytes are not a FlowMessage.
-var ErrBadMessage = errors.New("invalid protobuf message")
+var ErrBadMessage = wire.ErrBadMessage
 
 // Format is the encoding of a flow stream.
 type Format int
@@ -63,8 +64,9 @@ type MessageReader struct {
 	long   []byte  // JSON: lines longer than the bufio buffer
 	eof    bool    // JSON: the input has ended
 
-	raw []byte
-	err error
+	raw   []byte
+	extra []byte // JSON: the members of the last line that are no field
+	err   error
 }
 
 // NewMessageReader reads records in format f from r (FormatAuto: detected
@@ -105,6 +107,14 @@ func (r *MessageReader) Offset() int64 {
 // JSON line without its line ending. It is valid until the next Read.
 func (r *MessageReader) Raw() []byte { return r.raw }
 
+// Extra is what the JSON line last read holds besides the flow fields (and
+// the custom fields of the reader's options): its other members, each byte
+// for byte as in the line, separated by commas. A JSON writer's WriteExtra
+// puts them back, so that keys no stage knows (another producer's, a
+// custom field of a mapping the stage was not given) pass through. Empty
+// for bin; valid until the next Read.
+func (r *MessageReader) Extra() []byte { return r.extra }
+
 // Read resets m and fills it with the next record. It returns io.EOF at a
 // clean end of input, a *FrameError for a bad frame or line (for JSON,
 // Offset is the line's start and the error names the line number), or the
@@ -117,7 +127,7 @@ func (r *MessageReader) Read(m *flowpb.FlowMessage) error {
 	if r.err != nil {
 		return r.err
 	}
-	r.raw = nil
+	r.raw, r.extra = nil, r.extra[:0]
 	if _, err := r.Detect(); err != nil {
 		return err
 	}
@@ -195,30 +205,13 @@ func (r *MessageReader) readBin(m *flowpb.FlowMessage) error {
 	return nil
 }
 
-// capAliases limits the capacity of the byte fields that point into the
-// frame, so that code which later appends to them (UnmarshalVT and
-// ParseJSON reuse m's memory) copies instead of writing over the frames
-// that follow in the buffer.
-func capAliases(m *flowpb.FlowMessage) {
-	m.SrcAddr = m.SrcAddr[:len(m.SrcAddr):len(m.SrcAddr)]
-	m.DstAddr = m.DstAddr[:len(m.DstAddr):len(m.DstAddr)]
-	m.SamplerAddress = m.SamplerAddress[:len(m.SamplerAddress):len(m.SamplerAddress)]
-	m.NextHop = m.NextHop[:len(m.NextHop):len(m.NextHop)]
-	m.BgpNextHop = m.BgpNextHop[:len(m.BgpNextHop):len(m.BgpNextHop)]
-	for i, b := range m.MplsIp {
-		m.MplsIp[i] = b[:len(b):len(b)]
-	}
-	for i, b := range m.Ipv6RoutingHeaderAddresses {
-		m.Ipv6RoutingHeaderAddresses[i] = b[:len(b):len(b)]
-	}
-}
-
 func (r *MessageReader) readJSON(m *flowpb.FlowMessage) error {
 	line, start, err := r.nextLine()
 	if err != nil {
 		return err
 	}
-	if err := parseJSON(line, m, r.opts, true); err != nil {
+	r.extra = r.extra[:0]
+	if err := parseJSON(line, m, r.opts, true, &r.extra); err != nil {
 		if e, ok := err.(*JSONError); ok {
 			e.Line = r.line
 		}
@@ -341,6 +334,12 @@ func detect(br *bufio.Reader) (Format, error) {
 // the buffered records to the underlying writer.
 type MessageWriter interface {
 	Write(m *flowpb.FlowMessage) error
+	// WriteExtra writes m followed, in JSON, by extra: the members of the
+	// JSON line m was read from that are no field (MessageReader.Extra),
+	// as they were. A bin record has no place for them: they are dropped
+	// (a custom field survives as a protobuf field when the reader's
+	// options map it).
+	WriteExtra(m *flowpb.FlowMessage, extra []byte) error
 	Flush() error
 	Buffered() int
 }
@@ -358,6 +357,8 @@ type binWriter struct{ *Writer }
 
 func (w binWriter) Write(m *flowpb.FlowMessage) error { return w.WriteMessage(m) }
 
+func (w binWriter) WriteExtra(m *flowpb.FlowMessage, _ []byte) error { return w.WriteMessage(m) }
+
 type jsonWriter struct {
 	bw   *bufio.Writer
 	opts *JSONOptions
@@ -367,13 +368,16 @@ type jsonWriter struct {
 // works in the buffer itself and does not allocate.
 const jsonReserve = 16 << 10
 
-func (w *jsonWriter) Write(m *flowpb.FlowMessage) error {
-	if w.bw.Available() < jsonReserve {
+func (w *jsonWriter) Write(m *flowpb.FlowMessage) error { return w.WriteExtra(m, nil) }
+
+func (w *jsonWriter) WriteExtra(m *flowpb.FlowMessage, extra []byte) error {
+	if w.bw.Available() < jsonReserve+len(extra) {
 		if err := w.bw.Flush(); err != nil {
 			return err
 		}
 	}
-	_, err := w.bw.Write(AppendJSONLine(w.bw.AvailableBuffer(), m, w.opts))
+	line := append(appendJSON(w.bw.AvailableBuffer(), m, w.opts, extra), '\n')
+	_, err := w.bw.Write(line)
 	return err
 }
 

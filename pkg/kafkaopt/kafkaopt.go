@@ -180,19 +180,26 @@ func WithLogger(log *slog.Logger) kgo.Opt { return kgo.WithLogger(slogAdapter{lo
 // the metrics are registered when the client starts and unregistered when
 // it closes. kprom's buffered_{fetch,produce}_{records,bytes}_total are left
 // out: they are gauges named like counters, which promtool rejects; each
-// tool exports its own buffered gauge.
-func WithMetrics(namespace string, reg prometheus.Registerer) kgo.Opt {
-	return kgo.WithHooks(kprom.NewMetrics(namespace, kprom.Registerer(lintRegisterer{reg}),
+// tool exports its own buffered gauge. omit names more of kprom's metrics
+// (without the namespace, e.g. "produce_records_total") to leave out,
+// where the tool counts the same fact itself: one metric per fact.
+func WithMetrics(namespace string, reg prometheus.Registerer, omit ...string) kgo.Opt {
+	return kgo.WithHooks(kprom.NewMetrics(namespace, kprom.Registerer(lintRegisterer{reg, namespace, omit}),
 		kprom.FetchAndProduceDetail(kprom.ByNode, kprom.ByTopic, kprom.Batches, kprom.Records,
 			kprom.CompressedBytes, kprom.UncompressedBytes, kprom.ConsistentNaming),
 		kprom.Histograms(kprom.RequestDurationE2E)))
 }
 
-// lintRegisterer drops the collectors whose names promtool rejects.
-type lintRegisterer struct{ prometheus.Registerer }
+// lintRegisterer drops the collectors whose names promtool rejects, and
+// those omitted.
+type lintRegisterer struct {
+	prometheus.Registerer
+	namespace string
+	omit      []string
+}
 
 func (r lintRegisterer) Register(c prometheus.Collector) error {
-	if rejected(c) {
+	if r.rejected(c) {
 		return nil
 	}
 	return r.Registerer.Register(c)
@@ -207,20 +214,23 @@ func (r lintRegisterer) MustRegister(cs ...prometheus.Collector) {
 }
 
 func (r lintRegisterer) Unregister(c prometheus.Collector) bool {
-	if rejected(c) {
+	if r.rejected(c) {
 		return true
 	}
 	return r.Registerer.Unregister(c)
 }
 
-// rejected reports kprom's buffered_*_total gauges.
-func rejected(c prometheus.Collector) bool {
+// rejected reports kprom's buffered_*_total gauges and omitted metrics.
+func (r lintRegisterer) rejected(c prometheus.Collector) bool {
 	ch := make(chan *prometheus.Desc)
 	go func() { c.Describe(ch); close(ch) }()
 	found := false
 	for d := range ch {
 		s := d.String() // Desc{fqName: "ns_buffered_produce_records_total", ...}
 		found = found || strings.Contains(s, "_buffered_") && strings.Contains(s, `_total", help`)
+		for _, name := range r.omit {
+			found = found || strings.Contains(s, `fqName: "`+r.namespace+"_"+name+`"`)
+		}
 	}
 	return found
 }

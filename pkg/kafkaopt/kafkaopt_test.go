@@ -217,3 +217,39 @@ func TestMaxVersionAndMetrics(t *testing.T) {
 		t.Errorf("gauges named _total not dropped: %v", names)
 	}
 }
+
+// TestMetricsOmit: a metric the tool counts itself is left out; the rest
+// of kprom's stay.
+func TestMetricsOmit(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "flows"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	reg := prometheus.NewRegistry()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DefaultProduceTopic("flows"),
+		kafkaopt.WithMetrics("omittest", reg, "produce_records_total"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var names string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !strings.Contains(names, "omittest_produce_batches_total"); time.Sleep(10 * time.Millisecond) {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = ""
+		for _, mf := range mfs {
+			names += mf.GetName() + " "
+		}
+	}
+	if !strings.Contains(names, "omittest_produce_batches_total") || strings.Contains(names, "omittest_produce_records_total") {
+		t.Errorf("metrics: %v", names)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/spool"
 )
 
 // benchFlow is a 200-byte framed record (prefix included), the size
@@ -56,11 +57,19 @@ func benchStream(b *testing.B, n int) []byte {
 // broker's setup), acks=all and idempotence, no key. One op is one record.
 // The broker shares the CPU with the producer here; scripts/bench/bench-publish.sh
 // runs them as separate processes next to a bare franz-go producer.
+//
+// spool=on writes every record to a spool in a temporary directory first
+// and produces it from there (--spool-dir), fsynced every second.
 func BenchmarkPublish(b *testing.B) {
-	for _, key := range []string{"none", "sampler_address"} {
-		b.Run("key="+key, func(b *testing.B) {
+	for _, bc := range []struct{ key, spool string }{{"none", "off"}, {"none", "on"}, {"sampler_address", "off"}, {"sampler_address", "on"}} {
+		key := bc.key
+		b.Run("key="+key+"/spool="+bc.spool, func(b *testing.B) {
 			c := newCluster(b, kfake.DataDir(b.TempDir()))
 			cfg := DefaultConfig()
+			if bc.spool == "on" {
+				cfg = spoolConfig(b.TempDir())
+				cfg.Spool.SegmentBytes = spool.DefaultSegmentBytes
+			}
 			k, err := ParseKey(key)
 			if err != nil {
 				b.Fatal(err)

@@ -12,12 +12,7 @@ import (
 // A Keyer writes a record's partition key for a flow. Records with equal
 // key fields get equal keys, so they land on one partition in order.
 type Keyer struct {
-	fields []keyField
-}
-
-type keyField struct {
-	name string
-	put  func(h fnv64, m *flowpb.FlowMessage) fnv64
+	fields []flowpb.Field
 }
 
 // KeySize is the length of a key: an FNV-1a 64-bit hash, big-endian.
@@ -28,43 +23,14 @@ var keyAliases = map[string][]string{
 	"src_dst": {"src_addr", "dst_addr"},
 }
 
-// keyFields are the fields a key can be built from. Each writes the
-// field's value (raw address bytes, or the integer as 8 bytes), then a
-// separator, so ("ab","c") and ("a","bc") hash differently.
-var keyFields = map[string]func(h fnv64, m *flowpb.FlowMessage) fnv64{
-	"sampler_address":       func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.bytes(m.SamplerAddress) },
-	"src_addr":              func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.bytes(m.SrcAddr) },
-	"dst_addr":              func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.bytes(m.DstAddr) },
-	"next_hop":              func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.bytes(m.NextHop) },
-	"bgp_next_hop":          func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.bytes(m.BgpNextHop) },
-	"type":                  func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.Type)) },
-	"sequence_num":          func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.SequenceNum)) },
-	"observation_domain_id": func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.ObservationDomainId)) },
-	"observation_point_id":  func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.ObservationPointId)) },
-	"in_if":                 func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.InIf)) },
-	"out_if":                func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.OutIf)) },
-	"src_as":                func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.SrcAs)) },
-	"dst_as":                func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.DstAs)) },
-	"next_hop_as":           func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.NextHopAs)) },
-	"src_net":               func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.SrcNet)) },
-	"dst_net":               func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.DstNet)) },
-	"proto":                 func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.Proto)) },
-	"src_port":              func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.SrcPort)) },
-	"dst_port":              func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.DstPort)) },
-	"etype":                 func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.Etype)) },
-	"vlan_id":               func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.VlanId)) },
-	"src_vlan":              func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.SrcVlan)) },
-	"dst_vlan":              func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.DstVlan)) },
-	"ip_tos":                func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.uint(uint64(m.IpTos)) },
-	"src_country":           func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.str(m.SrcCountry) },
-	"dst_country":           func(h fnv64, m *flowpb.FlowMessage) fnv64 { return h.str(m.DstCountry) },
-}
-
-// KeyFieldNames lists what ParseKey accepts besides "none" and aliases.
+// KeyFieldNames lists what ParseKey accepts besides "none" and aliases:
+// every singular field of flow.proto, by its name (its JSON key).
 func KeyFieldNames() []string {
-	names := make([]string, 0, len(keyFields))
-	for n := range keyFields {
-		names = append(names, n)
+	var names []string
+	for _, f := range flowpb.Fields() {
+		if f.Singular() {
+			names = append(names, f.Name)
+		}
 	}
 	sort.Strings(names)
 	return names
@@ -72,8 +38,13 @@ func KeyFieldNames() []string {
 
 // ParseKey reads a --key value: "none" (or empty) for no key (records are
 // batched sticky to one partition at a time), "src_dst" for the
-// src_addr,dst_addr pair, or a comma-separated list of field names. It
-// returns nil for no key.
+// src_addr,dst_addr pair, or a comma-separated list of field names: any
+// field of flow.proto that holds one value (not a list or a map), found
+// by name in the table generated from it. It returns nil for no key.
+//
+// Each field's value goes into the hash (raw bytes of addresses and
+// strings followed by their length, integers, enums and bools as 8 bytes),
+// so a key is the same whichever stage or format the record came from.
 func ParseKey(spec string) (*Keyer, error) {
 	spec = strings.TrimSpace(spec)
 	if spec == "" || spec == "none" {
@@ -87,12 +58,15 @@ func ParseKey(spec string) (*Keyer, error) {
 			names = []string{name}
 		}
 		for _, n := range names {
-			put, ok := keyFields[n]
+			f, ok := flowpb.FieldByName(n)
 			if !ok {
-				return nil, fmt.Errorf("publish: --key: unknown field %q (want none, src_dst or a list of %s)",
+				return nil, fmt.Errorf("publish: --key: unknown field %q (want none, src_dst or a list of field names of flow.proto: %s)",
 					n, strings.Join(KeyFieldNames(), ", "))
 			}
-			k.fields = append(k.fields, keyField{name: n, put: put})
+			if !f.Singular() {
+				return nil, fmt.Errorf("publish: --key: field %q holds a list or a map, not one value", n)
+			}
+			k.fields = append(k.fields, f)
 		}
 	}
 	return k, nil
@@ -105,7 +79,7 @@ func (k *Keyer) String() string {
 	}
 	names := make([]string, len(k.fields))
 	for i, f := range k.fields {
-		names[i] = f.name
+		names[i] = f.Name
 	}
 	return strings.Join(names, ",")
 }
@@ -118,7 +92,12 @@ func (k *Keyer) Append(dst []byte, m *flowpb.FlowMessage) []byte {
 	}
 	h := newFNV64()
 	for _, f := range k.fields {
-		h = f.put(h, m)
+		u, b, _ := m.Scalar(f.Number)
+		if f.Numeric() {
+			h = h.uint(u)
+		} else {
+			h = h.bytes(b)
+		}
 	}
 	return binary.BigEndian.AppendUint64(dst, uint64(h))
 }
@@ -141,13 +120,6 @@ func (h fnv64) bytes(b []byte) fnv64 {
 		h = h.byte(c)
 	}
 	return h.uint(uint64(len(b)))
-}
-
-func (h fnv64) str(s string) fnv64 {
-	for i := 0; i < len(s); i++ {
-		h = h.byte(s[i])
-	}
-	return h.uint(uint64(len(s)))
 }
 
 func (h fnv64) uint(v uint64) fnv64 {

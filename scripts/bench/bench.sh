@@ -8,13 +8,25 @@
 #     flowpublish into the dev broker, flowexport out of it),
 #   - the whole chain flowcollect | flowenrich | flowpublish fed by flowgen at
 #     500k IPFIX flows/s, and the highest loss-free chain rate found,
+#   - peers: flowcollect, goflow2, nfdump's nfcapd/sfcapd and pmacct's
+#     nfacctd/sfacctd (print plugin, CSV) each writing a real file, at 4 000
+#     and 16 000 datagrams/s of each protocol, in one alternating sweep: CPU
+#     per record of each collector's whole process tree (a cgroup v2 of its
+#     own), records counted from each one's output, loss, peak memory,
 # into scripts/bench/results.md (also printed on stdout).
 #
-# Usage: scripts/bench/bench.sh [bench flags...]      # ~5-8 minutes
-#        BENCH_QUICK=1 scripts/bench/bench.sh         # ~1-2 minutes
+# Usage: scripts/bench/bench.sh [bench flags...]      # ~25 minutes
+#        BENCH_QUICK=1 scripts/bench/bench.sh         # ~3 minutes
 #        scripts/bench/bench.sh --only stages,chain   # some sections only
+#        scripts/bench/bench.sh --only peers          # the peers sweep alone (~15-20 minutes):
+#                                                     # replaces its section of results.md
+#        scripts/bench/bench.sh --only profile        # CPU profiles of flowcollect at 16 000
+#                                                     # datagrams/s per protocol -> profiles.md
+#                                                     # (--profiles-dir DIR keeps the raw ones)
 # Environment: GOFLOW2 (a goflow2 binary; v2.2.6 is installed with go install
-# if unset and missing), BENCH_QUICK=1.
+# if unset and missing), BENCH_QUICK=1. The peers section needs the Debian
+# packages nfdump, nfdump-sflow and pmacct, and root for its cgroups (else
+# it measures CPU from /proc and says so).
 # Run it on an otherwise idle machine: the load average is in the report.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -45,6 +45,12 @@ type chainConfig struct {
 	EnrichArgs  []string
 	CollectArgs []string
 	Log         io.Writer
+	// Spool gives flowpublish a fresh --spool-dir in each run.
+	Spool bool
+	// BrokerDown points flowpublish (with a spool) at an address where no
+	// broker listens: the run measures what goes into the spool, counted
+	// by flowpublish_spool_records instead of the broker's offsets.
+	BrokerDown bool
 }
 
 // runChain starts a fresh broker and chain, primes it with a few records
@@ -83,8 +89,25 @@ func runChain(ctx context.Context, c chainConfig, rate float64, d time.Duration,
 	if err != nil {
 		return run, err
 	}
-	pub, err := start(logDir, tag+"-flowpublish", r2, nil, c.Bins.Flowpublish,
-		"--brokers", baddr, "--topic", "flows", "--metrics-listen", maddr[2], "--log-level", "warn")
+	pubBroker := baddr
+	if c.BrokerDown {
+		if pubBroker, err = freeAddr(); err != nil {
+			return run, err
+		}
+	}
+	pubArgs := []string{"--brokers", pubBroker, "--topic", "flows", "--metrics-listen", maddr[2], "--log-level", "warn"}
+	if c.Spool || c.BrokerDown {
+		pubArgs = append(pubArgs, "--spool-dir", filepath.Join(c.Work, tag+"-spool"), "--flush-timeout", "1s")
+	}
+	// count is what reached Kafka (or, broker down, the spool).
+	count := func(ctx context.Context) (float64, error) { return endOffsets(ctx, baddr, "flows") }
+	if c.BrokerDown {
+		count = func(ctx context.Context) (float64, error) {
+			m, err := scrape(ctx, maddr[2])
+			return metric(m, "flowpublish_spool_records"), err
+		}
+	}
+	pub, err := start(logDir, tag+"-flowpublish", r2, nil, c.Bins.Flowpublish, pubArgs...)
 	r2.Close()
 	if err != nil {
 		w2.Close()
@@ -143,7 +166,7 @@ func runChain(ctx context.Context, c chainConfig, rate float64, d time.Duration,
 	if err != nil {
 		return run, err
 	}
-	base, err := settleOffsets(ctx, baddr, primed, 60*time.Second)
+	base, err := settleOffsets(ctx, count, primed, 60*time.Second)
 	if err != nil {
 		return run, fmt.Errorf("bench: chain did not deliver its first records: %w", err)
 	}
@@ -164,7 +187,7 @@ func runChain(ctx context.Context, c chainConfig, rate float64, d time.Duration,
 		return run, err
 	}
 	run.CPU["flowgen"], run.PeakRSS["flowgen"] = gu.CPU, gu.PeakRSS
-	end, err := settleOffsets(ctx, baddr, base+run.Sent, 2*time.Minute)
+	end, err := settleOffsets(ctx, count, base+run.Sent, 2*time.Minute)
 	if err != nil {
 		return run, err
 	}
@@ -218,17 +241,17 @@ func parseFlowgenSent(log string) (float64, time.Duration, error) {
 	return n, d, err
 }
 
-// settleOffsets polls the broker until the topic holds at least want
-// records and has not grown for a second, or until the count stops
-// moving for 5 s short of want (records lost), or timeout.
-func settleOffsets(ctx context.Context, broker string, want float64, timeout time.Duration) (float64, error) {
+// settleOffsets polls count (the broker's records, or the spool's) until
+// it reaches at least want and has not grown for a second, or until it
+// stops moving for 5 s short of want (records lost), or timeout.
+func settleOffsets(ctx context.Context, count func(context.Context) (float64, error), want float64, timeout time.Duration) (float64, error) {
 	deadline := time.Now().Add(timeout)
 	last, since := -1.0, time.Now()
 	for {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		n, err := endOffsets(ctx, broker, "flows")
+		n, err := count(ctx)
 		if err != nil {
 			return 0, err
 		}
@@ -240,7 +263,7 @@ func settleOffsets(ctx context.Context, broker string, want float64, timeout tim
 			return n, nil
 		}
 		if time.Now().After(deadline) {
-			return n, fmt.Errorf("bench: broker at %.0f of %.0f records after %s", n, want, timeout)
+			return n, fmt.Errorf("bench: %.0f of %.0f records arrived after %s", n, want, timeout)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

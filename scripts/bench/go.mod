@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/flowpipe/flowpipe v0.0.0
+	github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0
 	github.com/prometheus/procfs v0.22.0

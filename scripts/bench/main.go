@@ -3,16 +3,23 @@
 // scripts/bench/benchcollect), a received-vs-offered rate series drawn as a PNG,
 // each stage's throughput on a pre-generated file, and the whole chain
 // flowcollect | flowenrich | flowpublish fed over loopback UDP, with the
-// highest loss-free rate of a short search.
+// highest loss-free rate of a short search, and the peers sweep:
+// flowcollect, goflow2, nfdump's nfcapd/sfcapd and pmacct's
+// nfacctd/sfacctd on the same loads, CPU per record of each collector's
+// whole process tree.
 //
 // scripts/bench/bench.sh builds the binaries and runs it:
 //
 //	scripts/bench/bench.sh                 # ~5-8 minutes
 //	BENCH_QUICK=1 scripts/bench/bench.sh   # ~1-2 minutes, fewer and shorter runs
+//	scripts/bench/bench.sh --only peers    # the peers sweep alone (~15-20 minutes)
+//	scripts/bench/bench.sh --only profile  # CPU profiles of flowcollect
 //
 // It writes scripts/bench/results.md and scripts/bench/plot.png and prints
 // the Markdown on stdout; progress goes to stderr. A section that fails is
-// reported in the Markdown and makes the exit code 1.
+// reported in the Markdown and makes the exit code 1. The peers section
+// run alone replaces its own section of results.md; the profile section
+// (never part of the default run) writes scripts/bench/profiles.md.
 package main
 
 import (
@@ -62,6 +69,13 @@ type profile struct {
 	ChainStepDur time.Duration
 	EnrichShown  []string // flowenrich's database flags, as shown in the report
 	ChainCollect []string // extra flowcollect flags in the chain
+
+	PeerProtocols  []string
+	PeerRates      []float64 // datagrams/s
+	PeerDur        time.Duration
+	PeerRounds     int
+	ProfileRate    float64 // datagrams/s
+	ProfileSeconds int
 }
 
 func fullProfile() profile {
@@ -81,6 +95,13 @@ func fullProfile() profile {
 		ChainUp:      []float64{700000, 1000000},
 		ChainDown:    []float64{400000, 300000, 200000, 100000},
 		ChainStepDur: 5 * time.Second,
+
+		PeerProtocols:  []string{"ipfix", "netflow9", "netflow5", "sflow"},
+		PeerRates:      []float64{4000, 16000},
+		PeerDur:        5 * time.Second,
+		PeerRounds:     2,
+		ProfileRate:    16000,
+		ProfileSeconds: 20,
 	}
 }
 
@@ -101,10 +122,22 @@ func quickProfile() profile {
 		ChainUp:      []float64{800000},
 		ChainDown:    []float64{250000, 100000},
 		ChainStepDur: 2 * time.Second,
+
+		PeerProtocols:  []string{"ipfix", "sflow"},
+		PeerRates:      []float64{4000},
+		PeerDur:        2 * time.Second,
+		PeerRounds:     1,
+		ProfileRate:    16000,
+		ProfileSeconds: 3,
 	}
 }
 
-var sections = []string{"collect", "json", "series", "stages", "chain"}
+// sections run by default, in this order; extraSections only when named
+// by --only.
+var (
+	sections      = []string{"collect", "json", "series", "stages", "chain", "peers"}
+	extraSections = []string{"profile"}
+)
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -116,9 +149,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	networks := fs.String("networks", "scripts/dev/demo/networks.yaml", "flowenrich networks file, used when there are no geo databases")
 	outDir := fs.String("out", "scripts/bench", "directory for results.md and plot.png")
 	work := fs.String("work", "", "scratch directory (default: a new temporary one, removed at the end)")
-	only := fs.String("only", strings.Join(sections, ","), "sections to run: "+strings.Join(sections, ","))
+	only := fs.String("only", strings.Join(sections, ","), "sections to run: "+strings.Join(sections, ",")+" (the default), and "+strings.Join(extraSections, ","))
 	chainCollect := fs.String("chain-flowcollect-args", "", "extra flowcollect flags in the chain, space-separated (e.g. \"--workers 0\")")
+	chainSpool := fs.Bool("chain-spool", false, "flowpublish spools (--spool-dir) in the chain")
+	chainDown := fs.Bool("chain-broker-down", false, "the chain with flowpublish spooling to a broker that is down: what the spool takes")
 	command := fs.String("command", "", "command line shown in the report (default: scripts/bench/bench.sh)")
+	peerCollectors := fs.String("peers-collectors", strings.Join(defaultPeers, ","), "peers section: collectors, in this order, of "+strings.Join(allPeers, ","))
+	peerProtocols := fs.String("peers-protocols", "", "peers section: protocols (default ipfix,netflow9,netflow5,sflow)")
+	peerRates := fs.String("peers-rates", "", "peers section: loads in datagrams/s (default 4000,16000)")
+	peerDur := fs.Duration("peers-duration", 0, "peers section: send time of each run (default 5s)")
+	peerRounds := fs.Int("peers-rounds", 0, "peers section: rounds; the report shows medians (default 2)")
+	profileProtocols := fs.String("profile-protocols", "", "profile section: protocols (default ipfix,netflow9,netflow5,sflow)")
+	profileRate := fs.Float64("profile-rate", 0, "profile section: load in datagrams/s (default 16000)")
+	profileSeconds := fs.Int("profile-seconds", 0, "profile section: profile length per protocol (default 20)")
+	profilesDir := fs.String("profiles-dir", "", "profile section: keep the raw CPU profiles in this directory (for go tool pprof -diff_base)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -128,7 +172,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	want := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		if s = strings.TrimSpace(s); s != "" {
-			if !slices.Contains(sections, s) {
+			if !slices.Contains(sections, s) && !slices.Contains(extraSections, s) {
 				return fmt.Errorf("--only: unknown section %q", s)
 			}
 			want[s] = true
@@ -137,6 +181,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	prof := fullProfile()
 	if *quick {
 		prof = quickProfile()
+	}
+	if err := prof.override(*peerProtocols, *peerRates, *peerDur, *peerRounds, *profileRate, *profileSeconds); err != nil {
+		return err
+	}
+	profileProtos := prof.Protocols
+	if !*quick {
+		profileProtos = prof.PeerProtocols
+	}
+	if *profileProtocols != "" {
+		profileProtos = splitList(*profileProtocols)
+	}
+	keys := splitList(*peerCollectors)
+	for _, k := range keys {
+		if !slices.Contains(allPeers, k) {
+			return fmt.Errorf("--peers-collectors: unknown collector %q (want %s)", k, strings.Join(allPeers, ", "))
+		}
 	}
 	if *command == "" {
 		*command = "scripts/bench/bench.sh"
@@ -172,6 +232,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rep := &report{Date: time.Now(), Command: *command, Profile: prof, Machine: readMachine(), Versions: readVersions(b.Goflow2)}
 	t0 := time.Now()
 	fmt.Fprintf(stderr, "bench: %d CPUs, load average %s; scratch in %s\n", rep.Machine.CPUs, rep.Machine.LoadStart, *work)
+
+	cgroups := cgroupParent{why: "not needed"}
+	if want["peers"] || want["profile"] {
+		cgroups = newCgroupParent()
+		defer cgroups.close()
+		if cgroups.dir == "" {
+			fmt.Fprintf(stderr, "bench: no cgroup v2 to measure process trees in (%s): CPU from /proc instead\n", cgroups.why)
+		}
+	}
 
 	rep.Machine.noteLoad(want, "collect")
 	if want["collect"] {
@@ -225,10 +294,38 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	rep.Machine.noteLoad(want, "chain")
 	if want["chain"] && ctx.Err() == nil {
-		runs, err := chainSearch(ctx, chainConfig{Bins: b, Work: filepath.Join(*work, "chain"), EnrichArgs: enrichArgs, CollectArgs: prof.ChainCollect, Log: stderr}, prof)
+		runs, err := chainSearch(ctx, chainConfig{Bins: b, Work: filepath.Join(*work, "chain"), EnrichArgs: enrichArgs,
+			CollectArgs: prof.ChainCollect, Log: stderr, Spool: *chainSpool, BrokerDown: *chainDown}, prof)
 		rep.Chain = runs
 		if err != nil {
 			rep.problem("chain", err)
+		}
+	}
+	rep.Machine.noteLoad(want, "peers")
+	if want["peers"] && ctx.Err() == nil {
+		pr := &peersReport{Date: time.Now(), Command: *command, CPUs: rep.Machine.CPUs, LoadStart: loadAvg(),
+			Duration: prof.PeerDur, Rounds: prof.PeerRounds, Collectors: keys}
+		t := time.Now()
+		runs, err := peerSweep(ctx, peersConfig{Flowcollect: b.Flowcollect, Tools: findPeerTools(b.Goflow2), Collectors: keys,
+			Protocols: prof.PeerProtocols, Rates: prof.PeerRates, Duration: prof.PeerDur, Rounds: prof.PeerRounds,
+			Work: filepath.Join(*work, "peers"), Cgroups: cgroups, Log: stderr}, &pr.Loads)
+		pr.Runs, pr.Elapsed, pr.LoadEnd = runs, time.Since(t), loadAvg()
+		if err != nil {
+			pr.Problem = err.Error()
+			rep.problem("peers", err)
+		}
+		rep.Peers = pr
+	}
+	var profiles *profilesReport
+	if want["profile"] && ctx.Err() == nil {
+		profiles = &profilesReport{Date: time.Now(), Command: *command, Version: rep.Versions.Flowpipe, CPUs: rep.Machine.CPUs, LoadStart: loadAvg()}
+		profiles.Profiles = runProfiles(ctx, profileConfig{Flowcollect: b.Flowcollect, Protocols: profileProtos, Rate: prof.ProfileRate,
+			Seconds: prof.ProfileSeconds, Work: *work, Keep: *profilesDir, Cgroups: cgroups, Log: stderr})
+		profiles.LoadEnd = loadAvg()
+		for _, pp := range profiles.Profiles {
+			if pp.Err != "" {
+				rep.problem("profile, "+pp.Protocol, errors.New(pp.Err))
+			}
 		}
 	}
 	if ctx.Err() != nil {
@@ -238,24 +335,95 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rep.Machine.LoadEnd = loadAvg()
 
 	var md bytes.Buffer
-	render(&md, rep)
+	onlyExtra := !slices.ContainsFunc(sections, func(s string) bool { return want[s] })
+	if !onlyExtra {
+		render(&md, rep)
+	}
+	if profiles != nil {
+		var pmd bytes.Buffer
+		renderProfiles(&pmd, profiles)
+		md.Write(pmd.Bytes())
+		if ctx.Err() == nil {
+			path := filepath.Join(*outDir, "profiles.md")
+			if err := os.WriteFile(path, pmd.Bytes(), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "bench: wrote %s\n", path)
+		}
+	}
 	stdout.Write(md.Bytes())
 	// A partial run (--only, Ctrl-C) does not replace the committed
-	// results unless --out says where it goes.
+	// results unless --out says where it goes; the peers section, which
+	// says when and how it was measured, replaces its own part.
 	outSet := false
 	fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
-	if (len(want) == len(sections) && ctx.Err() == nil) || outSet {
+	full := ctx.Err() == nil && !slices.ContainsFunc(sections, func(s string) bool { return !want[s] })
+	results := filepath.Join(*outDir, "results.md")
+	switch {
+	case full || (outSet && !onlyExtra):
 		if err := writeOutputs(*outDir, md.Bytes(), rep.Plot != "", *work); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "bench: wrote %s\n", filepath.Join(*outDir, "results.md"))
-	} else {
-		fmt.Fprintf(stderr, "bench: partial run: %s left as it was (give --out to write)\n", filepath.Join(*outDir, "results.md"))
+		fmt.Fprintf(stderr, "bench: wrote %s\n", results)
+	case want["peers"] && rep.Peers != nil && ctx.Err() == nil:
+		var sec bytes.Buffer
+		renderPeers(&sec, rep.Peers)
+		old, err := os.ReadFile(results)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := os.WriteFile(results, spliceSection(old, sec.Bytes()), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench: replaced the peers section of %s\n", results)
+	case !onlyExtra:
+		fmt.Fprintf(stderr, "bench: partial run: %s left as it was (give --out to write)\n", results)
 	}
 	if len(rep.Problems) > 0 {
 		return fmt.Errorf("%d sections had problems (see the report)", len(rep.Problems))
 	}
 	return nil
+}
+
+// override applies the flags that change the peers and profile sections.
+func (p *profile) override(protocols, rates string, d time.Duration, rounds int, profileRate float64, profileSeconds int) error {
+	if protocols != "" {
+		p.PeerProtocols = splitList(protocols)
+	}
+	if rates != "" {
+		p.PeerRates = nil
+		for _, s := range splitList(rates) {
+			v, err := strconv.ParseFloat(s, 64)
+			if err != nil || v <= 0 {
+				return fmt.Errorf("--peers-rates: bad rate %q", s)
+			}
+			p.PeerRates = append(p.PeerRates, v)
+		}
+	}
+	if d > 0 {
+		p.PeerDur = d
+	}
+	if rounds > 0 {
+		p.PeerRounds = rounds
+	}
+	if profileRate > 0 {
+		p.ProfileRate = profileRate
+	}
+	if profileSeconds > 0 {
+		p.ProfileSeconds = profileSeconds
+	}
+	return nil
+}
+
+// splitList splits a comma-separated flag value.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // writeOutputs writes results.md and copies the plot drawn in work.

@@ -97,6 +97,7 @@ type report struct {
 	Series      map[string][]seriesPoint
 	Stages      []stageResult
 	Chain       []chainRun
+	Peers       *peersReport
 	Plot        string // file name of the plot, relative to results.md
 	Problems    []string
 }
@@ -153,6 +154,10 @@ func render(w io.Writer, r *report) {
 			p("- %s\n", line)
 		}
 		p("\n")
+	}
+
+	if r.Peers != nil {
+		renderPeers(w, r.Peers)
 	}
 
 	if len(r.SeriesNames) > 0 {
@@ -430,6 +435,9 @@ func summary(r *report) []string {
 	}
 	if v := chainVerdict(r.Chain, r.Profile.ChainRate, r.Machine.CPUs); len(v) > 0 {
 		out = append(out, "Whole chain: "+v[0]+" "+v[len(v)-1])
+	}
+	if r.Peers != nil {
+		out = append(out, peersSummary(summarize(r.Peers.Runs, r.Peers.Collectors))...)
 	}
 	return out
 }

@@ -13,8 +13,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/flowpipe/flowpipe/pkg/framing"
 )
 
 // bins are the binaries bench runs, built by scripts/bench/bench.sh.
@@ -83,9 +81,11 @@ func runStages(ctx context.Context, c stagesConfig) ([]stageResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.Records, err = countFrames(flows); err != nil {
+	frames, err := countFile(flows, countFrames)
+	if err != nil {
 		return nil, err
 	}
+	r.Records = float64(frames)
 	r.Note = fmt.Sprintf("IPFIX pcap of %d packets (28 records each) from flowgen, bin to a file", packets)
 	results = append(results, r)
 	n := r.Records
@@ -302,24 +302,4 @@ func endOffsets(ctx context.Context, broker, topic string) (float64, error) {
 	var sum float64
 	offs.Each(func(o kadm.ListedOffset) { sum += float64(o.Offset) })
 	return sum, nil
-}
-
-// countFrames counts the records of a bin stream file.
-func countFrames(path string) (float64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	r := framing.NewReader(bufio.NewReaderSize(f, 1<<20), 0)
-	var n float64
-	for {
-		if _, err := r.Next(); err != nil {
-			if errors.Is(err, io.EOF) {
-				return n, nil
-			}
-			return n, fmt.Errorf("bench: %s: %w", path, err)
-		}
-		n++
-	}
 }

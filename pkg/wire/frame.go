@@ -1,24 +1,92 @@
-package publish
+package wire
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"math/bits"
 )
 
-// wellFormed walks the protobuf fields of b without storing them: each
+// Errors of the frame layer. Callers wrap them with the stream offset of
+// the frame (framing.FrameError); errors.Is finds them through the wrap.
+var (
+	// ErrTruncated is an input that ends inside a frame.
+	ErrTruncated = errors.New("truncated frame")
+	// ErrTooLarge is a length prefix over the reader's maximum.
+	ErrTooLarge = errors.New("frame too large")
+	// ErrBadPrefix is a length prefix that is not a varint.
+	ErrBadPrefix = errors.New("bad length prefix")
+	// ErrBadMessage is a frame whose bytes are not a protobuf message.
+	ErrBadMessage = errors.New("invalid protobuf message")
+)
+
+// MaxPrefixLen is the longest length prefix: a 64-bit varint.
+const MaxPrefixLen = binary.MaxVarintLen64
+
+// NextFrame finds the frame that starts at data[n:]. For a whole frame it
+// returns its body (capacity capped at its end) and the offset just past
+// it. Otherwise end is 0 and either err says why the frame is bad (a
+// prefix that is not a varint, ErrBadPrefix; a length over maxSize,
+// ErrTooLarge) or need says how many bytes from n the frame needs: its
+// exact size once the prefix is whole, MaxPrefixLen while the prefix is
+// cut.
+func NextFrame(data []byte, n, maxSize int) (body []byte, end, need int, err error) {
+	size, plen := binary.Uvarint(data[n:])
+	switch {
+	case plen < 0 || plen == 0 && len(data)-n >= MaxPrefixLen:
+		return nil, 0, 0, ErrBadPrefix
+	case plen > 0 && size > uint64(maxSize):
+		return nil, 0, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, maxSize)
+	case plen == 0:
+		return nil, 0, MaxPrefixLen, nil
+	case uint64(len(data)-n-plen) < size:
+		return nil, 0, plen + int(size), nil
+	}
+	end = n + plen + int(size)
+	return data[n+plen : end : end], end, 0, nil
+}
+
+// ScanFrames walks the whole frames at the start of data: n bytes holding
+// records frames whose bodies (checked by WellFormed) total bodies bytes.
+// need is the size of the next, incomplete frame (a bound while its
+// prefix is cut, as NextFrame says); err is set when that next frame is
+// bad: a NextFrame error, or ErrBadMessage for a body that is not well
+// formed. The frames before it are good.
+func ScanFrames(data []byte, maxSize int) (n, records, bodies, need int, err error) {
+	for {
+		body, end, need, err := NextFrame(data, n, maxSize)
+		if end == 0 {
+			return n, records, bodies, need, err
+		}
+		// Bodies are checked two at a time (see WellFormed2), alone when
+		// the next frame is not whole or one of the two is bad.
+		if body2, end2, _, _ := NextFrame(data, end, maxSize); end2 > 0 && WellFormed2(body, body2) {
+			n, records, bodies = end2, records+2, bodies+len(body)+len(body2)
+			continue
+		}
+		if !WellFormed(body) {
+			return n, records, bodies, 0, ErrBadMessage
+		}
+		n, records, bodies = end, records+1, bodies+len(body)
+	}
+}
+
+// WellFormed walks the protobuf fields of b without storing them: each
 // tag, varint, fixed-size value and length must fit. Groups (which
 // FlowMessage has none of) and field number 0 are rejected. It accepts
 // what protowire.ConsumeField does (FuzzWellFormed checks), several times
-// faster than decoding: values are skipped, not decoded.
-func wellFormed(b []byte) bool { return wellFormed2(b, nil) }
+// faster than decoding: values are skipped, not decoded. Unlike
+// AppendFields it rejects groups: a stage that passes flow records through
+// unread need not accept what no flow record holds.
+func WellFormed(b []byte) bool { return WellFormed2(b, nil) }
 
-// wellFormed2 reports whether a and b are both well formed. Each field's
+// WellFormed2 reports whether a and b are both well formed. Each field's
 // offset depends on the one before, so a single walk waits on its own
 // loads; two walks interleaved let the CPU overlap them, which checks two
 // records in two thirds of the time. The field step is therefore written
 // out three times (a and b together, then the rest of one alone): keep
 // the copies identical.
-func wellFormed2(a, b []byte) bool {
+func WellFormed2(a, b []byte) bool {
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
 		// a's next field: its tag, then its value.
