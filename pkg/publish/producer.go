@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/flowpipe/flowpipe/pkg/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -35,7 +36,7 @@ func (p *Publisher) createTopic(ctx context.Context) error {
 }
 
 // produceFrames produces the records frames that fill frames (checked by
-// scanFrames) in sl. Per-record costs are kept out of the loop: one clock
+// wire.ScanFrames) in sl. Per-record costs are kept out of the loop: one clock
 // read (franz-go truncates timestamps to milliseconds anyway), one lock
 // and one update of each counter for all of them.
 func (p *Publisher) produceFrames(sl *slab, frames []byte, records, bodies int) {
@@ -74,7 +75,7 @@ func (p *Publisher) produce(key, body []byte, bin bool) {
 	}
 	n := len(key) + len(body)
 	if bin {
-		n += uvarintLen(uint64(len(body)))
+		n += wire.SizeVarint(uint64(len(body)))
 	}
 	buf, sl := p.slabs.alloc(n)
 	buf = append(buf, key...)
@@ -100,15 +101,6 @@ func (p *Publisher) produce(key, body []byte, bin bool) {
 	p.inFlight.Add(1)
 	p.cl.Produce(p.produceCtx, &pr.Record, p.promiseFn)
 	p.gate.Unlock()
-}
-
-func uvarintLen(v uint64) int {
-	n := 1
-	for v >= 0x80 {
-		v >>= 7
-		n++
-	}
-	return n
 }
 
 // latencySample: one record in this many has its produce latency observed;

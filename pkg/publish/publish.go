@@ -28,8 +28,8 @@
 // chunk by chunk, in order.
 //
 // The package is split by concern: reader.go (input to records, including
-// the zero-copy pass-through of bin frames), frames.go (frame scanning and
-// the well-formedness check), producer.go (the franz-go client, promises,
+// the zero-copy pass-through of bin frames, checked by wire.ScanFrames),
+// producer.go (the franz-go client, promises,
 // recovery), spooled.go (the spool's reader and producer sides), slab.go
 // (record memory), key.go (partition keys), metrics.go.
 package publish

@@ -10,6 +10,7 @@ import (
 
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 	"github.com/flowpipe/flowpipe/pkg/framing"
+	"github.com/flowpipe/flowpipe/pkg/wire"
 )
 
 func interrupt(r io.Reader) {
@@ -119,7 +120,7 @@ func (p *Publisher) passThrough(ctx context.Context, br *bufio.Reader, r io.Read
 	pos := 0 // sl.buf[pos:] is not yet produced; off is its stream offset
 	var readErr error
 	for {
-		n, records, bodies, need, err := scanFrames(sl.buf[pos:], maxSize)
+		n, records, bodies, need, err := wire.ScanFrames(sl.buf[pos:], maxSize)
 		if records > 0 {
 			p.produceFrames(sl, sl.buf[pos:pos+n], records, bodies)
 			pos += n

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowpipe/flowpipe/pkg/spool"
+	"github.com/flowpipe/flowpipe/pkg/wire"
 )
 
 // With a spool the reader and the producer are apart: the reader frames
@@ -36,9 +37,9 @@ type spoolWriter struct {
 
 // add frames one record: key, then body (behind its length when bin).
 func (w *spoolWriter) add(key, body []byte, bin bool) {
-	size := spool.HeaderSize + uvarintLen(uint64(len(key))) + len(key) + len(body)
+	size := spool.HeaderSize + wire.SizeVarint(uint64(len(key))) + len(key) + len(body)
 	if bin {
-		size += uvarintLen(uint64(len(body)))
+		size += wire.SizeVarint(uint64(len(body)))
 	}
 	if w.sl == nil || cap(w.sl.buf)-len(w.sl.buf) < size {
 		w.flush()
@@ -61,7 +62,7 @@ func (w *spoolWriter) add(key, body []byte, bin bool) {
 	w.n++
 }
 
-// frames adds records whole bin frames (checked by scanFrames), unkeyed.
+// frames adds records whole bin frames (checked by wire.ScanFrames), unkeyed.
 func (w *spoolWriter) frames(frames []byte, records int) {
 	for len(frames) > 0 {
 		size, plen := binary.Uvarint(frames)

@@ -18,67 +18,90 @@ package flowbin
 import (
 	"encoding/binary"
 	"math/bits"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/wire"
 )
 
 // Keys of flow.proto's fields as they are written: the varint of
-// number<<3|wire type. A one-byte key is a byte, a two-byte key a uint16
-// holding its first byte in the low bits.
+// number<<3|wire type, from flowpb's field numbers. A one-byte key (fields
+// 1-15) is a byte, a two-byte key (16-2047) a uint16 holding its first
+// byte in the low bits. TestKeys checks every field of flow.proto has its
+// key here.
 const (
-	KeyType                byte   = 1<<3 | 0
-	KeySamplingRate        byte   = 3<<3 | 0
-	KeySequenceNum         byte   = 4<<3 | 0
-	KeySrcAddr             byte   = 6<<3 | 2
-	KeyDstAddr             byte   = 7<<3 | 2
-	KeyBytes               byte   = 9<<3 | 0
-	KeyPackets             byte   = 10<<3 | 0
-	KeySamplerAddress      byte   = 11<<3 | 2
-	KeyNextHop             byte   = 12<<3 | 2
-	KeyNextHopAs           byte   = 13<<3 | 0
-	KeySrcAs               byte   = 14<<3 | 0
-	KeyDstAs               byte   = 15<<3 | 0
-	KeySrcNet              uint16 = 0x0180 // 16
-	KeyDstNet              uint16 = 0x0188 // 17
-	KeyInIf                uint16 = 0x0190 // 18
-	KeyOutIf               uint16 = 0x0198 // 19
-	KeyProto               uint16 = 0x01a0 // 20
-	KeySrcPort             uint16 = 0x01a8 // 21
-	KeyDstPort             uint16 = 0x01b0 // 22
-	KeyIpTos               uint16 = 0x01b8 // 23
-	KeyForwardingStatus    uint16 = 0x01c0 // 24
-	KeyIpTtl               uint16 = 0x01c8 // 25
-	KeyTcpFlags            uint16 = 0x01d0 // 26
-	KeySrcMac              uint16 = 0x01d8 // 27
-	KeyDstMac              uint16 = 0x01e0 // 28
-	KeyVlanId              uint16 = 0x01e8 // 29
-	KeyEtype               uint16 = 0x01f0 // 30
-	KeyIcmpType            uint16 = 0x01f8 // 31
-	KeyIcmpCode            uint16 = 0x0280 // 32
-	KeySrcVlan             uint16 = 0x0288 // 33
-	KeyDstVlan             uint16 = 0x0290 // 34
-	KeyFragmentId          uint16 = 0x0298 // 35
-	KeyFragmentOffset      uint16 = 0x02a0 // 36
-	KeyIpv6FlowLabel       uint16 = 0x02a8 // 37
-	KeyIpFlags             uint16 = 0x02b0 // 38
-	KeyObservationDomainId uint16 = 0x04b0 // 70
-	KeyObservationPointId  uint16 = 0x04b8 // 71
-	KeyMplsTtl             uint16 = 0x0582 // 80, packed
-	KeyMplsLabel           uint16 = 0x058a // 81, packed
-	KeyMplsIp              uint16 = 0x0592 // 82
-	KeyBgpNextHop          uint16 = 0x06a2 // 100
-	KeyBgpCommunities      uint16 = 0x06aa // 101, packed
-	KeyAsPath              uint16 = 0x06b2 // 102, packed
-	KeyLayerStack          uint16 = 0x06ba // 103, packed
-	KeyLayerSize           uint16 = 0x06c2 // 104, packed
-	KeyIpv6RoutingAddrs    uint16 = 0x06ca // 105
-	KeyIpv6RoutingSegLeft  uint16 = 0x06d0 // 106
-	KeyTimeReceivedNs      uint16 = 0x06f0 // 110
-	KeyTimeFlowStartNs     uint16 = 0x06f8 // 111
-	KeyTimeFlowEndNs       uint16 = 0x0780 // 112
+	KeyType                byte   = byte(flowpb.FieldType<<3 | tVarint)
+	KeySamplingRate        byte   = byte(flowpb.FieldSamplingRate<<3 | tVarint)
+	KeySequenceNum         byte   = byte(flowpb.FieldSequenceNum<<3 | tVarint)
+	KeySrcAddr             byte   = byte(flowpb.FieldSrcAddr<<3 | tBytes)
+	KeyDstAddr             byte   = byte(flowpb.FieldDstAddr<<3 | tBytes)
+	KeyBytes               byte   = byte(flowpb.FieldBytes<<3 | tVarint)
+	KeyPackets             byte   = byte(flowpb.FieldPackets<<3 | tVarint)
+	KeySamplerAddress      byte   = byte(flowpb.FieldSamplerAddress<<3 | tBytes)
+	KeyNextHop             byte   = byte(flowpb.FieldNextHop<<3 | tBytes)
+	KeyNextHopAs           byte   = byte(flowpb.FieldNextHopAs<<3 | tVarint)
+	KeySrcAs               byte   = byte(flowpb.FieldSrcAs<<3 | tVarint)
+	KeyDstAs               byte   = byte(flowpb.FieldDstAs<<3 | tVarint)
+	KeySrcNet              uint16 = uint16((flowpb.FieldSrcNet<<3|tVarint)&0x7f | 0x80 | flowpb.FieldSrcNet>>4<<8)
+	KeyDstNet              uint16 = uint16((flowpb.FieldDstNet<<3|tVarint)&0x7f | 0x80 | flowpb.FieldDstNet>>4<<8)
+	KeyInIf                uint16 = uint16((flowpb.FieldInIf<<3|tVarint)&0x7f | 0x80 | flowpb.FieldInIf>>4<<8)
+	KeyOutIf               uint16 = uint16((flowpb.FieldOutIf<<3|tVarint)&0x7f | 0x80 | flowpb.FieldOutIf>>4<<8)
+	KeyProto               uint16 = uint16((flowpb.FieldProto<<3|tVarint)&0x7f | 0x80 | flowpb.FieldProto>>4<<8)
+	KeySrcPort             uint16 = uint16((flowpb.FieldSrcPort<<3|tVarint)&0x7f | 0x80 | flowpb.FieldSrcPort>>4<<8)
+	KeyDstPort             uint16 = uint16((flowpb.FieldDstPort<<3|tVarint)&0x7f | 0x80 | flowpb.FieldDstPort>>4<<8)
+	KeyIpTos               uint16 = uint16((flowpb.FieldIpTos<<3|tVarint)&0x7f | 0x80 | flowpb.FieldIpTos>>4<<8)
+	KeyForwardingStatus    uint16 = uint16((flowpb.FieldForwardingStatus<<3|tVarint)&0x7f | 0x80 | flowpb.FieldForwardingStatus>>4<<8)
+	KeyIpTtl               uint16 = uint16((flowpb.FieldIpTtl<<3|tVarint)&0x7f | 0x80 | flowpb.FieldIpTtl>>4<<8)
+	KeyTcpFlags            uint16 = uint16((flowpb.FieldTcpFlags<<3|tVarint)&0x7f | 0x80 | flowpb.FieldTcpFlags>>4<<8)
+	KeySrcMac              uint16 = uint16((flowpb.FieldSrcMac<<3|tVarint)&0x7f | 0x80 | flowpb.FieldSrcMac>>4<<8)
+	KeyDstMac              uint16 = uint16((flowpb.FieldDstMac<<3|tVarint)&0x7f | 0x80 | flowpb.FieldDstMac>>4<<8)
+	KeyVlanId              uint16 = uint16((flowpb.FieldVlanId<<3|tVarint)&0x7f | 0x80 | flowpb.FieldVlanId>>4<<8)
+	KeyEtype               uint16 = uint16((flowpb.FieldEtype<<3|tVarint)&0x7f | 0x80 | flowpb.FieldEtype>>4<<8)
+	KeyIcmpType            uint16 = uint16((flowpb.FieldIcmpType<<3|tVarint)&0x7f | 0x80 | flowpb.FieldIcmpType>>4<<8)
+	KeyIcmpCode            uint16 = uint16((flowpb.FieldIcmpCode<<3|tVarint)&0x7f | 0x80 | flowpb.FieldIcmpCode>>4<<8)
+	KeySrcVlan             uint16 = uint16((flowpb.FieldSrcVlan<<3|tVarint)&0x7f | 0x80 | flowpb.FieldSrcVlan>>4<<8)
+	KeyDstVlan             uint16 = uint16((flowpb.FieldDstVlan<<3|tVarint)&0x7f | 0x80 | flowpb.FieldDstVlan>>4<<8)
+	KeyFragmentId          uint16 = uint16((flowpb.FieldFragmentId<<3|tVarint)&0x7f | 0x80 | flowpb.FieldFragmentId>>4<<8)
+	KeyFragmentOffset      uint16 = uint16((flowpb.FieldFragmentOffset<<3|tVarint)&0x7f | 0x80 | flowpb.FieldFragmentOffset>>4<<8)
+	KeyIpv6FlowLabel       uint16 = uint16((flowpb.FieldIpv6FlowLabel<<3|tVarint)&0x7f | 0x80 | flowpb.FieldIpv6FlowLabel>>4<<8)
+	KeyIpFlags             uint16 = uint16((flowpb.FieldIpFlags<<3|tVarint)&0x7f | 0x80 | flowpb.FieldIpFlags>>4<<8)
+	KeyObservationDomainId uint16 = uint16((flowpb.FieldObservationDomainId<<3|tVarint)&0x7f | 0x80 | flowpb.FieldObservationDomainId>>4<<8)
+	KeyObservationPointId  uint16 = uint16((flowpb.FieldObservationPointId<<3|tVarint)&0x7f | 0x80 | flowpb.FieldObservationPointId>>4<<8)
+	KeyMplsTtl             uint16 = uint16((flowpb.FieldMplsTtl<<3|tBytes)&0x7f | 0x80 | flowpb.FieldMplsTtl>>4<<8)
+	KeyMplsLabel           uint16 = uint16((flowpb.FieldMplsLabel<<3|tBytes)&0x7f | 0x80 | flowpb.FieldMplsLabel>>4<<8)
+	KeyMplsIp              uint16 = uint16((flowpb.FieldMplsIp<<3|tBytes)&0x7f | 0x80 | flowpb.FieldMplsIp>>4<<8)
+	KeyBgpNextHop          uint16 = uint16((flowpb.FieldBgpNextHop<<3|tBytes)&0x7f | 0x80 | flowpb.FieldBgpNextHop>>4<<8)
+	KeyBgpCommunities      uint16 = uint16((flowpb.FieldBgpCommunities<<3|tBytes)&0x7f | 0x80 | flowpb.FieldBgpCommunities>>4<<8)
+	KeyAsPath              uint16 = uint16((flowpb.FieldAsPath<<3|tBytes)&0x7f | 0x80 | flowpb.FieldAsPath>>4<<8)
+	KeyLayerStack          uint16 = uint16((flowpb.FieldLayerStack<<3|tBytes)&0x7f | 0x80 | flowpb.FieldLayerStack>>4<<8)
+	KeyLayerSize           uint16 = uint16((flowpb.FieldLayerSize<<3|tBytes)&0x7f | 0x80 | flowpb.FieldLayerSize>>4<<8)
+	KeyIpv6RoutingAddrs    uint16 = uint16((flowpb.FieldIpv6RoutingHeaderAddresses<<3|tBytes)&0x7f | 0x80 | flowpb.FieldIpv6RoutingHeaderAddresses>>4<<8)
+	KeyIpv6RoutingSegLeft  uint16 = uint16((flowpb.FieldIpv6RoutingHeaderSegLeft<<3|tVarint)&0x7f | 0x80 | flowpb.FieldIpv6RoutingHeaderSegLeft>>4<<8)
+	KeyTimeReceivedNs      uint16 = uint16((flowpb.FieldTimeReceivedNs<<3|tVarint)&0x7f | 0x80 | flowpb.FieldTimeReceivedNs>>4<<8)
+	KeyTimeFlowStartNs     uint16 = uint16((flowpb.FieldTimeFlowStartNs<<3|tVarint)&0x7f | 0x80 | flowpb.FieldTimeFlowStartNs>>4<<8)
+	KeyTimeFlowEndNs       uint16 = uint16((flowpb.FieldTimeFlowEndNs<<3|tVarint)&0x7f | 0x80 | flowpb.FieldTimeFlowEndNs>>4<<8)
+	KeyBiflowReverse       uint16 = uint16((flowpb.FieldBiflowReverse<<3|tVarint)&0x7f | 0x80 | flowpb.FieldBiflowReverse>>4<<8)
+	KeyPostNatSrcAddr      uint16 = uint16((flowpb.FieldPostNatSrcAddr<<3|tBytes)&0x7f | 0x80 | flowpb.FieldPostNatSrcAddr>>4<<8)
+	KeyPostNatDstAddr      uint16 = uint16((flowpb.FieldPostNatDstAddr<<3|tBytes)&0x7f | 0x80 | flowpb.FieldPostNatDstAddr>>4<<8)
+	KeyPostNaptSrcPort     uint16 = uint16((flowpb.FieldPostNaptSrcPort<<3|tVarint)&0x7f | 0x80 | flowpb.FieldPostNaptSrcPort>>4<<8)
+	KeyPostNaptDstPort     uint16 = uint16((flowpb.FieldPostNaptDstPort<<3|tVarint)&0x7f | 0x80 | flowpb.FieldPostNaptDstPort>>4<<8)
+	KeyNatEvent            uint16 = uint16((flowpb.FieldNatEvent<<3|tVarint)&0x7f | 0x80 | flowpb.FieldNatEvent>>4<<8)
+	KeyNatPortRangeStart   uint16 = uint16((flowpb.FieldNatPortRangeStart<<3|tVarint)&0x7f | 0x80 | flowpb.FieldNatPortRangeStart>>4<<8)
+	KeyNatPortRangeEnd     uint16 = uint16((flowpb.FieldNatPortRangeEnd<<3|tVarint)&0x7f | 0x80 | flowpb.FieldNatPortRangeEnd>>4<<8)
+	KeyNatInstanceId       uint16 = uint16((flowpb.FieldNatInstanceId<<3|tVarint)&0x7f | 0x80 | flowpb.FieldNatInstanceId>>4<<8)
+	KeyNatPoolId           uint16 = uint16((flowpb.FieldNatPoolId<<3|tVarint)&0x7f | 0x80 | flowpb.FieldNatPoolId>>4<<8)
+)
+
+// The wire types of the keys.
+const (
+	tVarint = protowire.Number(protowire.VarintType)
+	tBytes  = protowire.Number(protowire.BytesType)
 )
 
 // Key2 returns the key of field num (16 to 2047) with wire type typ, in
 // the form of the Key constants.
-func Key2(num int, typ byte) uint16 {
+func Key2(num protowire.Number, typ protowire.Type) uint16 {
 	k := uint16(num)<<3 | uint16(typ)
 	return k&0x7f | 0x80 | k>>7<<8
 }
@@ -121,11 +144,10 @@ func Close(b []byte, start int, wide bool) ([]byte, bool) {
 		return b, true
 	}
 	// Rare: a body of 16 KiB or more.
-	size := VarintLen(uint64(n))
+	size := wire.SizeVarint(uint64(n))
 	b = append(b, make([]byte, size-pre)...)
 	copy(b[start+size:], b[start+pre:len(b)-(size-pre)])
-	var w [MaxVarintLen]byte
-	copy(b[start:], w[:PutVarint(&w, uint64(n))])
+	wire.AppendVarint(b[start:start], uint64(n))
 	return b, true
 }
 

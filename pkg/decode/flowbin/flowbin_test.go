@@ -80,23 +80,70 @@ func TestVarint(t *testing.T) {
 }
 
 func TestKey2(t *testing.T) {
-	for num := 16; num < 2048; num++ {
-		for _, typ := range []byte{0, 2} {
+	for num := protowire.Number(16); num < 2048; num++ {
+		for _, typ := range []protowire.Type{protowire.VarintType, protowire.BytesType} {
 			k := Key2(num, typ)
-			want := protowire.AppendTag(nil, protowire.Number(num), protowire.Type(typ))
+			want := protowire.AppendTag(nil, num, typ)
 			if got := []byte{byte(k), byte(k >> 8)}; !bytes.Equal(got, want) {
 				t.Fatalf("field %d type %d: % x, want % x", num, typ, got, want)
 			}
 		}
 	}
-	for _, c := range []struct {
-		key uint16
-		num int
-		typ byte
-	}{{KeySrcNet, 16, 0}, {KeyIpFlags, 38, 0}, {KeyObservationDomainId, 70, 0}, {KeyMplsTtl, 80, 2},
-		{KeyMplsIp, 82, 2}, {KeyLayerSize, 104, 2}, {KeyIpv6RoutingSegLeft, 106, 0}, {KeyTimeFlowEndNs, 112, 0}} {
-		if c.key != Key2(c.num, c.typ) {
-			t.Errorf("key of field %d: %#x, want %#x", c.num, c.key, Key2(c.num, c.typ))
+}
+
+// TestKeys holds each Key constant to the tag protowire writes for its
+// flowpb field, with the wire type of the field's kind.
+func TestKeys(t *testing.T) {
+	one := map[byte]protowire.Number{
+		KeyType: flowpb.FieldType, KeySamplingRate: flowpb.FieldSamplingRate, KeySequenceNum: flowpb.FieldSequenceNum,
+		KeySrcAddr: flowpb.FieldSrcAddr, KeyDstAddr: flowpb.FieldDstAddr, KeyBytes: flowpb.FieldBytes,
+		KeyPackets: flowpb.FieldPackets, KeySamplerAddress: flowpb.FieldSamplerAddress, KeyNextHop: flowpb.FieldNextHop,
+		KeyNextHopAs: flowpb.FieldNextHopAs, KeySrcAs: flowpb.FieldSrcAs, KeyDstAs: flowpb.FieldDstAs,
+	}
+	two := map[uint16]protowire.Number{
+		KeySrcNet: flowpb.FieldSrcNet, KeyDstNet: flowpb.FieldDstNet, KeyInIf: flowpb.FieldInIf, KeyOutIf: flowpb.FieldOutIf,
+		KeyProto: flowpb.FieldProto, KeySrcPort: flowpb.FieldSrcPort, KeyDstPort: flowpb.FieldDstPort,
+		KeyIpTos: flowpb.FieldIpTos, KeyForwardingStatus: flowpb.FieldForwardingStatus, KeyIpTtl: flowpb.FieldIpTtl,
+		KeyTcpFlags: flowpb.FieldTcpFlags, KeySrcMac: flowpb.FieldSrcMac, KeyDstMac: flowpb.FieldDstMac,
+		KeyVlanId: flowpb.FieldVlanId, KeyEtype: flowpb.FieldEtype, KeyIcmpType: flowpb.FieldIcmpType,
+		KeyIcmpCode: flowpb.FieldIcmpCode, KeySrcVlan: flowpb.FieldSrcVlan, KeyDstVlan: flowpb.FieldDstVlan,
+		KeyFragmentId: flowpb.FieldFragmentId, KeyFragmentOffset: flowpb.FieldFragmentOffset,
+		KeyIpv6FlowLabel: flowpb.FieldIpv6FlowLabel, KeyIpFlags: flowpb.FieldIpFlags,
+		KeyObservationDomainId: flowpb.FieldObservationDomainId, KeyObservationPointId: flowpb.FieldObservationPointId,
+		KeyMplsTtl: flowpb.FieldMplsTtl, KeyMplsLabel: flowpb.FieldMplsLabel, KeyMplsIp: flowpb.FieldMplsIp,
+		KeyBgpNextHop: flowpb.FieldBgpNextHop, KeyBgpCommunities: flowpb.FieldBgpCommunities, KeyAsPath: flowpb.FieldAsPath,
+		KeyLayerStack: flowpb.FieldLayerStack, KeyLayerSize: flowpb.FieldLayerSize,
+		KeyIpv6RoutingAddrs: flowpb.FieldIpv6RoutingHeaderAddresses, KeyIpv6RoutingSegLeft: flowpb.FieldIpv6RoutingHeaderSegLeft,
+		KeyTimeReceivedNs: flowpb.FieldTimeReceivedNs, KeyTimeFlowStartNs: flowpb.FieldTimeFlowStartNs,
+		KeyTimeFlowEndNs: flowpb.FieldTimeFlowEndNs, KeyBiflowReverse: flowpb.FieldBiflowReverse,
+		KeyPostNatSrcAddr: flowpb.FieldPostNatSrcAddr, KeyPostNatDstAddr: flowpb.FieldPostNatDstAddr,
+		KeyPostNaptSrcPort: flowpb.FieldPostNaptSrcPort, KeyPostNaptDstPort: flowpb.FieldPostNaptDstPort,
+		KeyNatEvent: flowpb.FieldNatEvent, KeyNatPortRangeStart: flowpb.FieldNatPortRangeStart,
+		KeyNatPortRangeEnd: flowpb.FieldNatPortRangeEnd, KeyNatInstanceId: flowpb.FieldNatInstanceId,
+		KeyNatPoolId: flowpb.FieldNatPoolId,
+	}
+	if len(one) != 12 || len(two) != 48 {
+		t.Fatalf("%d one-byte and %d two-byte keys: two constants are equal", len(one), len(two))
+	}
+	tag := func(num protowire.Number) []byte {
+		f, ok := flowpb.FieldByNumber(num)
+		if !ok {
+			t.Fatalf("field %d is not in flow.proto", num)
+		}
+		typ := protowire.VarintType
+		if f.List || f.Map || f.Kind == protoreflect.BytesKind || f.Kind == protoreflect.StringKind {
+			typ = protowire.BytesType
+		}
+		return protowire.AppendTag(nil, num, typ)
+	}
+	for k, num := range one {
+		if want := tag(num); !bytes.Equal([]byte{k}, want) {
+			t.Errorf("key of field %d: % x, want % x", num, k, want)
+		}
+	}
+	for k, num := range two {
+		if want := tag(num); !bytes.Equal([]byte{byte(k), byte(k >> 8)}, want) {
+			t.Errorf("key of field %d: % x, want % x", num, []byte{byte(k), byte(k >> 8)}, want)
 		}
 	}
 }

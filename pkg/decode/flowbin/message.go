@@ -1,6 +1,9 @@
 package flowbin
 
-import "github.com/flowpipe/flowpipe/pkg/flowpb"
+import (
+	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/wire"
+)
 
 // AppendMessage appends m as a frame of the bin stream, with unknown (raw
 // protobuf fields, e.g. those of a --mapping) in place of m's own unknown
@@ -14,8 +17,8 @@ func AppendMessage(b []byte, m *flowpb.FlowMessage, unknown []byte, wide bool) (
 }
 
 // AppendDecoded is AppendMessage for a message a decoder filled: it skips
-// the enrichment fields (1000 to 1135, biflow_reverse aside), which only
-// flowenrich sets.
+// the enrichment fields (1000 to 1135: names, countries, subscribers;
+// biflow_reverse aside), which only flowenrich sets.
 func AppendDecoded(b []byte, m *flowpb.FlowMessage, unknown []byte, wide bool) ([]byte, bool) {
 	return appendMessage(b, m, unknown, wide, false)
 }
@@ -78,7 +81,7 @@ func appendMessage(b []byte, m *flowpb.FlowMessage, unknown []byte, wide, enrich
 	b = Uint2(b, KeyTimeFlowEndNs, m.TimeFlowEndNs)
 	if !enriched {
 		if m.BiflowReverse {
-			b = append(b, byte(KeyBiflowReverse), byte(KeyBiflowReverse>>8), 1)
+			b = append(b, byte(KeyBiflowReverse&0xff), byte(KeyBiflowReverse>>8), 1)
 		}
 	} else if m.SrcCountry != "" || m.DstCountry != "" || m.SrcAsName != "" || m.DstAsName != "" ||
 		m.SrcNetName != "" || m.DstNetName != "" || len(m.SrcNetLabels) > 0 || len(m.DstNetLabels) > 0 ||
@@ -87,92 +90,38 @@ func appendMessage(b []byte, m *flowpb.FlowMessage, unknown []byte, wide, enrich
 		m.SrcCallingStationId != "" || m.DstCallingStationId != "" {
 		b = appendEnrichment(b, m)
 	}
-	b = Bytes2(b, keyPostNatSrcAddr, m.PostNatSrcAddr)
-	b = Bytes2(b, keyPostNatDstAddr, m.PostNatDstAddr)
-	b = Uint2(b, keyPostNaptSrcPort, uint64(m.PostNaptSrcPort))
-	b = Uint2(b, keyPostNaptDstPort, uint64(m.PostNaptDstPort))
-	b = Uint2(b, keyNatEvent, uint64(m.NatEvent))
-	b = Uint2(b, keyNatPortRangeStart, uint64(m.NatPortRangeStart))
-	b = Uint2(b, keyNatPortRangeEnd, uint64(m.NatPortRangeEnd))
-	b = Uint2(b, keyNatInstanceId, uint64(m.NatInstanceId))
-	b = Uint2(b, keyNatPoolId, uint64(m.NatPoolId))
+	b = Bytes2(b, KeyPostNatSrcAddr, m.PostNatSrcAddr)
+	b = Bytes2(b, KeyPostNatDstAddr, m.PostNatDstAddr)
+	b = Uint2(b, KeyPostNaptSrcPort, uint64(m.PostNaptSrcPort))
+	b = Uint2(b, KeyPostNaptDstPort, uint64(m.PostNaptDstPort))
+	b = Uint2(b, KeyNatEvent, uint64(m.NatEvent))
+	b = Uint2(b, KeyNatPortRangeStart, uint64(m.NatPortRangeStart))
+	b = Uint2(b, KeyNatPortRangeEnd, uint64(m.NatPortRangeEnd))
+	b = Uint2(b, KeyNatInstanceId, uint64(m.NatInstanceId))
+	b = Uint2(b, KeyNatPoolId, uint64(m.NatPoolId))
 	b = append(b, unknown...)
 	return Close(b, start, wide)
 }
 
-// Keys of the fields past 1000. Decoders set only the NAT ones and
-// biflow_reverse; the enrichment fields are here so that AppendMessage
-// encodes any message.
-var (
-	keySrcCountry          = Key2(1000, 2)
-	keyDstCountry          = Key2(1001, 2)
-	keySrcAsName           = Key2(1100, 2)
-	keyDstAsName           = Key2(1101, 2)
-	keySrcNetName          = Key2(1102, 2)
-	keyDstNetName          = Key2(1103, 2)
-	keySrcNetLabels        = Key2(1104, 2)
-	keyDstNetLabels        = Key2(1105, 2)
-	keySrcNetPrefix        = Key2(1106, 2)
-	keyDstNetPrefix        = Key2(1107, 2)
-	keyFlowDirection       = Key2(1108, 0)
-	KeyBiflowReverse       = Key2(1120, 0)
-	keySrcUser             = Key2(1130, 2)
-	keyDstUser             = Key2(1131, 2)
-	keySrcSessionId        = Key2(1132, 2)
-	keyDstSessionId        = Key2(1133, 2)
-	keySrcCallingStationId = Key2(1134, 2)
-	keyDstCallingStationId = Key2(1135, 2)
-	keyPostNatSrcAddr      = Key2(1140, 2)
-	keyPostNatDstAddr      = Key2(1141, 2)
-	keyPostNaptSrcPort     = Key2(1142, 0)
-	keyPostNaptDstPort     = Key2(1143, 0)
-	keyNatEvent            = Key2(1144, 0)
-	keyNatPortRangeStart   = Key2(1145, 0)
-	keyNatPortRangeEnd     = Key2(1146, 0)
-	keyNatInstanceId       = Key2(1147, 0)
-	keyNatPoolId           = Key2(1148, 0)
-)
-
-// appendEnrichment writes the fields 1000-1135, which no decoder sets.
+// appendEnrichment writes the fields 1000-1135, which no decoder sets, with
+// pkg/wire's writers (this is not a decoder's path).
 func appendEnrichment(b []byte, m *flowpb.FlowMessage) []byte {
-	b = appendString(b, keySrcCountry, m.SrcCountry)
-	b = appendString(b, keyDstCountry, m.DstCountry)
-	b = appendString(b, keySrcAsName, m.SrcAsName)
-	b = appendString(b, keyDstAsName, m.DstAsName)
-	b = appendString(b, keySrcNetName, m.SrcNetName)
-	b = appendString(b, keyDstNetName, m.DstNetName)
-	b = appendStringMap(b, keySrcNetLabels, m.SrcNetLabels)
-	b = appendStringMap(b, keyDstNetLabels, m.DstNetLabels)
-	b = appendString(b, keySrcNetPrefix, m.SrcNetPrefix)
-	b = appendString(b, keyDstNetPrefix, m.DstNetPrefix)
-	b = Uint2(b, keyFlowDirection, uint64(m.FlowDirection))
-	if m.BiflowReverse {
-		b = append(b, byte(KeyBiflowReverse), byte(KeyBiflowReverse>>8), 1)
-	}
-	b = appendString(b, keySrcUser, m.SrcUser)
-	b = appendString(b, keyDstUser, m.DstUser)
-	b = appendString(b, keySrcSessionId, m.SrcSessionId)
-	b = appendString(b, keyDstSessionId, m.DstSessionId)
-	b = appendString(b, keySrcCallingStationId, m.SrcCallingStationId)
-	return appendString(b, keyDstCallingStationId, m.DstCallingStationId)
-}
-
-func appendString(b []byte, key uint16, s string) []byte {
-	if s == "" {
-		return b
-	}
-	b = Varint(append(b, byte(key), byte(key>>8)), uint64(len(s)))
-	return append(b, s...)
-}
-
-// appendStringMap writes a map as MarshalVT does: one {1: key, 2: value}
-// entry per pair, in map iteration order.
-func appendStringMap(b []byte, key uint16, m map[string]string) []byte {
-	for k, v := range m {
-		n := 1 + VarintLen(uint64(len(k))) + len(k) + 1 + VarintLen(uint64(len(v))) + len(v)
-		b = Varint(append(b, byte(key), byte(key>>8)), uint64(n))
-		b = append(Varint(append(b, 1<<3|2), uint64(len(k))), k...)
-		b = append(Varint(append(b, 2<<3|2), uint64(len(v))), v...)
-	}
-	return b
+	b = wire.AppendStringField(b, flowpb.FieldSrcCountry, m.SrcCountry)
+	b = wire.AppendStringField(b, flowpb.FieldDstCountry, m.DstCountry)
+	b = wire.AppendStringField(b, flowpb.FieldSrcAsName, m.SrcAsName)
+	b = wire.AppendStringField(b, flowpb.FieldDstAsName, m.DstAsName)
+	b = wire.AppendStringField(b, flowpb.FieldSrcNetName, m.SrcNetName)
+	b = wire.AppendStringField(b, flowpb.FieldDstNetName, m.DstNetName)
+	b = wire.AppendStringMapField(b, flowpb.FieldSrcNetLabels, m.SrcNetLabels)
+	b = wire.AppendStringMapField(b, flowpb.FieldDstNetLabels, m.DstNetLabels)
+	b = wire.AppendStringField(b, flowpb.FieldSrcNetPrefix, m.SrcNetPrefix)
+	b = wire.AppendStringField(b, flowpb.FieldDstNetPrefix, m.DstNetPrefix)
+	b = wire.AppendVarintField(b, flowpb.FieldFlowDirection, uint64(m.FlowDirection))
+	b = wire.AppendBoolField(b, flowpb.FieldBiflowReverse, m.BiflowReverse)
+	b = wire.AppendStringField(b, flowpb.FieldSrcUser, m.SrcUser)
+	b = wire.AppendStringField(b, flowpb.FieldDstUser, m.DstUser)
+	b = wire.AppendStringField(b, flowpb.FieldSrcSessionId, m.SrcSessionId)
+	b = wire.AppendStringField(b, flowpb.FieldDstSessionId, m.DstSessionId)
+	b = wire.AppendStringField(b, flowpb.FieldSrcCallingStationId, m.SrcCallingStationId)
+	return wire.AppendStringField(b, flowpb.FieldDstCallingStationId, m.DstCallingStationId)
 }

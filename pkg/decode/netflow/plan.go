@@ -285,9 +285,10 @@ var outKeys = [nOutFields]uint16{
 	oFragID: flowbin.KeyFragmentId, oFragOff: flowbin.KeyFragmentOffset, oFlowLabel: flowbin.KeyIpv6FlowLabel,
 	oIPFlags: flowbin.KeyIpFlags, oObsPoint: flowbin.KeyObservationPointId, oBGPNextHop: flowbin.KeyBgpNextHop,
 	oStart: flowbin.KeyTimeFlowStartNs, oEnd: flowbin.KeyTimeFlowEndNs,
-	oPostNATSrc: flowbin.Key2(1140, 2), oPostNATDst: flowbin.Key2(1141, 2), oPostNAPTSrcPort: flowbin.Key2(1142, 0),
-	oPostNAPTDstPort: flowbin.Key2(1143, 0), oNATEvent: flowbin.Key2(1144, 0), oPortRangeStart: flowbin.Key2(1145, 0),
-	oPortRangeEnd: flowbin.Key2(1146, 0), oNATInstance: flowbin.Key2(1147, 0), oNATPool: flowbin.Key2(1148, 0),
+	oPostNATSrc: flowbin.KeyPostNatSrcAddr, oPostNATDst: flowbin.KeyPostNatDstAddr,
+	oPostNAPTSrcPort: flowbin.KeyPostNaptSrcPort, oPostNAPTDstPort: flowbin.KeyPostNaptDstPort,
+	oNATEvent: flowbin.KeyNatEvent, oPortRangeStart: flowbin.KeyNatPortRangeStart,
+	oPortRangeEnd: flowbin.KeyNatPortRangeEnd, oNATInstance: flowbin.KeyNatInstanceId, oNATPool: flowbin.KeyNatPoolId,
 }
 
 // isAux says whether a target fills the record state rather than a field.

@@ -139,19 +139,19 @@ type stats struct {
 // Decoder decodes sFlow v5 datagrams. It is not safe for concurrent use
 // (Stats excepted): run one per worker.
 type Decoder struct {
-	cfg   Config
-	msg   flowpb.FlowMessage
+	cfg Config
+	msg flowpb.FlowMessage
 	// AppendRecords' output: flows go into out instead of to an Emit.
 	out      []byte
 	outN     int
 	appendTo bool
 	wide     bool // the last frame's length took two bytes
 	consts   sampleConsts
-	cr    CounterRecord
-	ifc   IfCounters
-	ethc  EthernetCounters
-	seqs  map[seqKey]uint32
-	stats stats
+	cr       CounterRecord
+	ifc      IfCounters
+	ethc     EthernetCounters
+	seqs     map[seqKey]uint32
+	stats    stats
 }
 
 type seqKey struct {
