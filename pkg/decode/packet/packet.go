@@ -14,7 +14,10 @@
 // segment routing header of RFC 8754 fills ipv6_routing_header_addresses and
 // ipv6_routing_header_seg_left), GRE (optional fields skipped), VXLAN (UDP
 // port 4789), TCP, UDP, ICMP and ICMPv6. layer_stack and layer_size list
-// what was walked, as goflow2 v2 does.
+// what was walked, as goflow2 v2 does. ParseWith adds what goflow2's
+// mapping file can ask for: parsers started by a UDP or TCP port (GRE in
+// UDP, Geneve, Teredo, VXLAN on other ports) and a Visitor called with
+// each layer's bytes.
 //
 // Encapsulation follows goflow2: a layer of the same or a lower rank than
 // the one before it (IP in IP, Ethernet in GRE or VXLAN) starts an inner
