@@ -1,13 +1,22 @@
 package netflow
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
+	gfnetflow "github.com/netsampler/goflow2/v2/decoders/netflow"
+	gfproducer "github.com/netsampler/goflow2/v2/producer"
+	gfproto "github.com/netsampler/goflow2/v2/producer/proto"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
 	"github.com/flowpipe/flowpipe/pkg/decode/mapping"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
 )
 
 // TestGoflow2MappingTargets decodes v9 and IPFIX records through a mapping
@@ -76,4 +85,78 @@ netflowv9:
 			t.Errorf("v%d: custom fields % x, want % x", version, u, want)
 		}
 	}
+}
+
+// TestFrameSectionMappingSameAsGoflow2 decodes IPFIX data-link frame
+// sections with goflow2 v2.2.6's own mapping.yaml on both sides (goflow2's
+// producer, and our decoder with the mapping's packet options): its sflow
+// section, which goflow2 applies to IPFIX frames too, must give the same
+// custom fields (the UDP and TCP checksums in csum, 999) for every frame
+// goflow2 walks whole.
+func TestFrameSectionMappingSameAsGoflow2(t *testing.T) {
+	path := filepath.Join(interop.Goflow2Dir(t), "cmd", "goflow2", "mapping.yaml")
+	m, err := mapping.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &gfproto.ProducerConfig{}
+	if err := yaml.Unmarshal(raw, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfgm, err := cfg.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, err := gfproto.CreateProtoProducer(cfgm, gfproto.CreateSamplingSystem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := sectionFrames()
+	tmplMsg, data := juniperPackets(fs)
+	pkts := append([][]byte{tmplMsg}, data...)
+	ours, errs := decodeAll(t, NewDecoder(Config{Mapping: m, Packet: m.PacketOptions()}), juniper, pkts...)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	templates := gfnetflow.CreateTemplateSystem()
+	var theirs [][]byte
+	for _, p := range pkts {
+		var v9 gfnetflow.NFv9Packet
+		var ipfix gfnetflow.IPFIXPacket
+		if err := gfnetflow.DecodeMessageVersion(bytes.NewBuffer(p), templates, &v9, &ipfix); err != nil {
+			t.Fatalf("goflow2: %v", err)
+		}
+		msgs, err := prod.Produce(&ipfix, &gfproducer.ProduceArgs{Src: juniper, SamplerAddress: juniper.Addr(), TimeReceived: time.Unix(0, 42)})
+		if err != nil {
+			t.Fatalf("goflow2: %v", err)
+		}
+		for _, gm := range msgs {
+			theirs = append(theirs, bytes.Clone(gm.(*gfproto.ProtoProducerMessage).ProtoReflect().GetUnknown()))
+		}
+		prod.Commit(msgs)
+	}
+	if len(theirs) != len(ours) {
+		t.Fatalf("goflow2 %d records, ours %d", len(theirs), len(ours))
+	}
+	compared := 0
+	for i, f := range fs {
+		if !f.goflow2 {
+			continue
+		}
+		got := ours[i].ProtoReflect().GetUnknown()
+		if !bytes.Equal(got, theirs[i]) {
+			t.Errorf("%s: custom fields % x, goflow2 % x", f.name, got, theirs[i])
+		}
+		if len(got) > 0 {
+			compared++
+		}
+	}
+	if compared == 0 {
+		t.Fatal("no frame gave a custom field")
+	}
+	t.Logf("%d frames with the same csum as goflow2's", compared)
 }

@@ -119,17 +119,20 @@ type Decoder struct {
 	observer  decode.Observer
 	maxRecs   int
 
-	msg      flowpb.FlowMessage
-	unknown  []byte
-	packet   *packet.Options
-	mapped   []mappedValue // elements mapped to flow.proto fields, in the record being decoded
-	seq      map[seqKey]*seqState
-	lastSeq  *seqState // the last exporter's, saving a map lookup per packet
-	samplers map[seqKey]*samplingState
-	lastSamp *samplingState
-	sampling *Sampling
-	rec      record
-	fieldBuf []template.Field
+	msg     flowpb.FlowMessage
+	unknown []byte
+	packet  *packet.Options
+	mapped  []mappedValue
+	// secUnknown: the custom fields the mapping's sflow section gave the
+	// record's packet section
+	secUnknown []byte // elements mapped to flow.proto fields, in the record being decoded
+	seq        map[seqKey]*seqState
+	lastSeq    *seqState // the last exporter's, saving a map lookup per packet
+	samplers   map[seqKey]*samplingState
+	lastSamp   *samplingState
+	sampling   *Sampling
+	rec        record
+	fieldBuf   []template.Field
 
 	// AppendRecords' output: records go into out instead of to an Emit.
 	out      []byte

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/bits"
+	"slices"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -47,11 +48,12 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 	resetMsg(m, p.section.op != noOp, p.hasNAT)
 	d.rec = record{}
 	r := &d.rec
-	d.unknown, d.mapped = d.unknown[:0], d.mapped[:0]
+	d.unknown, d.mapped, d.secUnknown = d.unknown[:0], d.mapped[:0], d.secUnknown[:0]
+	secAt := 0 // where the section's custom fields go: after those of the elements before it, as goflow2 orders them
 	if p.section.op != noOp {
-		d.section(p, b, r, c.version)                       // first: the record's own elements then overwrite it
-		if d.packet != nil { // custom fields of the mapping's sflow section
-			d.unknown = append(d.unknown, m.ProtoReflect().GetUnknown()...)
+		d.section(p, b, r, c.version) // first: the record's own elements then overwrite it
+		if d.packet != nil {          // custom fields of the mapping's sflow section
+			d.secUnknown = append(d.secUnknown, m.ProtoReflect().GetUnknown()...)
 		}
 	}
 	off := 0
@@ -84,6 +86,9 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 				d.mapped = append(d.mapped, mappedValue{e, v}) // set once the record is whole
 			} else {
 				d.unknown = e.Append(d.unknown, v)
+				if i < p.section.op {
+					secAt = len(d.unknown)
+				}
 			}
 		}
 		if o.target == tSkip || l == 0 {
@@ -201,6 +206,9 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 		default:
 			r.setAux(o.target, o.arg, v)
 		}
+	}
+	if len(d.secUnknown) > 0 {
+		d.unknown = slices.Insert(d.unknown, secAt, d.secUnknown...)
 	}
 	if p.options {
 		d.options(samp, r, c.receivedNs)
