@@ -29,7 +29,10 @@ stream (goflow2's -format=bin) or JSON lines (goflow2's field names).
 
 Listeners are URIs: netflow://[HOST]:PORT (v5, v9 and IPFIX, told apart by
 version), ipfix://..., sflow://..., with ?count=N for N SO_REUSEPORT sockets
-and ?rcvbuf=BYTES for the socket receive buffer. Hosts may be IPv4 or IPv6
+and ?rcvbuf=BYTES for the socket receive buffer; goflow2's ?workers=N stands
+for --workers, its ?blocking= and ?queue_size= are logged with the settings
+that stand for them. --mapping takes goflow2's mapping file as it is (custom
+fields, sFlow header bits, the JSON formatter). Hosts may be IPv4 or IPv6
 ([::]). One exporter's packets are always decoded in order by one worker.
 Templates are kept per exporter address (not port) and domain; with
 --templates-file they survive a restart. --output FILE appends and reopens
@@ -44,6 +47,7 @@ Examples:
   flowcollect --format json --output '/var/log/flowpipe/flows-%Y%m%d-%H.json' --output-keep 48
   flowcollect --allow 10.0.0.0/8 --templates-file /var/lib/flowcollect/templates.json
   flowcollect -r capture.pcap --format json | head
+  flowcollect --listen 'sflow://:6343?count=4&workers=8,netflow://:2055' --mapping goflow2-mapping.yaml --format json
   FLOWCOLLECT_LISTEN=netflow://:9995,sflow://:6343 flowcollect`
 
 func newApp() command.App {
