@@ -233,7 +233,7 @@ func Load(r io.Reader) (*Mapping, error) {
 		}
 		byNumber[n] = p.Name
 		if fd, ok := flowpb.FieldByName(p.Name); ok && fd.Number != n {
-			warn("formatter.protobuf %q at %d: a custom field; flowpipe's own %s (%d) is then not written in this JSON", p.Name, p.Index, fd.Name, fd.Number)
+			warn("formatter.protobuf %q at %d: a custom field of flowpipe's own field's name (%s, %d, which this JSON then leaves out); a stage reading this JSON without the mapping (flowenrich, flowexport) takes %q for flowpipe's field: rename it there (formatter.rename) or pass bin", p.Name, p.Index, fd.Name, fd.Number, p.Name)
 		}
 		m.custom[p.Name] = p
 	}
