@@ -293,9 +293,15 @@ func Load(r io.Reader) (*Mapping, error) {
 			}
 			t.Little = little
 			e.Target, e.active = t, true
-			if t.Standard && section == "netflowv9" || t.Standard && section == "ipfix" {
-				warn("%s: sets flow.proto's %s%s (goflow2 v2.2.6 matches destinations against its Go field names only, and overwrites sampling_rate, so there this entry does nothing)",
-					where, flowpbName(t.Number), map[bool]string{true: ", little-endian", false: ""}[little])
+			switch name := flowpbName(t.Number); {
+			case !t.Standard:
+			case e.Destination != goName(name):
+				warn("%s: sets flow.proto's %s (goflow2 v2.2.6 looks destinations up by Go field name, %s: there this entry does nothing)", where, name, goName(name))
+			case t.Number == flowpb.FieldSamplingRate:
+				warn("%s: sets sampling_rate (goflow2 v2.2.6 overwrites it with the options data's rate: there this entry does nothing)", where)
+			}
+			if e.Endian != "" && e.Endianness == "" {
+				warn("%s: endian: %s read as endianness: %s (goflow2 v2.2.6 knows only endianness and reads this entry big-endian)", where, e.Endian, e.Endian)
 			}
 		}
 	}
