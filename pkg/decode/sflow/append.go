@@ -96,6 +96,8 @@ func appendSample(b []byte, m *flowpb.FlowMessage, k *sampleConsts, wide bool) (
 	}
 	b = flowbin.Uint2(b, flowbin.KeyIpv6RoutingSegLeft, uint64(m.Ipv6RoutingHeaderSegLeft))
 	b = append(b, k.times[:k.timesLen]...)
+	// Fields of a --mapping, when sFlow gets them, go here: unknown fields
+	// come after every field of flow.proto (AppendDelimited's order).
 	return flowbin.Close(b, start, wide)
 }
 
