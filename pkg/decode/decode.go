@@ -1,5 +1,5 @@
 // Package decode is the vocabulary shared by the flow decoders
-// (decode/netflow, decode/ipfix, decode/sflow) and the collector that
+// (decode/netflow for NetFlow v5, v9 and IPFIX; decode/sflow) and the collector that
 // drives them: the packet handed in, the callback flows come out through,
 // the error classes, and the events metrics are built from.
 //

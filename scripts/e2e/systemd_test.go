@@ -58,7 +58,7 @@ func TestSystemdWrapper(t *testing.T) {
 	genDone := make(chan error, 1)
 	go func() { genDone <- gen.Wait() }()
 	// `systemctl reload flowpipe` (ExecReload: kill -HUP $MAINPID) while
-	// the traffic flows: the wrapper passes it to flowcollect, which must
+	// the traffic flows: the wrapper passes it to every stage, which must
 	// live through it and lose nothing.
 	hups := 0
 	for done := false; !done; {
@@ -77,6 +77,12 @@ func TestSystemdWrapper(t *testing.T) {
 	// reached flowcollect.
 	if !waitFor(10*time.Second, func() bool { return strings.Contains(wrapper.log.String(), "SIGHUP: reloading") }) {
 		t.Errorf("%d SIGHUPs sent to the wrapper, none reached flowcollect", hups)
+	}
+	// flowenrich reloads its networks file on SIGHUP, flowpublish logs it.
+	for _, want := range []string{"msg=reloaded", "SIGHUP: nothing to reload"} {
+		if !waitFor(10*time.Second, func() bool { return strings.Contains(wrapper.log.String(), want) }) {
+			t.Errorf("%d SIGHUPs sent to the wrapper, no %q in the stages' logs:\n%s", hups, want, wrapper.log.String())
+		}
 	}
 	// The same generator in-process gives the ground truth.
 	g, err := flowgen.New(flowgen.Config{Seed: seed, Protocol: flowgen.IPFIX, IPv6Ratio: 0.3})
@@ -107,6 +113,6 @@ func TestSystemdWrapper(t *testing.T) {
 		t.Errorf("broker holds %d records (%d bytes, %d packets), flowgen sent %d (%d, %d)",
 			len(msgs), gotBytes, gotPackets, wantRecords, wantBytes, wantPackets)
 	}
-	t.Logf("%d records through the wrapper; %d SIGHUPs sent, %d handled by flowcollect", len(msgs), hups,
-		strings.Count(wrapper.log.String(), "SIGHUP: reloading"))
+	t.Logf("%d records through the wrapper; %d SIGHUPs sent, %d reloads by flowcollect and flowenrich, %d logged by flowpublish",
+		len(msgs), hups, strings.Count(wrapper.log.String(), "SIGHUP: reloading"), strings.Count(wrapper.log.String(), "SIGHUP: nothing to reload"))
 }
