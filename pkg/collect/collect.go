@@ -90,6 +90,21 @@ func DefaultConfig() Config {
 	}
 }
 
+// Parallelism is how many goroutines decode at once: the workers, or
+// with Workers 0 one per socket (at least one: pcap input decodes on the
+// caller's). The writer and the socket readers in front of workers add
+// little CPU of their own, so a process needs no more CPUs than this.
+func (c Config) Parallelism() int {
+	if c.Workers > 0 {
+		return c.Workers
+	}
+	n := 0
+	for _, l := range c.Listens {
+		n += max(l.Count, 1)
+	}
+	return max(n, 1)
+}
+
 // Validate reports every problem of c.
 func (c Config) Validate() error {
 	var errs []error

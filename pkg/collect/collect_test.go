@@ -490,3 +490,19 @@ func TestIdleFlush(t *testing.T) {
 		})
 	}
 }
+
+func TestParallelism(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want int
+	}{
+		{Config{}, 1}, // pcap input: the caller's goroutine decodes
+		{Config{Listens: []Listen{{Count: 1}}}, 1},
+		{Config{Listens: []Listen{{Count: 4}, {Count: 1}}}, 5},
+		{Config{Workers: 3, Listens: []Listen{{Count: 4}}}, 3},
+	} {
+		if got := c.cfg.Parallelism(); got != c.want {
+			t.Errorf("%+v: Parallelism %d, want %d", c.cfg, got, c.want)
+		}
+	}
+}

@@ -97,8 +97,10 @@ func appendSample(b []byte, m *flowpb.FlowMessage, k *sampleConsts, wide bool) (
 	}
 	b = flowbin.Uint2(b, flowbin.KeyIpv6RoutingSegLeft, uint64(m.Ipv6RoutingHeaderSegLeft))
 	b = append(b, k.times[:k.timesLen]...)
+	// Fields of a --mapping go here: unknown fields come after every field
+	// of flow.proto (AppendDelimited's order).
 	if k.custom {
-		b = append(b, m.ProtoReflect().GetUnknown()...) // custom fields of a mapping
+		b = append(b, m.ProtoReflect().GetUnknown()...)
 	}
 	return flowbin.Close(b, start, wide)
 }
