@@ -2,6 +2,7 @@ package framing
 
 import (
 	"encoding/binary"
+	"slices"
 	"strconv"
 	"time"
 
@@ -23,11 +24,14 @@ type Column struct {
 	Number protowire.Number // the field; 0 for a virtual field
 	Custom bool             // a custom field (formatter.protobuf), not flow.proto's
 	Array  bool             // custom: every occurrence, as an array
-	Render Render           // RenderDefault: goflow2's default for the field
+	Render Render           // RenderDefault (or the zero value): goflow2's default for the field
+	// OmitZero leaves a flow.proto field out when unset, as the default
+	// layout does with flowpipe's own fields.
+	OmitZero bool
 }
 
-// maxColumnFields bounds the fields of a record read for columns: more
-// are not looked at (a FlowMessage has fewer than 80).
+// maxColumnFields is room on the stack for a record's fields (a record with
+// more, long lists of addresses or custom arrays, costs an allocation).
 const maxColumnFields = 256
 
 // appendColumns writes m's columns, opening brace included. The record is
@@ -99,21 +103,53 @@ func appendColumn(dst, rec []byte, fields []wire.Field, c *Column, first *bool, 
 	if !ok {
 		return dst
 	}
+	if c.OmitZero && !slices.ContainsFunc(fields, func(f wire.Field) bool { return f.Num == c.Number }) {
+		return dst
+	}
 	dst = member(dst)
 	if fd.Map {
-		dst = append(dst, '{')
-		k := 0
+		// Keys in order, as the default layout writes them (insertion sort
+		// on the stack: label maps are small).
+		var buf [64][2][]byte
+		entries := buf[:0]
+		more := false // entries past the 64 sorted ones, written after them as they come
 		for _, f := range fields {
 			if f.Num != c.Number || f.Type != protowire.BytesType {
 				continue
 			}
+			if len(entries) == len(buf) {
+				more = true
+				continue
+			}
 			key, val := mapEntry(rec[f.Value:f.End])
-			if k > 0 {
+			i := len(entries)
+			entries = append(entries, [2][]byte{key, val})
+			for ; i > 0 && string(entries[i-1][0]) > string(key); i-- {
+				entries[i] = entries[i-1]
+			}
+			entries[i] = [2][]byte{key, val}
+		}
+		dst = append(dst, '{')
+		for i, e := range entries {
+			if i > 0 {
 				dst = append(dst, ',')
 			}
-			k++
-			dst = appendQuoted(dst, unsafeString(key))
-			dst = appendQuoted(append(dst, ':'), unsafeString(val))
+			dst = appendQuoted(dst, unsafeString(e[0]))
+			dst = appendQuoted(append(dst, ':'), unsafeString(e[1]))
+		}
+		if more {
+			k := 0
+			for _, f := range fields {
+				if f.Num != c.Number || f.Type != protowire.BytesType {
+					continue
+				}
+				if k++; k <= len(buf) {
+					continue
+				}
+				key, val := mapEntry(rec[f.Value:f.End])
+				dst = appendQuoted(append(dst, ','), unsafeString(key))
+				dst = appendQuoted(append(dst, ':'), unsafeString(val))
+			}
 		}
 		return append(dst, '}')
 	}
@@ -201,7 +237,7 @@ func mapEntry(b []byte) (key, val []byte) {
 // appendStandard renders a flow.proto value as goflow2's renderers do for
 // the Go type the field has in its record.
 func appendStandard(dst []byte, fd flowpb.Field, r Render, u uint64, b []byte, m *flowpb.FlowMessage) []byte {
-	if r == RenderDefault {
+	if r == RenderDefault || r == RenderUint { // RenderUint: Column's zero value
 		r = defaultRender(fd.Number)
 	}
 	switch fd.Kind {
@@ -282,7 +318,7 @@ func appendCustomValue(dst, rec []byte, f wire.Field, r Render) []byte {
 		switch r {
 		case RenderIP:
 			return appendAddr(dst, v)
-		case RenderString, RenderUint:
+		case RenderString:
 			return appendQuoted(dst, unsafeString(v))
 		case RenderEtype, RenderProto, RenderNetwork:
 			return append(dst, `"unknown"`...)

@@ -573,9 +573,10 @@ func kindRender(k Kind) framing.Render {
 
 // JSONOptions is the JSON form the mapping asks for: with formatter.fields,
 // goflow2's formatter, exactly those fields in that order with their
-// renderers and renames; without, flowpipe's default layout followed by
-// the custom fields (goflow2 would leave those out), rendered as
-// formatter.render says.
+// renderers and renames; with render or rename alone, goflow2's fields
+// so rendered and named, then flowpipe's own fields when set, then the
+// custom ones (goflow2 would leave those out); with neither, flowpipe's
+// default layout followed by the custom fields.
 func (m *Mapping) JSONOptions() *framing.JSONOptions {
 	opts := &framing.JSONOptions{}
 	if m == nil {
@@ -588,11 +589,29 @@ func (m *Mapping) JSONOptions() *framing.JSONOptions {
 			opts.Custom[i].Render = renderByName(r)
 		}
 	}
-	if len(f.Fields) == 0 {
+	names := f.Fields
+	omit := map[string]bool{}
+	switch {
+	case len(names) > 0:
+	case len(f.Render) == 0 && len(f.Rename) == 0:
 		return opts
+	default:
+		// render or rename without fields: goflow2 writes every field of
+		// its record so; flowpipe's own fields follow when set, then the
+		// custom ones.
+		for _, fd := range flowpb.Fields() {
+			if _, custom := m.custom[fd.Name]; custom {
+				continue
+			}
+			names = append(names, fd.Name)
+			omit[fd.Name] = !fd.Goflow2
+		}
+		for _, p := range m.Formatter.Protobuf {
+			names = append(names, p.Name)
+		}
 	}
-	for _, name := range f.Fields {
-		c := framing.Column{Key: name, Render: framing.RenderDefault}
+	for _, name := range names {
+		c := framing.Column{Key: name, Render: framing.RenderDefault, OmitZero: omit[name]}
 		if r, ok := f.Rename[name]; ok && r != "" {
 			c.Key = r
 		}

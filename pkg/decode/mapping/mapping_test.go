@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -374,4 +375,57 @@ sflow:
 			u = u[n:]
 		}
 	})
+}
+
+// TestRenderWithoutFields: formatter.render alone renders goflow2's
+// fields so (here the receive time as RFC 3339), keeps the layout's order,
+// and writes flowpipe's own fields only when set, then custom ones.
+func TestRenderWithoutFields(t *testing.T) {
+	m, err := Load(strings.NewReader(`
+formatter:
+  protobuf:
+    - {name: vrf, index: 39, type: varint}
+  render: {time_received_ns: datetimenano, proto: none}
+  rename: {sampler_address: exporter}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &flowpb.FlowMessage{Type: flowpb.FlowMessage_IPFIX, TimeReceivedNs: 1_700_000_000_123_456_789, Proto: 6,
+		SamplerAddress: []byte{192, 0, 2, 1}, SrcAsName: "EXAMPLE", SrcAddr: []byte{10, 0, 0, 1}, SrcNet: 8, Etype: 0x800,
+		SrcMac: 0x0a0b0c0d0e0f, AsPath: []uint32{1, 2}, MplsIp: [][]byte{{10, 1, 1, 1}}, BgpCommunities: []uint32{7},
+		LayerStack: []flowpb.FlowMessage_LayerStack{flowpb.FlowMessage_IPv4, flowpb.FlowMessage_UDP}, Bytes: 99,
+		FlowDirection: flowpb.FlowMessage_EGRESS, SrcNetLabels: map[string]string{"b": "2", "a": "1"}}
+	msg.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 39, protowire.VarintType), 5))
+	plain := string(framing.AppendJSON(nil, msg, nil))
+	line := string(framing.AppendJSON(nil, msg, m.JSONOptions()))
+	for _, s := range []string{`{"type":"IPFIX","time_received_ns":"2023-11-14T22:13:20.123456789Z",`, `"proto":6,`,
+		`"exporter":"192.0.2.1"`, `"src_as_name":"EXAMPLE"`} {
+		if !strings.Contains(line, s) {
+			t.Errorf("no %s in %s", s, line)
+		}
+	}
+	if !strings.HasSuffix(line, `,"vrf":5}`) || strings.Contains(line, "dst_as_name") {
+		t.Errorf("%s", line)
+	}
+	// The same members as the default layout, but for the renames.
+	var a, b map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(line), &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(plain), &b); err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != len(b)+1 { // + vrf
+		t.Errorf("%d members, default layout %d", len(a), len(b))
+	}
+	for k, v := range b {
+		switch k {
+		case "time_received_ns", "proto", "sampler_address":
+			continue
+		}
+		if string(a[k]) != string(v) {
+			t.Errorf("%s: %s, default layout %s", k, a[k], v)
+		}
+	}
 }
