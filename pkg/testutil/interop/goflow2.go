@@ -197,4 +197,3 @@ func freeUDPPort(t testing.TB) int {
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
-
