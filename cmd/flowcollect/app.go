@@ -29,7 +29,10 @@ stream (goflow2's -format=bin) or JSON lines (goflow2's field names).
 
 Listeners are URIs: netflow://[HOST]:PORT (v5, v9 and IPFIX, told apart by
 version), ipfix://..., sflow://..., with ?count=N for N SO_REUSEPORT sockets
-and ?rcvbuf=BYTES for the socket receive buffer. Hosts may be IPv4 or IPv6
+and ?rcvbuf=BYTES for the socket receive buffer; goflow2's ?workers=N stands
+for --workers, its ?blocking= and ?queue_size= are logged with the settings
+that stand for them. --mapping takes goflow2's mapping file as it is (custom
+fields, sFlow header bits, the JSON formatter). Hosts may be IPv4 or IPv6
 ([::]). One exporter's packets are always decoded in order by one worker.
 Templates are kept per exporter address (not port) and domain; with
 --templates-file they survive a restart. --output FILE appends and reopens
@@ -44,6 +47,7 @@ Examples:
   flowcollect --format json --output '/var/log/flowpipe/flows-%Y%m%d-%H.json' --output-keep 48
   flowcollect --allow 10.0.0.0/8 --templates-file /var/lib/flowcollect/templates.json
   flowcollect -r capture.pcap --format json | head
+  flowcollect --listen 'sflow://:6343?count=4&workers=8,netflow://:2055' --mapping goflow2-mapping.yaml --format json
   FLOWCOLLECT_LISTEN=netflow://:9995,sflow://:6343 flowcollect`
 
 func newApp() command.App {
@@ -55,7 +59,7 @@ func newApp() command.App {
 		Args:        true,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Value: cli.NewStringSlice(collect.DefaultListen...),
-				Usage: "listener URI, repeatable (netflow://:2055, ipfix://:4739, sflow://:6343, ?count=N&rcvbuf=BYTES)"},
+				Usage: "listener URI, repeatable or comma-separated (netflow://:2055, ipfix://:4739, sflow://:6343, ?count=N&rcvbuf=BYTES; goflow2's ?workers=N&blocking=B&queue_size=N accepted)"},
 			&cli.StringSliceFlag{Name: "read", Aliases: []string{"r"}, Usage: "read pcap/pcapng `FILE` instead of listening, repeatable (also as arguments)"},
 			&cli.StringFlag{Name: "format", Value: "bin", Usage: "output format: bin (length-delimited protobuf) or json (lines)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "output `PATH` (appended, reopened on SIGHUP), or a time pattern rotating by itself (flows-%Y%m%d-%H.json: %Y %y %m %d %j %H %M %S %s, UTC); - is stdout"},
@@ -73,7 +77,7 @@ func newApp() command.App {
 			&cli.IntFlag{Name: "pending-sets", Value: 1024, Usage: "data sets held while waiting for their template"},
 			&cli.IntFlag{Name: "pending-bytes", Value: 4 << 20, Usage: "bytes of data sets held while waiting for their template"},
 			&cli.DurationFlag{Name: "pending-age", Value: 10 * time.Second, Usage: "how long a data set waits for its template"},
-			&cli.PathFlag{Name: "mapping", Usage: "YAML file mapping further IPFIX/v9 elements to custom fields (goflow2 -mapping format)"},
+			&cli.PathFlag{Name: "mapping", Usage: "goflow2's mapping `FILE` (-mapping): IPFIX/v9 elements and sFlow header bits into custom or flow.proto fields, JSON fields and renderers (formatter)"},
 			&cli.IntFlag{Name: "max-exporter-labels", Value: collect.DefaultMaxExporterLabels, Usage: "distinct exporter label values in metrics; later ones are \"other\""},
 		},
 		// Loopback by default: the metrics and health endpoints are for the
@@ -81,6 +85,37 @@ func newApp() command.App {
 		MetricsListen: "127.0.0.1:8080",
 		Action:        run,
 	}
+}
+
+// procsKey carries the GOMAXPROCS setter from main to run: only the
+// process sets it, not the tests that run the app in theirs.
+type procsKey struct{}
+
+// withProcs lets run size GOMAXPROCS (set) unless the environment chose
+// it (fixed).
+func withProcs(action func(context.Context, *command.Stage) error, fixed bool, set func(int) int) func(context.Context, *command.Stage) error {
+	if fixed {
+		return action
+	}
+	return func(ctx context.Context, st *command.Stage) error {
+		return action(context.WithValue(ctx, procsKey{}, set), st)
+	}
+}
+
+// sizeProcs gives the Go runtime as many Ps as goroutines decode
+// (collect.Config.Parallelism), at most the CPUs it found. With the default
+// of one socket that is one: the socket's reader and the writer then
+// take turns on it instead of waking an idle P for each output batch,
+// whose spinning in the scheduler cost 10-25% of the CPU per record
+// (scripts/bench, 4 000 and 16 000 datagrams/s of every protocol).
+func sizeProcs(ctx context.Context, cfg collect.Config, log *slog.Logger) {
+	set, ok := ctx.Value(procsKey{}).(func(int) int)
+	if !ok {
+		return
+	}
+	n := min(cfg.Parallelism(), set(0))
+	set(n)
+	log.Debug("GOMAXPROCS sized to the decoding goroutines", "gomaxprocs", n)
 }
 
 func run(ctx context.Context, st *command.Stage) error {
@@ -101,6 +136,23 @@ func run(ctx context.Context, st *command.Stage) error {
 	if cfg.Listens, err = collect.ParseListens(splitList(c.StringSlice("listen")), c.Int("rcvbuf")); err != nil {
 		return command.Usagef("--listen: %v", err)
 	}
+	// goflow2's per-listener ?workers=: flowpipe's workers serve every
+	// listener, so the largest asked for stands for --workers when it is
+	// not given.
+	for _, l := range cfg.Listens {
+		for _, n := range l.Notes() {
+			log.Warn("goflow2 listen parameter", "uri", l.URI, "note", n)
+		}
+		if l.Workers == 0 {
+			continue
+		}
+		if c.IsSet("workers") {
+			log.Warn("goflow2 listen parameter", "uri", l.URI, "note", fmt.Sprintf("workers=%d ignored: --workers %d serves every listener", l.Workers, cfg.Workers))
+		} else if l.Workers > cfg.Workers {
+			cfg.Workers = l.Workers
+			log.Info("goflow2 listen parameter", "uri", l.URI, "note", fmt.Sprintf("workers=%d: decoding spread over %d workers shared by every listener (--workers)", l.Workers, l.Workers))
+		}
+	}
 	for _, a := range splitList(c.StringSlice("allow")) {
 		p, err := parsePrefix(a)
 		if err != nil {
@@ -114,16 +166,19 @@ func run(ctx context.Context, st *command.Stage) error {
 		if m, err = mapping.LoadFile(path); err != nil {
 			return command.Usagef("--mapping: %v", err)
 		}
+		for _, w := range m.Warnings {
+			log.Warn("mapping", "file", path, "note", w)
+		}
+		if len(m.Formatter.Key) > 0 {
+			log.Info("mapping", "file", path, "note", "formatter.key is the Kafka key: give the same file to flowpublish --mapping")
+		}
 	}
 	format, err := framing.ParseFormat(c.String("format"))
 	if err != nil || format == framing.FormatAuto {
 		return command.Usagef("--format: want bin or json, got %q", c.String("format"))
 	}
 	if format == framing.FormatJSON {
-		opts := &framing.JSONOptions{}
-		if m != nil {
-			opts.Custom = m.CustomFields()
-		}
+		opts := m.JSONOptions()
 		cfg.Encode = func(dst []byte, msg *flowpb.FlowMessage) []byte { return framing.AppendJSONLine(dst, msg, opts) }
 	}
 	decs := collect.NewStandardDecoders(collect.DecoderConfig{
@@ -141,6 +196,11 @@ func run(ctx context.Context, st *command.Stage) error {
 	if err := cfg.Validate(); err != nil {
 		return command.Usagef("%v", err)
 	}
+	procs := cfg
+	if len(pcaps) > 0 {
+		procs.Listens = nil // -r: no sockets, one decoder (or the workers)
+	}
+	sizeProcs(ctx, procs, log)
 	templatesFile := c.Path("templates-file")
 	if templatesFile != "" {
 		n, err := decs.LoadTemplates(templatesFile)

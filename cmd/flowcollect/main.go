@@ -4,10 +4,13 @@ package main
 import (
 	"context"
 	"os"
+	"runtime"
 
 	"github.com/flowpipe/flowpipe/pkg/command"
 )
 
 func main() {
-	os.Exit(command.Run(context.Background(), newApp(), os.Args, command.StdStreams()))
+	app := newApp()
+	app.Action = withProcs(app.Action, os.Getenv("GOMAXPROCS") != "", runtime.GOMAXPROCS)
+	os.Exit(command.Run(context.Background(), app, os.Args, command.StdStreams()))
 }

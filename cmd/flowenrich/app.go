@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flowpipe/flowpipe/pkg/command"
+	"github.com/flowpipe/flowpipe/pkg/decode/mapping"
 	"github.com/flowpipe/flowpipe/pkg/enrich"
 	"github.com/flowpipe/flowpipe/pkg/framing"
 	"github.com/flowpipe/flowpipe/pkg/rotate"
@@ -77,6 +78,7 @@ func newApp() command.App {
 			&cli.StringFlag{Name: "lookup-mode", Value: "table", Usage: "table (networks loaded in memory, faster) or mmdb (walk the file, less memory)"},
 			&cli.StringFlag{Name: "input-format", Value: "auto", Usage: "auto, bin or json"},
 			&cli.StringFlag{Name: "format", Value: "bin", Usage: "output: bin or json"},
+			&cli.PathFlag{Name: "mapping", Usage: "goflow2's mapping `FILE` (as flowcollect's): its custom fields (formatter.protobuf) read and written in JSON under their names"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "output `PATH` (appended, reopened on SIGHUP), or a time pattern rotating by itself (flows-%Y%m%d-%H.json, UTC); - is stdout"},
 			&cli.IntFlag{Name: "output-keep", Usage: "with a time pattern, keep this many closed files and remove older ones (0: keep all)"},
 			&cli.DurationFlag{Name: "reload-interval", Value: 5 * time.Second, Usage: "check the files for changes this often (0: only on SIGHUP)"},
@@ -98,6 +100,16 @@ func run(ctx context.Context, st *command.Stage) (err error) {
 	outFormat, err := framing.ParseFormat(c.String("format"))
 	if err != nil || outFormat == framing.FormatAuto {
 		return command.Usagef("--format: want bin or json, got %q", c.String("format"))
+	}
+	var jsonOpts *framing.JSONOptions
+	if path := c.Path("mapping"); path != "" {
+		mp, err := mapping.LoadFile(path)
+		if err != nil {
+			return command.Usagef("--mapping: %v", err)
+		}
+		// The custom fields only: flowenrich's JSON keeps its layout (the
+		// enrichment fields), which formatter.fields would cut.
+		jsonOpts = &framing.JSONOptions{Custom: mp.JSONOptions().Custom}
 	}
 	fallback, err := enrich.ParseCountryFallback(c.String("country-fallback"))
 	if err != nil {
@@ -180,6 +192,7 @@ func run(ctx context.Context, st *command.Stage) (err error) {
 	stream := enrich.NewStream(e, enrich.StreamConfig{
 		In: in, Out: out,
 		InputFormat: inFormat, OutputFormat: outFormat,
+		JSON:   jsonOpts,
 		Report: m.add,
 	})
 	if err := stream.Run(ctx); err != nil {

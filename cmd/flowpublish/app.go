@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/flowpipe/flowpipe/pkg/command"
+	"github.com/flowpipe/flowpipe/pkg/decode/mapping"
 	"github.com/flowpipe/flowpipe/pkg/framing"
 	"github.com/flowpipe/flowpipe/pkg/kafkaopt"
 	"github.com/flowpipe/flowpipe/pkg/publish"
@@ -42,7 +43,9 @@ flowpublish on the same DIR is refused (exit 1).
 
 Keys (--key): none (sticky batches, the fastest), sampler_address (one
 exporter's flows in order on one partition), src_dst, or a comma-separated
-list of fields (hashed; e.g. sampler_address,in_if).
+list of fields (hashed; e.g. sampler_address,in_if). --mapping FILE takes
+the key fields from goflow2's mapping file (formatter.key) when --key is not
+given, and renders --value-format json as its formatter says.
 
 Examples:
   go run ./scripts/dev/devbroker &     # a local Kafka-protocol broker on 127.0.0.1:9092
@@ -58,6 +61,7 @@ func newApp() command.App {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "topic", Value: def.Topic, Usage: "Kafka topic to produce to"},
 		&cli.StringFlag{Name: "key", Value: "none", Usage: "record key: none, sampler_address, src_dst or a comma-separated list of fields"},
+		&cli.PathFlag{Name: "mapping", Usage: "goflow2's mapping `FILE`: its formatter.key is the record key (unless --key is given), its formatter the JSON values (--value-format json)"},
 		&cli.StringFlag{Name: "input-format", Value: "auto", Usage: "auto, bin or json"},
 		&cli.StringFlag{Name: "value-format", Value: "bin", Usage: "record value: bin (varint-framed protobuf, as goflow2) or json"},
 		&cli.IntFlag{Name: "max-record-size", Value: framing.DefaultMaxSize, Usage: "largest input frame or JSON line, bytes"},
@@ -143,6 +147,21 @@ func configFromCLI(c *cli.Context) (publish.Config, error) {
 	cfg.Topic = c.String("topic")
 	if cfg.Key, err = publish.ParseKey(c.String("key")); err != nil {
 		return cfg, command.Usagef("--key: %v", err)
+	}
+	if path := c.Path("mapping"); path != "" {
+		m, err := mapping.LoadFile(path)
+		if err != nil {
+			return cfg, command.Usagef("--mapping: %v", err)
+		}
+		cfg.JSON = m.JSONOptions()
+		if key := m.Key(); len(key) > 0 && !c.IsSet("key") {
+			// goflow2 hashes formatter.key into its Kafka key; flowpublish
+			// hashes the same fields its own way: one partition for equal
+			// fields, as there.
+			if cfg.Key, err = publish.ParseKey(strings.Join(key, ",")); err != nil {
+				return cfg, command.Usagef("--mapping: formatter.key: %v", err)
+			}
+		}
 	}
 	if cfg.InputFormat, err = framing.ParseFormat(c.String("input-format")); err != nil {
 		return cfg, command.Usagef("--input-format: %v", err)

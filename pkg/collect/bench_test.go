@@ -16,8 +16,9 @@ import (
 
 // benchPipeline pushes packets through router -> worker (decode, encode,
 // batch) -> writer, as a socket reader would, and reports records/s.
-func benchPipeline(b *testing.B, newDecoders func(int, decode.Observer) (Decoders, error), packets [][]byte, workers int) {
+func benchPipeline(b *testing.B, newDecoders func(int, decode.Observer) (Decoders, error), packets [][]byte, workers int, enc Encoder) {
 	cfg := DefaultConfig()
+	cfg.Encode = enc
 	cfg.Workers = workers
 	cfg.NewDecoders = newDecoders
 	c, err := New(cfg, io.Discard, prometheus.NewRegistry())
@@ -72,7 +73,8 @@ func benchPipeline(b *testing.B, newDecoders func(int, decode.Observer) (Decoder
 
 // BenchmarkPipeline runs the real decoders on flowgen packets: IPFIX (the
 // 28-record benchmark packet), NetFlow v9 (28 records), v5 (30) and sFlow
-// (8 samples of 128-byte headers), encoded to the bin stream.
+// (8 samples of 128-byte headers), to the bin stream: direct (the
+// default, decode.Appender) and through FlowMessages (message).
 func BenchmarkPipeline(b *testing.B) {
 	for _, p := range []flowgen.Protocol{flowgen.IPFIX, flowgen.NetFlowV9, flowgen.NetFlowV5, flowgen.SFlow} {
 		b.Run(p.String(), func(b *testing.B) {
@@ -88,8 +90,10 @@ func BenchmarkPipeline(b *testing.B) {
 				pkt, _ := g.Next()
 				packets = append(packets, bytes.Clone(pkt))
 			}
-			decs := NewStandardDecoders(DecoderConfig{})
-			benchPipeline(b, decs.New, packets, 1)
+			b.Run("direct", func(b *testing.B) { benchPipeline(b, NewStandardDecoders(DecoderConfig{}).New, packets, 1, nil) })
+			b.Run("message", func(b *testing.B) {
+				benchPipeline(b, NewStandardDecoders(DecoderConfig{}).New, packets, 1, AppendFrame)
+			})
 		})
 	}
 }
@@ -98,7 +102,7 @@ func BenchmarkPipelineFakeV5(b *testing.B) {
 	load := genV5(b, 1, 64)
 	for _, w := range []int{1, 2} {
 		b.Run(map[int]string{1: "workers=1", 2: "workers=2"}[w], func(b *testing.B) {
-			benchPipeline(b, fakeDecoders, load.packets, w)
+			benchPipeline(b, fakeDecoders, load.packets, w, nil)
 		})
 	}
 }

@@ -90,6 +90,21 @@ func DefaultConfig() Config {
 	}
 }
 
+// Parallelism is how many goroutines decode at once: the workers, or
+// with Workers 0 one per socket (at least one: pcap input decodes on the
+// caller's). The writer and the socket readers in front of workers add
+// little CPU of their own, so a process needs no more CPUs than this.
+func (c Config) Parallelism() int {
+	if c.Workers > 0 {
+		return c.Workers
+	}
+	n := 0
+	for _, l := range c.Listens {
+		n += max(l.Count, 1)
+	}
+	return max(n, 1)
+}
+
 // Validate reports every problem of c.
 func (c Config) Validate() error {
 	var errs []error
@@ -114,6 +129,7 @@ type Collector struct {
 	metrics *metrics
 	socks   *socketCollector
 	encode  Encoder
+	direct  bool // bin output: decoders that can append records do (decode.Appender)
 	log     *slog.Logger
 
 	workers   []*worker
@@ -152,7 +168,7 @@ func New(cfg Config, out io.Writer, reg prometheus.Registerer) (*Collector, erro
 		logs:    telemetry.NewThrottle(10*time.Second, 1),
 	}
 	if c.encode == nil {
-		c.encode = AppendFrame
+		c.encode, c.direct = AppendFrame, true
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -199,7 +215,7 @@ func (c *Collector) getBatch() *outBatch {
 		b.data = b.data[:0]
 		return b
 	default:
-		return &outBatch{data: make([]byte, 0, batchBytes+4096)}
+		return &outBatch{data: make([]byte, 0, batchBytes+batchSlack)}
 	}
 }
 

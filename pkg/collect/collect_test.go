@@ -419,7 +419,7 @@ func TestParseListen(t *testing.T) {
 		want Listen
 		err  string
 	}{
-		{in: "netflow://:2055?count=4&workers=2&rcvbuf=33554432", want: Listen{Family: FamilyNetFlow, Port: 2055, Count: 4, RcvBuf: 33554432}},
+		{in: "netflow://:2055?count=4&workers=2&rcvbuf=33554432", want: Listen{Family: FamilyNetFlow, Port: 2055, Count: 4, RcvBuf: 33554432, Workers: 2}},
 		{in: "ipfix://:4739", want: Listen{Family: FamilyNetFlow, Port: 4739, Count: 1, RcvBuf: 1}},
 		{in: "sflow://[::]:6343", want: Listen{Family: FamilySFlow, Host: "::", Port: 6343, Count: 1, RcvBuf: 1}},
 		{in: "sflow://192.0.2.1:6343", want: Listen{Family: FamilySFlow, Host: "192.0.2.1", Port: 6343, Count: 1, RcvBuf: 1}},
@@ -488,5 +488,21 @@ func TestIdleFlush(t *testing.T) {
 				time.Sleep(5 * time.Millisecond)
 			}
 		})
+	}
+}
+
+func TestParallelism(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want int
+	}{
+		{Config{}, 1}, // pcap input: the caller's goroutine decodes
+		{Config{Listens: []Listen{{Count: 1}}}, 1},
+		{Config{Listens: []Listen{{Count: 4}, {Count: 1}}}, 5},
+		{Config{Workers: 3, Listens: []Listen{{Count: 4}}}, 3},
+	} {
+		if got := c.cfg.Parallelism(); got != c.want {
+			t.Errorf("%+v: Parallelism %d, want %d", c.cfg, got, c.want)
+		}
 	}
 }

@@ -50,9 +50,11 @@ func NewStandardDecoders(cfg DecoderConfig) *StandardDecoders {
 
 // New is a Config.NewDecoders.
 func (s *StandardDecoders) New(_ int, obs decode.Observer) (Decoders, error) {
-	nf := netflow.NewDecoder(netflow.Config{Templates: s.templates, Sampling: s.sampling, Mapping: s.cfg.Mapping, Observer: obs})
+	nf := netflow.NewDecoder(netflow.Config{Templates: s.templates, Sampling: s.sampling, Mapping: s.cfg.Mapping,
+		Packet: s.cfg.Mapping.PacketOptions(), Observer: obs})
 	scfg := s.cfg.SFlow
 	scfg.Observer = obs
+	scfg.Packet = s.cfg.Mapping.PacketOptions()
 	sf := sflow.NewDecoder(scfg)
 	s.mu.Lock()
 	s.sflow = append(s.sflow, sf)

@@ -46,6 +46,31 @@ type Listen struct {
 	Count int
 	// RcvBuf is the SO_RCVBUF asked for, in bytes; 0 keeps the default.
 	RcvBuf int
+	// Workers is goflow2's ?workers= (0 when absent): decoding goroutines,
+	// which flowpipe shares among every listener (--workers).
+	Workers int
+	// Blocking (goflow2's ?blocking=: 0 absent, 1 false, 2 true) and
+	// QueueSize (?queue_size=, 0 absent) have flowpipe equivalents of
+	// another shape, which Notes names.
+	Blocking  uint8
+	QueueSize uint64
+}
+
+// Notes say how goflow2's parameters without a flowpipe meaning of their
+// own (blocking, queue_size) map to flowpipe's settings; the caller logs
+// them.
+func (l Listen) Notes() []string {
+	var notes []string
+	switch l.Blocking {
+	case 2:
+		notes = append(notes, "blocking=true (goflow2: a socket reader waits for room in a full queue instead of dropping): flowpipe's readers wait --queue-wait (default 100ms) then drop and count in flowcollect_packets_dropped_total; raise --queue-wait to wait longer")
+	case 1:
+		notes = append(notes, "blocking=false is flowpipe's behaviour too: a full queue drops after --queue-wait (default 100ms), counted in flowcollect_packets_dropped_total")
+	}
+	if l.QueueSize != 0 {
+		notes = append(notes, "queue_size (goflow2: packets queued per listener) has no one-to-one equivalent: flowpipe queues --queue chunks of up to 64 KiB of datagrams per worker (default 256), and the socket buffer (?rcvbuf=, --rcvbuf) absorbs bursts")
+	}
+	return notes
 }
 
 // Addr is the host:port form for net.ListenConfig.
@@ -54,7 +79,8 @@ func (l Listen) Addr() string { return net.JoinHostPort(l.Host, strconv.Itoa(l.P
 // ParseListen parses a listener URI. Schemes: netflow (v5, v9 and IPFIX,
 // told apart by version), ipfix (an alias kept for readability) and sflow.
 // Query parameters: count (sockets, default 1), rcvbuf (bytes, default
-// defaultRcvBuf). A port is required.
+// defaultRcvBuf), and goflow2's workers (Workers), blocking and queue_size
+// (Notes says what stands for them). A port is required.
 func ParseListen(uri string, defaultRcvBuf int) (Listen, error) {
 	if !strings.Contains(uri, "://") {
 		return Listen{}, fmt.Errorf("collect: listen %q: missing scheme (netflow://, ipfix://, sflow://)", uri)
@@ -91,23 +117,45 @@ func ParseListen(uri string, defaultRcvBuf int) (Listen, error) {
 	q := u.Query()
 	for k := range q {
 		switch k {
-		case "count", "rcvbuf", "workers":
+		case "count", "rcvbuf", "workers", "blocking", "queue_size":
 		default:
-			return Listen{}, fmt.Errorf("collect: listen %q: unknown parameter %q (want count, rcvbuf)", uri, k)
+			return Listen{}, fmt.Errorf("collect: listen %q: unknown parameter %q (want count, rcvbuf; goflow2's workers, blocking, queue_size)", uri, k)
 		}
 	}
-	if v := q.Get("count"); v != "" {
+	if v := q.Get("count"); q.Has("count") {
 		if l.Count, err = strconv.Atoi(v); err != nil || l.Count < 1 || l.Count > 256 {
 			return Listen{}, fmt.Errorf("collect: listen %q: count must be 1-256, got %q", uri, v)
 		}
 	}
-	if v := q.Get("rcvbuf"); v != "" {
+	if v := q.Get("rcvbuf"); q.Has("rcvbuf") {
 		if l.RcvBuf, err = strconv.Atoi(v); err != nil || l.RcvBuf < 0 {
 			return Listen{}, fmt.Errorf("collect: listen %q: rcvbuf must be a byte count, got %q", uri, v)
 		}
 	}
-	// workers is accepted for goflow2-style URIs but workers are shared by
-	// every listener (--workers), so that one exporter stays in order.
+	// goflow2's parameters: parsed as goflow2 parses them (a bad value is
+	// an error there too), then mapped to flowpipe's settings.
+	if v := q.Get("workers"); q.Has("workers") {
+		if l.Workers, err = strconv.Atoi(v); err != nil || l.Workers < 0 || l.Workers > 1024 {
+			return Listen{}, fmt.Errorf("collect: listen %q: workers must be 0-1024, got %q", uri, v)
+		}
+	}
+	if v := q.Get("blocking"); q.Has("blocking") {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return Listen{}, fmt.Errorf("collect: listen %q: blocking must be true or false, got %q", uri, v)
+		}
+		l.Blocking = 1
+		if b {
+			l.Blocking = 2
+		}
+	}
+	if v := q.Get("queue_size"); q.Has("queue_size") {
+		n, err := strconv.ParseUint(v, 10, 63)
+		if err != nil || n == 0 {
+			return Listen{}, fmt.Errorf("collect: listen %q: queue_size must be a positive count, got %q", uri, v)
+		}
+		l.QueueSize = n
+	}
 	return l, nil
 }
 

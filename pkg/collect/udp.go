@@ -191,10 +191,10 @@ func (l *readLoop) armFlush() {
 		return
 	}
 	switch {
-	case l.d.batch != nil && !l.flushArmed:
+	case l.d.pending() && !l.flushArmed:
 		_ = l.s.conn.SetReadDeadline(l.d.lastSend.Add(l.c.cfg.FlushInterval))
 		l.flushArmed = true
-	case l.d.batch == nil && l.flushArmed:
+	case !l.d.pending() && l.flushArmed:
 		_ = l.s.conn.SetReadDeadline(time.Time{})
 		l.flushArmed = false
 	default:

@@ -62,6 +62,18 @@ type Decoder interface {
 	Decode(p Packet, emit Emit) error
 }
 
+// Appender is a Decoder that can also write its records straight into
+// the bin stream, without a FlowMessage in between: flowcollect's default
+// output takes this path.
+type Appender interface {
+	Decoder
+	// AppendRecords decodes p as Decode does and appends each record Decode
+	// would emit to dst as a frame of the bin stream: a varint length, then
+	// the bytes flowpb's AppendDelimited writes for the message. It returns
+	// dst and the number of records.
+	AppendRecords(dst []byte, p Packet) ([]byte, int, error)
+}
+
 // Error classes. Decoders wrap them (usually in an *Error) so that callers
 // can count errors by reason with Reason.
 var (

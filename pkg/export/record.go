@@ -163,10 +163,12 @@ func (p *Parser) Parse(value []byte, r *Record) error {
 }
 
 // wholeFrame reports whether value is exactly one frame: a length prefix
-// equal to the length of what follows.
+// equal to the length of what follows, or of what follows but a last
+// newline (a record of goflow2's bin file output, -transport.file.sep's
+// default, carried as it is).
 func wholeFrame(value []byte) ([]byte, bool) {
 	body, end, _, _ := wire.NextFrame(value, 0, len(value))
-	return body, end > 0 && end == len(value)
+	return body, end > 0 && (end == len(value) || end == len(value)-1 && value[end] == '\n')
 }
 
 func (p *Parser) done(r *Record) error {

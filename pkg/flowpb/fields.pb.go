@@ -661,6 +661,169 @@ func (m *FlowMessage) Scalar(num protowire.Number) (u uint64, b []byte, ok bool)
 	return 0, nil, false
 }
 
+// SetField sets m's field num from a value as Scalar returns it: an
+// integer in u (numbers, enums, bools), the content of a string or bytes
+// field in b (copied). For a repeated field it appends one item. ok is
+// false when num names no field SetField can set (maps). Mapping files
+// use it to fill flow.proto's fields from exporters' elements.
+func (m *FlowMessage) SetField(num protowire.Number, u uint64, b []byte) (ok bool) {
+	switch num {
+	case FieldType:
+		m.Type = FlowMessage_FlowType(u)
+	case FieldTimeReceivedNs:
+		m.TimeReceivedNs = uint64(u)
+	case FieldSequenceNum:
+		m.SequenceNum = uint32(u)
+	case FieldSamplingRate:
+		m.SamplingRate = uint64(u)
+	case FieldSamplerAddress:
+		m.SamplerAddress = append(m.SamplerAddress[:0], b...)
+	case FieldTimeFlowStartNs:
+		m.TimeFlowStartNs = uint64(u)
+	case FieldTimeFlowEndNs:
+		m.TimeFlowEndNs = uint64(u)
+	case FieldBytes:
+		m.Bytes = uint64(u)
+	case FieldPackets:
+		m.Packets = uint64(u)
+	case FieldSrcAddr:
+		m.SrcAddr = append(m.SrcAddr[:0], b...)
+	case FieldDstAddr:
+		m.DstAddr = append(m.DstAddr[:0], b...)
+	case FieldEtype:
+		m.Etype = uint32(u)
+	case FieldProto:
+		m.Proto = uint32(u)
+	case FieldSrcPort:
+		m.SrcPort = uint32(u)
+	case FieldDstPort:
+		m.DstPort = uint32(u)
+	case FieldInIf:
+		m.InIf = uint32(u)
+	case FieldOutIf:
+		m.OutIf = uint32(u)
+	case FieldSrcMac:
+		m.SrcMac = uint64(u)
+	case FieldDstMac:
+		m.DstMac = uint64(u)
+	case FieldSrcVlan:
+		m.SrcVlan = uint32(u)
+	case FieldDstVlan:
+		m.DstVlan = uint32(u)
+	case FieldVlanId:
+		m.VlanId = uint32(u)
+	case FieldIpTos:
+		m.IpTos = uint32(u)
+	case FieldForwardingStatus:
+		m.ForwardingStatus = uint32(u)
+	case FieldIpTtl:
+		m.IpTtl = uint32(u)
+	case FieldIpFlags:
+		m.IpFlags = uint32(u)
+	case FieldTcpFlags:
+		m.TcpFlags = uint32(u)
+	case FieldIcmpType:
+		m.IcmpType = uint32(u)
+	case FieldIcmpCode:
+		m.IcmpCode = uint32(u)
+	case FieldIpv6FlowLabel:
+		m.Ipv6FlowLabel = uint32(u)
+	case FieldFragmentId:
+		m.FragmentId = uint32(u)
+	case FieldFragmentOffset:
+		m.FragmentOffset = uint32(u)
+	case FieldSrcAs:
+		m.SrcAs = uint32(u)
+	case FieldDstAs:
+		m.DstAs = uint32(u)
+	case FieldNextHop:
+		m.NextHop = append(m.NextHop[:0], b...)
+	case FieldNextHopAs:
+		m.NextHopAs = uint32(u)
+	case FieldSrcNet:
+		m.SrcNet = uint32(u)
+	case FieldDstNet:
+		m.DstNet = uint32(u)
+	case FieldBgpNextHop:
+		m.BgpNextHop = append(m.BgpNextHop[:0], b...)
+	case FieldBgpCommunities:
+		m.BgpCommunities = append(m.BgpCommunities, uint32(u))
+	case FieldAsPath:
+		m.AsPath = append(m.AsPath, uint32(u))
+	case FieldMplsTtl:
+		m.MplsTtl = append(m.MplsTtl, uint32(u))
+	case FieldMplsLabel:
+		m.MplsLabel = append(m.MplsLabel, uint32(u))
+	case FieldMplsIp:
+		m.MplsIp = append(m.MplsIp, append([]byte(nil), b...))
+	case FieldObservationDomainId:
+		m.ObservationDomainId = uint32(u)
+	case FieldObservationPointId:
+		m.ObservationPointId = uint32(u)
+	case FieldLayerStack:
+		m.LayerStack = append(m.LayerStack, FlowMessage_LayerStack(u))
+	case FieldLayerSize:
+		m.LayerSize = append(m.LayerSize, uint32(u))
+	case FieldIpv6RoutingHeaderAddresses:
+		m.Ipv6RoutingHeaderAddresses = append(m.Ipv6RoutingHeaderAddresses, append([]byte(nil), b...))
+	case FieldIpv6RoutingHeaderSegLeft:
+		m.Ipv6RoutingHeaderSegLeft = uint32(u)
+	case FieldSrcCountry:
+		m.SrcCountry = string(b)
+	case FieldDstCountry:
+		m.DstCountry = string(b)
+	case FieldSrcAsName:
+		m.SrcAsName = string(b)
+	case FieldDstAsName:
+		m.DstAsName = string(b)
+	case FieldSrcNetName:
+		m.SrcNetName = string(b)
+	case FieldDstNetName:
+		m.DstNetName = string(b)
+	case FieldSrcNetPrefix:
+		m.SrcNetPrefix = string(b)
+	case FieldDstNetPrefix:
+		m.DstNetPrefix = string(b)
+	case FieldFlowDirection:
+		m.FlowDirection = FlowMessage_FlowDirection(u)
+	case FieldBiflowReverse:
+		m.BiflowReverse = u != 0
+	case FieldSrcUser:
+		m.SrcUser = string(b)
+	case FieldDstUser:
+		m.DstUser = string(b)
+	case FieldSrcSessionId:
+		m.SrcSessionId = string(b)
+	case FieldDstSessionId:
+		m.DstSessionId = string(b)
+	case FieldSrcCallingStationId:
+		m.SrcCallingStationId = string(b)
+	case FieldDstCallingStationId:
+		m.DstCallingStationId = string(b)
+	case FieldPostNatSrcAddr:
+		m.PostNatSrcAddr = append(m.PostNatSrcAddr[:0], b...)
+	case FieldPostNatDstAddr:
+		m.PostNatDstAddr = append(m.PostNatDstAddr[:0], b...)
+	case FieldPostNaptSrcPort:
+		m.PostNaptSrcPort = uint32(u)
+	case FieldPostNaptDstPort:
+		m.PostNaptDstPort = uint32(u)
+	case FieldNatEvent:
+		m.NatEvent = uint32(u)
+	case FieldNatPortRangeStart:
+		m.NatPortRangeStart = uint32(u)
+	case FieldNatPortRangeEnd:
+		m.NatPortRangeEnd = uint32(u)
+	case FieldNatInstanceId:
+		m.NatInstanceId = uint32(u)
+	case FieldNatPoolId:
+		m.NatPoolId = uint32(u)
+	default:
+		return false
+	}
+	return true
+}
+
 // AppendMarshal appends the wire encoding of m to b in one forward pass:
 // fields in number order, packed repeated scalars, unknown fields last,
 // byte-identical to MarshalVT, which walks the message twice (SizeVT, then

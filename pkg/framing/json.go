@@ -27,6 +27,16 @@ const (
 	RenderIP
 	// RenderString writes bytes as a JSON string.
 	RenderString
+	// The renderers of goflow2's formatter.render, for Columns.
+	RenderDefault      // goflow2's default for the field (addresses as ip, MACs as mac, ...)
+	RenderNone         // goflow2's "none": numbers as numbers, enums as names, bytes as hex
+	RenderMAC          // a number's low 48 bits as aa:bb:cc:dd:ee:ff
+	RenderEtype        // IPv4, IPv6, ARP, else ""
+	RenderProto        // IANA protocol keyword
+	RenderNetwork      // src_net/dst_net: the address masked to the prefix length
+	RenderDateTime     // Unix seconds as RFC 3339 UTC
+	RenderDateTimeNano // Unix nanoseconds as RFC 3339 UTC with nanoseconds
+	RenderICMPName     // the virtual icmp_name: the ICMP or ICMPv6 type's name
 )
 
 // CustomField is a field outside flow.proto, carried in the message's
@@ -35,6 +45,8 @@ type CustomField struct {
 	Name   string
 	Number protowire.Number
 	Render Render
+	// Array writes every occurrence, as a JSON array (goflow2's array: true).
+	Array bool
 }
 
 // JSONOptions tunes the JSON form. A nil *JSONOptions means the defaults.
@@ -44,6 +56,10 @@ type JSONOptions struct {
 	// once, with its last value (protobuf's rule for scalars). A name that
 	// is also a standard field's name is read as the standard field.
 	Custom []CustomField
+	// Columns, when set, are the JSON form instead of the default layout:
+	// goflow2's formatter.fields, exactly these members in this order (see
+	// Column). Extra members of an input line still follow.
+	Columns []Column
 }
 
 // AppendJSONLine is AppendJSON followed by a newline.
@@ -75,6 +91,13 @@ func AppendJSON(dst []byte, m *flowpb.FlowMessage, opts *JSONOptions) []byte {
 // appendJSON is AppendJSON followed by extra, the members of an input line
 // that were not flow fields (MessageReader.Extra), as they were.
 func appendJSON(dst []byte, m *flowpb.FlowMessage, opts *JSONOptions, extra []byte) []byte {
+	if opts != nil && len(opts.Columns) > 0 {
+		dst = appendColumns(dst, m, opts.Columns)
+		if len(extra) > 0 {
+			dst = append(append(dst, ','), extra...)
+		}
+		return append(dst, '}')
+	}
 	dst = appendFields(dst, m)
 	if opts != nil && len(opts.Custom) > 0 {
 		unknown := m.ProtoReflect().GetUnknown()
@@ -219,32 +242,17 @@ func appendCustom(dst []byte, unknown []byte, f CustomField) []byte {
 	if !found {
 		return dst
 	}
-	val := unknown[last.Value:last.End]
-	var u uint64
+	if f.Array {
+		return appendCustomArray(dst, unknown, fields, f)
+	}
 	switch {
-	case last.Type == protowire.VarintType && f.Render == RenderUint:
-		u = wire.Varint(val)
-	case last.Type == protowire.Fixed32Type && f.Render == RenderUint:
-		u = uint64(binary.LittleEndian.Uint32(val))
-	case last.Type == protowire.Fixed64Type && f.Render == RenderUint:
-		u = binary.LittleEndian.Uint64(val)
-	case last.Type == protowire.BytesType && f.Render != RenderUint:
-	default:
-		return dst // a wire type the rendering cannot show
+	case last.Type == protowire.BytesType && f.Render == RenderUint:
+		return dst // a number rendering of bytes: nothing to show
+	case last.Type != protowire.BytesType && (f.Render == RenderHex || f.Render == RenderIP || f.Render == RenderString):
+		return dst // bytes renderings of a number
 	}
 	dst = appendQuoted(append(dst, ','), f.Name)
-	dst = append(dst, ':')
-	switch f.Render {
-	case RenderUint:
-		return strconv.AppendUint(dst, u, 10)
-	case RenderHex:
-		dst = append(dst, '"')
-		return append(wire.AppendHex(dst, val), '"')
-	case RenderIP:
-		return appendAddr(dst, val)
-	default:
-		return appendQuoted(dst, unsafeString(val))
-	}
+	return appendCustomValue(append(dst, ':'), unknown, last, f.Render)
 }
 
 // appendQuoted writes s as a JSON string (see wire.AppendJSONString).

@@ -57,12 +57,38 @@ func (e *FrameError) Error() string {
 
 func (e *FrameError) Unwrap() error { return e.Err }
 
+// Separator is what a bin stream puts after each frame.
+type Separator uint8
+
+const (
+	// SepUnknown: not decided yet (before the second frame).
+	SepUnknown Separator = iota
+	// SepNone: frames follow each other (protodelim, goflow2
+	// -transport.file.sep=, flowpipe).
+	SepNone
+	// SepNewline: each frame is followed by a newline byte, as goflow2
+	// writes bin with its default -transport.file.sep="\n".
+	SepNewline
+)
+
+func (s Separator) String() string {
+	switch s {
+	case SepNone:
+		return "none"
+	case SepNewline:
+		return "newline"
+	}
+	return "unknown"
+}
+
 // Reader returns the frames of a length-delimited stream one by one.
 type Reader struct {
 	br      *bufio.Reader
 	maxSize int
 	offset  int64
 	large   []byte // holds frames that do not fit the bufio buffer
+	sep     Separator
+	frames  int64 // read so far, counted while sep is not SepNone
 }
 
 // NewReader reads frames from r. maxSize <= 0 means DefaultMaxSize.
@@ -77,8 +103,85 @@ func NewReader(r io.Reader, maxSize int) *Reader {
 	return &Reader{br: br, maxSize: maxSize}
 }
 
-// Offset is the byte offset of the next frame.
+// Offset is the byte offset of the next frame (of its separator, in a
+// newline-separated stream).
 func (r *Reader) Offset() int64 { return r.offset }
+
+// Separator is what the stream puts after each frame, decided when the
+// second frame is read: a newline after the first frame, which can also
+// be the length prefix of a 10-byte frame, means goflow2's separator when
+// the frame after it is whole, well-formed protobuf and followed by a
+// newline (or the end) too. From then on every frame must be followed by
+// one; the last one's may be missing.
+func (r *Reader) Separator() Separator { return r.sep }
+
+// ErrNoSeparator is a frame of a newline-separated stream not followed by
+// a newline.
+var ErrNoSeparator = errors.New("frame not followed by the stream's newline separator")
+
+// separator consumes the separator before the next frame. It returns
+// io.EOF at a clean end of input.
+func (r *Reader) separator() error {
+	if r.frames == 0 || r.sep == SepNone {
+		return nil
+	}
+	b, err := r.br.Peek(1)
+	if len(b) == 0 {
+		if errors.Is(err, io.EOF) {
+			return io.EOF
+		}
+		return err
+	}
+	if r.sep == SepUnknown {
+		r.sep = r.detectSeparator()
+		if r.sep == SepNone {
+			return nil
+		}
+		b, _ = r.br.Peek(1) // detection's peeks may have moved the buffer
+	}
+	if b[0] != '\n' {
+		return &FrameError{Offset: r.offset, Err: ErrNoSeparator}
+	}
+	r.br.Discard(1)
+	r.offset++
+	if _, err := r.br.Peek(1); errors.Is(err, io.EOF) {
+		return io.EOF // the last frame's separator
+	}
+	return nil
+}
+
+// detectSeparator decides the separator when the byte after the first
+// frame has arrived (see Separator).
+func (r *Reader) detectSeparator() Separator {
+	b, _ := r.br.Peek(1)
+	if b[0] != '\n' {
+		return SepNone
+	}
+	// The frame the newline would separate from the first one: its prefix,
+	// then the whole of it and one byte more.
+	buf, _ := r.br.Peek(min(1+wire.MaxPrefixLen, r.br.Size()))
+	size, n := binary.Uvarint(buf[1:])
+	if n <= 0 || size > uint64(r.maxSize) || 1+n+int(size)+1 > r.br.Size() {
+		if len(buf) == 1 { // nothing after the newline: the last frame's separator
+			return SepNewline
+		}
+		return SepNone
+	}
+	want := 1 + n + int(size)
+	buf, err := r.br.Peek(want + 1)
+	switch {
+	case len(buf) < want:
+		return SepNone // cut short: read it as frames, which says why
+	case len(buf) == want && !errors.Is(err, io.EOF):
+		return SepNone
+	case len(buf) > want && buf[want] != '\n':
+		return SepNone
+	}
+	if !wire.WellFormed(buf[1+n : want]) {
+		return SepNone
+	}
+	return SepNewline
+}
 
 // Next returns the next frame's message bytes. The slice is valid only
 // until the next call. At a clean end of input it returns io.EOF; any other
@@ -87,6 +190,30 @@ func (r *Reader) Offset() int64 { return r.offset }
 // It asks the input for no more than the frame needs: a live pipe is never
 // waited on past its last whole frame.
 func (r *Reader) Next() ([]byte, error) {
+	if r.sep != SepNone {
+		return r.nextSeparated()
+	}
+	return r.next()
+}
+
+// nextSeparated is Next while the separator is unknown or a newline.
+func (r *Reader) nextSeparated() ([]byte, error) {
+	start := r.offset
+	if err := r.separator(); err != nil {
+		return nil, err
+	}
+	body, err := r.next()
+	if err == nil {
+		r.frames++
+		return body, nil
+	}
+	if fe, ok := err.(*FrameError); ok {
+		fe.Offset = start // a bad frame's offset is its separator's
+	}
+	return body, err
+}
+
+func (r *Reader) next() ([]byte, error) {
 	for {
 		buf, _ := r.br.Peek(r.br.Buffered())
 		body, end, need, err := wire.NextFrame(buf, 0, r.maxSize)

@@ -103,6 +103,15 @@ func (r *MessageReader) Offset() int64 {
 	return r.offset
 }
 
+// Separator is what the bin stream puts after each frame (Reader.Separator):
+// SepUnknown for JSON and until the second frame.
+func (r *MessageReader) Separator() Separator {
+	if r.frames == nil {
+		return SepUnknown
+	}
+	return r.frames.Separator()
+}
+
 // Raw is the record last read: a frame's body without its prefix, or a
 // JSON line without its line ending. It is valid until the next Read.
 func (r *MessageReader) Raw() []byte { return r.raw }

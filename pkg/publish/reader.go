@@ -55,8 +55,11 @@ func (p *Publisher) readLoop(ctx context.Context, r io.Reader) error {
 			inBytes = 0
 		}
 
-		// Bin in, bin out, no key: the frames need no decoding at all.
-		if mr.Format() == framing.FormatBin && bin && p.cfg.Key == nil {
+		// Bin in, bin out, no key: the frames need no decoding at all
+		// (once the second frame said that no separator follows each: a
+		// stream of goflow2's with its newline separator takes the path
+		// below, which drops the separators).
+		if mr.Format() == framing.FormatBin && bin && p.cfg.Key == nil && mr.Separator() == framing.SepNone {
 			p.produce(nil, raw, true)
 			return p.passThrough(ctx, br, r, mr.Offset())
 		}

@@ -151,6 +151,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	work := fs.String("work", "", "scratch directory (default: a new temporary one, removed at the end)")
 	only := fs.String("only", strings.Join(sections, ","), "sections to run: "+strings.Join(sections, ",")+" (the default), and "+strings.Join(extraSections, ","))
 	chainCollect := fs.String("chain-flowcollect-args", "", "extra flowcollect flags in the chain, space-separated (e.g. \"--workers 0\")")
+	chainRate := fs.Float64("chain-rate", 0, "chain section: the goal rate in flow records/s, the first run (default 500000)")
+	chainDur := fs.Duration("chain-duration", 0, "chain section: send time of the goal run (default 10s)")
 	chainSpool := fs.Bool("chain-spool", false, "flowpublish spools (--spool-dir) in the chain")
 	chainDown := fs.Bool("chain-broker-down", false, "the chain with flowpublish spooling to a broker that is down: what the spool takes")
 	command := fs.String("command", "", "command line shown in the report (default: scripts/bench/bench.sh)")
@@ -228,6 +230,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	enrichArgs, enrichNote := enrichFlags(*geo, *networks)
 	prof.EnrichShown = enrichArgs
 	prof.ChainCollect = strings.Fields(*chainCollect)
+	if *chainRate > 0 {
+		prof.ChainRate = *chainRate
+	}
+	if *chainDur > 0 {
+		prof.ChainDur = *chainDur
+	}
 
 	rep := &report{Date: time.Now(), Command: *command, Profile: prof, Machine: readMachine(), Versions: readVersions(b.Goflow2)}
 	t0 := time.Now()

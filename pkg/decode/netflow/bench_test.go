@@ -74,6 +74,82 @@ func benchDecode(b *testing.B, cfg flowgen.Config) {
 	}
 }
 
+// benchBin fills 64 KiB batches as flowcollect's bin output does: direct,
+// with AppendRecords; or through a FlowMessage encoded by flowpb's
+// AppendDelimited (the path before AppendRecords). cpu-ns/record is the
+// thread's CPU time.
+func benchBin(b *testing.B, cfg flowgen.Config, direct bool) {
+	tmpl, data, _ := benchPackets(b, cfg)
+	d := NewDecoder(Config{})
+	batch := make([]byte, 0, 68<<10)
+	emit := func(m *flowpb.FlowMessage) { batch = m.AppendDelimited(batch) }
+	if tmpl != nil {
+		if err := d.Decode(decode.Packet{Data: tmpl, Exporter: genExporter, ReceivedNs: 1}, emit); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b.ResetTimer()
+	cpu0 := proc.ThreadCPU()
+	records := 0
+	for i := 0; i < b.N; i++ {
+		p := decode.Packet{Data: data[i%len(data)], Exporter: genExporter, ReceivedNs: 2}
+		n0 := len(batch)
+		var err error
+		if direct {
+			var n int
+			batch, n, err = d.AppendRecords(batch, p)
+			records += n
+		} else {
+			err = d.Decode(p, emit)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !direct {
+			records += countFrames(batch[n0:])
+		}
+		if len(batch) >= 64<<10 {
+			batch = batch[:0]
+		}
+	}
+	cpu := proc.ThreadCPU() - cpu0
+	b.StopTimer()
+	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(records), "cpu-ns/record")
+	}
+}
+
+// countFrames counts the frames of a bin stream.
+func countFrames(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		f, rest, err := nextFrame(b)
+		if err != nil || f == nil && len(rest) == len(b) {
+			break
+		}
+		b = rest
+		n++
+	}
+	return n
+}
+
+// BenchmarkBin compares flowcollect's bin path before (message) and
+// after (direct) AppendRecords, per protocol.
+func BenchmarkBin(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		cfg  flowgen.Config
+	}{{"ipfix", flowgen.Config{Protocol: flowgen.IPFIX}}, {"v9", flowgen.Config{Protocol: flowgen.NetFlowV9}}, {"v5", flowgen.Config{Protocol: flowgen.NetFlowV5}},
+		{"ipfix-varlen", flowgen.Config{Protocol: flowgen.IPFIX, VariableLengthIE: true, EnterpriseIE: true}}} {
+		b.Run(c.name+"/message", func(b *testing.B) { benchBin(b, c.cfg, false) })
+		b.Run(c.name+"/direct", func(b *testing.B) { benchBin(b, c.cfg, true) })
+	}
+}
+
 // BenchmarkDecodeIPFIX28 is the reference: flowgen's benchmark
 // packet, one IPv4 data set of 28 records.
 func BenchmarkDecodeIPFIX28(b *testing.B) { benchDecode(b, flowgen.Config{Protocol: flowgen.IPFIX}) }

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
-	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 )
 
 var genExporter = netip.MustParseAddrPort("192.0.2.1:50000")

@@ -48,7 +48,8 @@ func fuzzSeeds(f *testing.F, version uint16, names ...string) {
 // after a template packet (so that fuzzed data meets real templates):
 // no panic, no hang, records bounded by the packet's size (a record takes
 // at least one byte, biflows two records), every record carrying the
-// exporter's address and the packet's receive time.
+// exporter's address and the packet's receive time; AppendRecords writes
+// the bytes Decode and flowpb's encoder write.
 func fuzzDecode(t *testing.T, version uint16, prime [][]byte, data []byte) {
 	d := NewDecoder(Config{MaxRecordsPerSet: 4096})
 	exporter := exporterA
@@ -71,6 +72,11 @@ func fuzzDecode(t *testing.T, version uint16, prime [][]byte, data []byte) {
 	if time.Since(start) > 2*time.Second {
 		t.Fatalf("decoding %d bytes took %v", len(data), time.Since(start))
 	}
+	a := newAppendPair(nil)
+	for _, p := range prime {
+		a.feed(t, decode.Packet{Data: p, Exporter: exporter, ReceivedNs: 1})
+	}
+	a.feed(t, decode.Packet{Data: data, Exporter: exporter, ReceivedNs: 2})
 }
 
 func primeFrom(name string) [][]byte {
@@ -115,7 +121,8 @@ func FuzzDecodeIPFIX(f *testing.F) {
 // with every frame kind of the section tests. Invariants: exactly one
 // record, its interfaces and dataLinkFrameSize kept, packets 1, every
 // field the parser read from the frame as package packet reads it alone,
-// layer_stack never longer than layer_size.
+// layer_stack never longer than layer_size; AppendRecords writes the bytes
+// Decode and flowpb's encoder write.
 func FuzzFrameSection(f *testing.F) {
 	for _, sf := range sectionFrames() {
 		f.Add(sf.frame, sf.wireSize)
@@ -145,6 +152,9 @@ func FuzzFrameSection(f *testing.F) {
 		if len(m.LayerStack) > len(m.LayerSize) {
 			t.Fatalf("layer_stack %v longer than layer_size %v", m.LayerStack, m.LayerSize)
 		}
+		a := newAppendPair(nil) // AppendRecords writes the same bytes
+		a.feed(t, decode.Packet{Data: tmplMsg, Exporter: juniper, ReceivedNs: 1})
+		a.feed(t, decode.Packet{Data: pkt, Exporter: juniper, ReceivedNs: 2})
 		var alone flowpb.FlowMessage
 		if len(frame) > 0 {
 			packet.Parse(&alone, frame, packet.Ethernet, sectionMaxLabels)

@@ -55,6 +55,14 @@
 //     systemInitTimeMilliseconds (160) from the record or options data).
 //   - Mapped elements (package mapping) are appended to the record's
 //     unknown fields.
+//
+// AppendRecords writes the records straight into flowpipe's bin stream
+// (package flowbin) instead of handing out FlowMessages: v5 records with
+// a fixed layout, v9 and IPFIX records with a plan compiled once per
+// template, which reads each field where the record holds it and writes it
+// in field-number order. The bytes are those of Decode's messages encoded
+// by flowpb, which the tests and fuzz targets hold it to; records with a
+// packet section or biflow elements still go through a FlowMessage.
 package netflow
 
 import (
@@ -63,7 +71,9 @@ import (
 	"net/netip"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
+	"github.com/flowpipe/flowpipe/pkg/decode/flowbin"
 	"github.com/flowpipe/flowpipe/pkg/decode/mapping"
+	"github.com/flowpipe/flowpipe/pkg/decode/packet"
 	"github.com/flowpipe/flowpipe/pkg/decode/template"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
 )
@@ -85,6 +95,10 @@ type Config struct {
 	Templates      *Templates
 	TemplateConfig template.Config
 	Mapping        *mapping.Mapping
+	// Packet extends the walk of IPFIX packet sections as the mapping's
+	// sflow section asks (mapping.PacketOptions); nil: none. Not shared
+	// between decoders.
+	Packet *packet.Options
 	// Sampling keeps the sampling rates learned from options data, to save
 	// and restore them; nil: a new one, expiring as the templates do.
 	Sampling *Sampling
@@ -105,15 +119,29 @@ type Decoder struct {
 	observer  decode.Observer
 	maxRecs   int
 
-	msg      flowpb.FlowMessage
-	unknown  []byte
-	seq      map[seqKey]*seqState
-	lastSeq  *seqState // the last exporter's, saving a map lookup per packet
-	samplers map[seqKey]*samplingState
-	lastSamp *samplingState
-	sampling *Sampling
-	rec      record
-	fieldBuf []template.Field
+	msg     flowpb.FlowMessage
+	unknown []byte
+	packet  *packet.Options
+	mapped  []mappedValue
+	// secUnknown: the custom fields the mapping's sflow section gave the
+	// record's packet section
+	secUnknown []byte // elements mapped to flow.proto fields, in the record being decoded
+	seq        map[seqKey]*seqState
+	lastSeq    *seqState // the last exporter's, saving a map lookup per packet
+	samplers   map[seqKey]*samplingState
+	lastSamp   *samplingState
+	sampling   *Sampling
+	rec        record
+	fieldBuf   []template.Field
+
+	// AppendRecords' output: records go into out instead of to an Emit.
+	out      []byte
+	outN     int
+	appendTo bool
+	wide     bool // the last frame's length took two bytes
+	consts   planConsts
+	offs     []int32 // a record's element offsets and lengths (plans of variable-length templates)
+	lens     []int32
 }
 
 // NewDecoder returns a Decoder for v5, v9 and IPFIX.
@@ -121,6 +149,7 @@ func NewDecoder(cfg Config) *Decoder {
 	d := &Decoder{
 		templates: cfg.Templates,
 		mapping:   cfg.Mapping,
+		packet:    cfg.Packet,
 		observer:  cfg.Observer,
 		maxRecs:   cfg.MaxRecordsPerSet,
 		seq:       make(map[seqKey]*seqState),
@@ -163,6 +192,33 @@ func (d *Decoder) Decode(p decode.Packet, emit decode.Emit) error {
 		return d.decodeTemplated(p, v, emit)
 	}
 	return &decode.Error{Protocol: decode.ProtocolUnknown, Exporter: p.Exporter, Err: fmt.Errorf("netflow: version %d: %w", v, decode.ErrVersion)}
+}
+
+// AppendRecords decodes p as Decode does and appends each record Decode
+// would emit to dst as a frame of the bin stream (what flowpb's
+// AppendDelimited writes for it), returning dst and the number of
+// records. Most records are written as they are read, without a
+// FlowMessage in between (see flowbin).
+func (d *Decoder) AppendRecords(dst []byte, p decode.Packet) ([]byte, int, error) {
+	if len(p.Data) >= 2 && binary.BigEndian.Uint16(p.Data) == 5 {
+		return d.appendV5(dst, p)
+	}
+	d.out, d.outN, d.appendTo = dst, 0, true
+	err := d.Decode(p, nil)
+	out, n := d.out, d.outN
+	d.out, d.appendTo = nil, false
+	return out, n, err
+}
+
+// put hands the message on: to emit, or into AppendRecords' output with
+// unknown as its unknown fields.
+func (d *Decoder) put(emit decode.Emit, unknown []byte) {
+	if !d.appendTo {
+		emit(&d.msg)
+		return
+	}
+	d.out, d.wide = flowbin.AppendDecoded(d.out, &d.msg, unknown, d.wide)
+	d.outN++
 }
 
 func protocolOf(v uint16) decode.Protocol {

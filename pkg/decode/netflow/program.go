@@ -318,6 +318,7 @@ type program struct {
 	hasNAT     bool // post-NAT addresses
 	hasTimes   bool // relative or event times to turn into flow times
 	section    sectionSpec
+	plan       *plan // AppendRecords' direct path; nil: the FlowMessage path
 }
 
 // locate returns the value of op i in record b, or nil when b ends first.
@@ -432,6 +433,7 @@ func compile(m *mapping.Mapping) func(template.Key, *template.Spec) (*program, e
 		if p.section.op != noOp {
 			p.section.offsets = p.fixedOffsets()
 		}
+		p.plan = newPlan(p, k.Version, m)
 		return p, nil
 	}
 }

@@ -3,10 +3,13 @@ package netflow
 import (
 	"encoding/binary"
 	"math"
+	"math/bits"
+	"slices"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
+	"github.com/flowpipe/flowpipe/pkg/decode/mapping"
 	"github.com/flowpipe/flowpipe/pkg/decode/packet"
 	"github.com/flowpipe/flowpipe/pkg/decode/template"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
@@ -45,9 +48,13 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 	resetMsg(m, p.section.op != noOp, p.hasNAT)
 	d.rec = record{}
 	r := &d.rec
-	d.unknown = d.unknown[:0]
+	d.unknown, d.mapped, d.secUnknown = d.unknown[:0], d.mapped[:0], d.secUnknown[:0]
+	secAt := 0 // where the section's custom fields go: after those of the elements before it, as goflow2 orders them
 	if p.section.op != noOp {
-		d.section(p, b, r) // first: the record's own elements then overwrite it
+		d.section(p, b, r, c.version) // first: the record's own elements then overwrite it
+		if d.packet != nil {          // custom fields of the mapping's sflow section
+			d.secUnknown = append(d.secUnknown, m.ProtoReflect().GetUnknown()...)
+		}
 	}
 	off := 0
 	ops := p.ops // a local: the loop's stores could alias p, which would reload it
@@ -75,7 +82,14 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 		v := b[off : off+l]
 		off += l
 		if o.mapIdx >= 0 && l > 0 {
-			d.unknown = d.mapping.Entry(c.version, int(o.mapIdx)).Append(d.unknown, v)
+			if e := d.mapping.Entry(c.version, int(o.mapIdx)); e.Standard {
+				d.mapped = append(d.mapped, mappedValue{e, v}) // set once the record is whole
+			} else {
+				d.unknown = e.Append(d.unknown, v)
+				if i < p.section.op {
+					secAt = len(d.unknown)
+				}
+			}
 		}
 		if o.target == tSkip || l == 0 {
 			continue
@@ -85,16 +99,6 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 			m.Bytes = be(v)
 		case tPackets:
 			m.Packets = be(v)
-		case tTotalBytes:
-			r.totalBytes = be(v)
-		case tTotalPackets:
-			r.totalPackets = be(v)
-		case tRevBytes:
-			r.revBytes = be(v)
-		case tRevPackets:
-			r.revPackets = be(v)
-		case tRevTCPFlags:
-			r.revFlags = uint32(be(v))
 		case tProto:
 			m.Proto = uint32(be(v))
 		case tTOS:
@@ -163,11 +167,6 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 			m.IpFlags = uint32(be(v)) >> 5
 		case tTTL:
 			m.IpTtl = uint32(be(v))
-		case tIPVersion:
-			r.ipVersion = uint8(be(v))
-		case tMPLS:
-			r.mpls[o.arg] = uint32(be(v)) >> 4
-			r.mplsMask |= 1 << o.arg
 		case tObservationPointID:
 			m.ObservationPointId = uint32(be(v))
 		case tStartSec:
@@ -182,40 +181,6 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 			m.TimeFlowStartNs = ntpTime(v)
 		case tEndNTP:
 			m.TimeFlowEndNs = ntpTime(v)
-		case tStartDeltaUs:
-			r.startDelta, r.hasStartDelta = be(v), true
-		case tEndDeltaUs:
-			r.endDelta, r.hasEndDelta = be(v), true
-		case tStartUptime:
-			r.startUp, r.hasStartUp = uint32(be(v)), true
-		case tEndUptime:
-			r.endUp, r.hasEndUp = uint32(be(v)), true
-		case tSystemInitMs:
-			r.systemInitMs = be(v)
-		case tSamplingInterval:
-			r.interval = be(v)
-		case tSamplerRandomInterval:
-			r.randomInterval = be(v)
-		case tSamplingPacketInterval:
-			r.packetInterval = be(v)
-		case tSamplingPacketSpace:
-			r.packetSpace = be(v)
-		case tSamplingSize:
-			r.sampleSize = be(v)
-		case tSamplingPopulation:
-			r.population = be(v)
-		case tSamplingProbability:
-			r.probability = float(v)
-		case tSamplerID:
-			r.samplerID, r.hasSamplerID = be(v), true
-		case tFrameSize:
-			r.frameSize, r.hasFrameSize = be(v), true
-		case tObsSec:
-			r.observedNs = be(v) * 1e9
-		case tObsMs:
-			r.observedNs = be(v) * 1e6
-		case tObsNTP:
-			r.observedNs = ntpTime(v)
 		case tPostNATSrc4, tPostNATSrc6:
 			if addrOK(o.target == tPostNATSrc6, v) && (len(m.PostNatSrcAddr) == 0 || !allZero(v)) {
 				m.PostNatSrcAddr = append(m.PostNatSrcAddr[:0], v...)
@@ -238,27 +203,97 @@ func (d *Decoder) record(c *pktCtx, p *program, samp *samplingState, b []byte, e
 			m.NatPortRangeStart = uint32(be(v))
 		case tPortRangeEnd:
 			m.NatPortRangeEnd = uint32(be(v))
+		default:
+			r.setAux(o.target, o.arg, v)
 		}
+	}
+	if len(d.secUnknown) > 0 {
+		d.unknown = slices.Insert(d.unknown, secAt, d.secUnknown...)
 	}
 	if p.options {
 		d.options(samp, r, c.receivedNs)
 		return off, true
 	}
 	d.finish(c, p, samp, r)
+	for _, mv := range d.mapped { // a mapping overrides what the decoder found
+		mv.entry.Set(m, mv.v)
+	}
 	hasReverse := p.hasReverse && (r.revBytes != 0 || r.revPackets != 0)
 	// A biflow whose forward direction saw nothing yields only its reverse.
 	if !hasReverse || m.Bytes != 0 || m.Packets != 0 {
-		emit(m)
+		d.put(emit, d.unknown)
 	}
 	if hasReverse {
 		reverse(m, r)
-		emit(m)
+		d.put(emit, d.unknown)
 	}
 	return off, true
 }
 
+// mappedValue is an element a mapping sends to a flow.proto field.
+type mappedValue struct {
+	entry *mapping.Entry
+	v     []byte
+}
+
+// setAux keeps a field that becomes message fields only once the whole
+// record is read (counters' fallbacks, times, sampling, MPLS, IP version).
+func (r *record) setAux(t target, arg uint8, v []byte) {
+	switch t {
+	case tTotalBytes:
+		r.totalBytes = be(v)
+	case tTotalPackets:
+		r.totalPackets = be(v)
+	case tRevBytes:
+		r.revBytes = be(v)
+	case tRevPackets:
+		r.revPackets = be(v)
+	case tRevTCPFlags:
+		r.revFlags = uint32(be(v))
+	case tIPVersion:
+		r.ipVersion = uint8(be(v))
+	case tMPLS:
+		r.mpls[arg] = uint32(be(v)) >> 4
+		r.mplsMask |= 1 << arg
+	case tStartDeltaUs:
+		r.startDelta, r.hasStartDelta = be(v), true
+	case tEndDeltaUs:
+		r.endDelta, r.hasEndDelta = be(v), true
+	case tStartUptime:
+		r.startUp, r.hasStartUp = uint32(be(v)), true
+	case tEndUptime:
+		r.endUp, r.hasEndUp = uint32(be(v)), true
+	case tSystemInitMs:
+		r.systemInitMs = be(v)
+	case tSamplingInterval:
+		r.interval = be(v)
+	case tSamplerRandomInterval:
+		r.randomInterval = be(v)
+	case tSamplingPacketInterval:
+		r.packetInterval = be(v)
+	case tSamplingPacketSpace:
+		r.packetSpace = be(v)
+	case tSamplingSize:
+		r.sampleSize = be(v)
+	case tSamplingPopulation:
+		r.population = be(v)
+	case tSamplingProbability:
+		r.probability = float(v)
+	case tSamplerID:
+		r.samplerID, r.hasSamplerID = be(v), true
+	case tFrameSize:
+		r.frameSize, r.hasFrameSize = be(v), true
+	case tObsSec:
+		r.observedNs = be(v) * 1e9
+	case tObsMs:
+		r.observedNs = be(v) * 1e6
+	case tObsNTP:
+		r.observedNs = ntpTime(v)
+	}
+}
+
 // section decodes the record's packet section into the message.
-func (d *Decoder) section(p *program, b []byte, r *record) {
+func (d *Decoder) section(p *program, b []byte, r *record, version uint16) {
 	s := &p.section
 	v := p.locate(b, s.op)
 	if len(v) == 0 {
@@ -285,7 +320,11 @@ func (d *Decoder) section(p *program, b []byte, r *record) {
 			return
 		}
 	}
-	info := packet.Parse(&d.msg, v, first, sectionMaxLabels)
+	opts := d.packet
+	if version != 10 { // as goflow2: the sflow section applies to IPFIX sections only
+		opts = nil
+	}
+	info := packet.ParseWith(&d.msg, v, first, sectionMaxLabels, opts)
 	r.hasSection, r.sectionLen = true, len(v)
 	if info.IPLength > 0 {
 		r.sectionIPLen = info.IPOffset + info.IPLength
@@ -339,67 +378,85 @@ func (d *Decoder) finish(c *pktCtx, p *program, samp *samplingState, r *record) 
 	m.SequenceNum = c.seq
 	m.ObservationDomainId = c.domain
 	m.SamplerAddress = append(m.SamplerAddress[:0], c.sampler[:c.samplerLen]...)
-	switch r.ipVersion {
-	case 4:
-		m.Etype = 0x800
-	case 6:
-		m.Etype = 0x86dd
-	default:
-		switch {
-		case len(m.SrcAddr) == 16 || len(m.DstAddr) == 16:
-			m.Etype = 0x86dd
-		case len(m.SrcAddr) == 4 || len(m.DstAddr) == 4:
-			m.Etype = 0x800
-		}
-	}
-	if m.Bytes == 0 && r.totalBytes != 0 {
-		m.Bytes = r.totalBytes
-	}
-	if m.Packets == 0 && r.totalPackets != 0 {
-		m.Packets = r.totalPackets
-	}
-	if r.hasSection || r.hasFrameSize {
-		// A record of one sampled packet (RFC 7133): without counters, it
-		// counts that packet.
-		if m.Bytes == 0 {
-			switch {
-			case r.frameSize != 0:
-				m.Bytes = r.frameSize
-			case r.hasSection:
-				m.Bytes = uint64(max(r.sectionLen, r.sectionIPLen))
-			}
-		}
-		if m.Packets == 0 {
-			m.Packets = 1
-		}
-	}
+	m.Etype = etypeOf(r.ipVersion, len(m.SrcAddr), len(m.DstAddr), m.Etype)
+	m.Bytes, m.Packets = r.counters(m.Bytes, m.Packets)
 	if r.mplsMask != 0 {
 		// The record's own labels replace the section's (whose TTLs then
 		// no longer belong to them).
-		m.MplsLabel, m.MplsTtl = m.MplsLabel[:0], m.MplsTtl[:0]
-		for i := 0; i < len(r.mpls) && r.mplsMask>>i != 0; i++ {
-			m.MplsLabel = append(m.MplsLabel, r.mpls[i])
-		}
+		m.MplsLabel, m.MplsTtl = append(m.MplsLabel[:0], r.labels()...), m.MplsTtl[:0]
 	}
 	if p.hasTimes {
-		d.times(c, samp, r)
+		m.TimeFlowStartNs, m.TimeFlowEndNs = flowTimes(c, samp, r, m.TimeFlowStartNs, m.TimeFlowEndNs)
 	}
-	// Sampling rate: the record's own, else its sampler's, else the
-	// exporter's (its domain's default).
-	if p.hasRate {
-		m.SamplingRate = r.rate()
-	}
-	if m.SamplingRate == 0 && samp != nil {
-		m.SamplingRate = samp.rate
-		if r.hasSamplerID && samp.byID != nil {
-			if rate, ok := samp.byID[r.samplerID]; ok {
-				m.SamplingRate = rate
-			}
-		}
-	}
+	m.SamplingRate = r.samplingRate(p, samp)
 	if len(d.unknown) > 0 {
 		m.ProtoReflect().SetUnknown(protoreflect.RawFields(d.unknown))
 	}
+}
+
+// etypeOf is the record's etype: from its IP version element, else from
+// its addresses' length, else cur (what a packet section said).
+func etypeOf(ipVersion uint8, srcLen, dstLen int, cur uint32) uint32 {
+	switch ipVersion {
+	case 4:
+		return 0x800
+	case 6:
+		return 0x86dd
+	}
+	switch {
+	case srcLen == 16 || dstLen == 16:
+		return 0x86dd
+	case srcLen == 4 || dstLen == 4:
+		return 0x800
+	}
+	return cur
+}
+
+// counters applies the fallbacks of the byte and packet counts: the total
+// counters, then for a record of one sampled packet (RFC 7133, without
+// counters) its frame size or section length, and one packet.
+func (r *record) counters(bytes, packets uint64) (uint64, uint64) {
+	if bytes == 0 && r.totalBytes != 0 {
+		bytes = r.totalBytes
+	}
+	if packets == 0 && r.totalPackets != 0 {
+		packets = r.totalPackets
+	}
+	if r.hasSection || r.hasFrameSize {
+		if bytes == 0 {
+			switch {
+			case r.frameSize != 0:
+				bytes = r.frameSize
+			case r.hasSection:
+				bytes = uint64(max(r.sectionLen, r.sectionIPLen))
+			}
+		}
+		if packets == 0 {
+			packets = 1
+		}
+	}
+	return bytes, packets
+}
+
+// labels are the record's MPLS labels, up to the deepest one it carries.
+func (r *record) labels() []uint32 { return r.mpls[:bits.Len16(r.mplsMask)] }
+
+// samplingRate is the record's own rate, else its sampler's, else the
+// exporter's (its domain's default).
+func (r *record) samplingRate(p *program, samp *samplingState) uint64 {
+	var rate uint64
+	if p.hasRate {
+		rate = r.rate()
+	}
+	if rate == 0 && samp != nil {
+		rate = samp.rate
+		if r.hasSamplerID && samp.byID != nil {
+			if x, ok := samp.byID[r.samplerID]; ok {
+				rate = x
+			}
+		}
+	}
+	return rate
 }
 
 func sub(a, b uint64) uint64 {
@@ -483,23 +540,23 @@ func resetMsg(m *flowpb.FlowMessage, layers, nat bool) {
 	}
 }
 
-// times turns the record's relative and event times into flow times.
-func (d *Decoder) times(c *pktCtx, samp *samplingState, r *record) {
-	m := &d.msg
+// flowTimes applies the record's relative and event times to its flow
+// start and end.
+func flowTimes(c *pktCtx, samp *samplingState, r *record, start, end uint64) (uint64, uint64) {
 	exportNs := uint64(c.exportSecs) * 1e9
 	if r.hasStartDelta {
-		m.TimeFlowStartNs = sub(exportNs, r.startDelta*1e3)
+		start = sub(exportNs, r.startDelta*1e3)
 	}
 	if r.hasEndDelta {
-		m.TimeFlowEndNs = sub(exportNs, r.endDelta*1e3)
+		end = sub(exportNs, r.endDelta*1e3)
 	}
 	if r.hasStartUp || r.hasEndUp {
 		if c.version == 9 {
 			if r.hasStartUp {
-				m.TimeFlowStartNs = uptimeTime(exportNs, c.uptimeMs, r.startUp)
+				start = uptimeTime(exportNs, c.uptimeMs, r.startUp)
 			}
 			if r.hasEndUp {
-				m.TimeFlowEndNs = uptimeTime(exportNs, c.uptimeMs, r.endUp)
+				end = uptimeTime(exportNs, c.uptimeMs, r.endUp)
 			}
 		} else {
 			init := r.systemInitMs
@@ -508,21 +565,22 @@ func (d *Decoder) times(c *pktCtx, samp *samplingState, r *record) {
 			}
 			if init != 0 {
 				if r.hasStartUp {
-					m.TimeFlowStartNs = (init + uint64(r.startUp)) * 1e6
+					start = (init + uint64(r.startUp)) * 1e6
 				}
 				if r.hasEndUp {
-					m.TimeFlowEndNs = (init + uint64(r.endUp)) * 1e6
+					end = (init + uint64(r.endUp)) * 1e6
 				}
 			}
 		}
 	}
 	// An event's one instant (NAT events carry no flow times).
 	if r.observedNs != 0 {
-		if m.TimeFlowStartNs == 0 {
-			m.TimeFlowStartNs = r.observedNs
+		if start == 0 {
+			start = r.observedNs
 		}
-		if m.TimeFlowEndNs == 0 {
-			m.TimeFlowEndNs = r.observedNs
+		if end == 0 {
+			end = r.observedNs
 		}
 	}
+	return start, end
 }

@@ -239,6 +239,23 @@ func (d *Decoder) dataSet(c *pktCtx, id uint16, b []byte, emit decode.Emit) (n i
 	}
 	p := t.Compiled
 	samp := d.samplingFor(seqKey{c.addr, c.version, c.domain})
+	if d.appendTo && p.plan != nil {
+		d.consts.set(c, p.plan, samp)
+		for len(b) >= p.minLen {
+			if n >= d.maxRecs {
+				return n, false, c.err(id, "more than %d records in a set", decode.ErrLimit, d.maxRecs)
+			}
+			var used int
+			var ok bool
+			if d.out, used, ok = d.appendPlanned(d.out, c, p, samp, b); !ok {
+				return n, false, c.err(id, "record %d overruns the set", decode.ErrMalformed, n)
+			}
+			d.outN++
+			b = b[used:]
+			n++
+		}
+		return n, false, nil
+	}
 	for len(b) >= p.minLen {
 		if n >= d.maxRecs {
 			return n, false, c.err(id, "more than %d records in a set", decode.ErrLimit, d.maxRecs)

@@ -14,7 +14,10 @@
 // segment routing header of RFC 8754 fills ipv6_routing_header_addresses and
 // ipv6_routing_header_seg_left), GRE (optional fields skipped), VXLAN (UDP
 // port 4789), TCP, UDP, ICMP and ICMPv6. layer_stack and layer_size list
-// what was walked, as goflow2 v2 does.
+// what was walked, as goflow2 v2 does. ParseWith adds what goflow2's
+// mapping file can ask for: parsers started by a UDP or TCP port (GRE in
+// UDP, Geneve, Teredo, VXLAN on other ports) and a Visitor called with
+// each layer's bytes.
 //
 // Encapsulation follows goflow2: a layer of the same or a lower rank than
 // the one before it (IP in IP, Ethernet in GRE or VXLAN) starts an inner
@@ -60,6 +63,16 @@ const (
 	gre
 	vxlan
 	pwEthernet // the Ethernet frame carried by an MPLS pseudowire
+	teredo     // IPv6 in UDP (RFC 4380), only where a PortParser says so
+	geneve     // Geneve (RFC 8926), only where a PortParser says so
+)
+
+// The layers a PortParser can start.
+const (
+	GRE    = gre
+	VXLAN  = vxlan
+	Teredo = teredo
+	Geneve = geneve
 )
 
 // rank and shim reproduce goflow2's rule for encapsulation (see the
@@ -80,6 +93,8 @@ var rank = [...]uint8{
 	gre:          40,
 	vxlan:        40,
 	pwEthernet:   20,
+	teredo:       40,
+	geneve:       40,
 }
 
 func (l Layer) shim() bool {
@@ -105,15 +120,50 @@ type Info struct {
 // the MPLS label stack read (a deeper stack ends the walk). Fields are
 // written over what m holds; layer_stack and layer_size are appended to.
 func Parse(m *flowpb.FlowMessage, section []byte, first Layer, maxLabels int) Info {
-	w := walk{m: m, maxLabels: maxLabels}
+	return ParseWith(m, section, first, maxLabels, nil)
+}
+
+// PortParser starts a layer after a UDP or TCP header that has this
+// source or destination port (goflow2's sflow.ports): GRE, Teredo,
+// Geneve or VXLAN.
+type PortParser struct {
+	TCP      bool
+	Src, Dst bool // which port matches; a destination match is tried first
+	Port     uint16
+	Layer    Layer
+}
+
+// Visitor is told of every layer a walk parsed, after its fields were set:
+// l, the port whose PortParser started it (0 otherwise), the section from
+// the layer's first byte on, and whether it lies in an encapsulated
+// packet. It may set m's fields.
+type Visitor interface {
+	Visit(m *flowpb.FlowMessage, l Layer, port uint16, b []byte, encap bool)
+}
+
+// Options extend a walk (ParseWith). A nil *Options is Parse's walk.
+type Options struct {
+	Ports   []PortParser
+	Visitor Visitor
+}
+
+// ParseWith is Parse with port parsers and a visitor of each layer.
+func ParseWith(m *flowpb.FlowMessage, section []byte, first Layer, maxLabels int, o *Options) Info {
+	w := walk{m: m, maxLabels: maxLabels, opts: o}
 	cur := first
 	off := 0
 	for n := 0; cur != None && off <= len(section) && n < maxLayers; n++ {
 		w.off = off
+		port := w.port
+		w.port = 0
+		encap := w.inner
 		size, next, ok := w.parse(cur, section[off:])
 		m.LayerSize = append(m.LayerSize, uint32(size))
 		if !ok {
 			break
+		}
+		if o != nil && o.Visitor != nil {
+			o.Visitor.Visit(m, cur, port, section[off:], encap)
 		}
 		if !next.shim() && rank[next] <= rank[cur] {
 			w.inner = true
@@ -130,6 +180,29 @@ type walk struct {
 	maxLabels int
 	off       int // where the current layer starts in the section
 	info      Info
+	opts      *Options
+	port      uint16 // the port whose parser starts the next layer
+}
+
+// portLayer is the layer a PortParser starts after a transport header
+// with these ports, None without one.
+func (w *walk) portLayer(tcp bool, src, dst uint16) Layer {
+	if w.opts == nil {
+		return None
+	}
+	for _, p := range w.opts.Ports {
+		if p.TCP == tcp && p.Dst && p.Port == dst {
+			w.port = dst
+			return p.Layer
+		}
+	}
+	for _, p := range w.opts.Ports {
+		if p.TCP == tcp && p.Src && p.Port == src {
+			w.port = src
+			return p.Layer
+		}
+	}
+	return None
 }
 
 // parse reads one layer from b. ok false means b is too short for it.
@@ -266,7 +339,7 @@ func (w *walk) parse(l Layer, b []byte) (size int, next Layer, ok bool) {
 		}
 		// The header's own length (goflow2 v2.2.6 says 20 plus the flags
 		// byte's high nibble times 4).
-		return max(20, int(b[12]>>4)*4), None, true
+		return max(20, int(b[12]>>4)*4), w.portLayer(true, binary.BigEndian.Uint16(b), binary.BigEndian.Uint16(b[2:])), true
 
 	case udp:
 		if len(b) < 8 {
@@ -280,13 +353,31 @@ func (w *walk) parse(l Layer, b []byte) (size int, next Layer, ok bool) {
 		}
 		// VXLAN only when its header is there with the I flag set (RFC
 		// 7348): a header cut after UDP walks as before.
+		if next := w.portLayer(false, binary.BigEndian.Uint16(b), dport); next != None {
+			return 8, next, true
+		}
 		if dport == vxlanPort && len(b) >= 16 && b[8]&0x08 != 0 {
 			return 8, vxlan, true
 		}
 		return 8, None, true
 
+	case teredo:
+		// Nothing of its own: IPv6 follows (goflow2's teredo-dst parser).
+		m.LayerStack = append(m.LayerStack, flowpb.FlowMessage_Teredo)
+		return 0, IPv6, true
+
+	case geneve:
+		if len(b) < 8 {
+			return 0, None, false
+		}
+		m.LayerStack = append(m.LayerStack, flowpb.FlowMessage_Geneve)
+		return 8 + int(b[0]&0x3f)*4, etypeLayer(binary.BigEndian.Uint16(b[2:])), true
+
 	case vxlan:
-		// Only entered with 8 bytes present (see udp). layer_stack has no
+		if len(b) < 8 { // a port parser's VXLAN may be cut short
+			return 0, None, false
+		}
+		// Entered with 8 bytes present. layer_stack has no
 		// VXLAN value (goflow2's enum): it shows as Custom.
 		m.LayerStack = append(m.LayerStack, flowpb.FlowMessage_Custom)
 		return 8, Ethernet, true
@@ -475,6 +566,44 @@ func appendAddr(s [][]byte, a []byte) [][]byte {
 		return s
 	}
 	return append(s, append([]byte(nil), a...))
+}
+
+// Names are the layer names goflow2's mapping file gives this layer
+// (sflow.mapping's layer), most specific first.
+func (l Layer) Names() []string {
+	switch l {
+	case Ethernet, pwEthernet:
+		return []string{"ethernet", "2"}
+	case dot1Q:
+		return []string{"dot1q"}
+	case MPLS:
+		return []string{"mpls"}
+	case IPv4:
+		return []string{"ipv4", "ip", "3"}
+	case IPv6:
+		return []string{"ipv6", "ip", "3"}
+	case ipv6Routing:
+		return []string{"ipv6eh_routing", "ipv6-route", "ipv6eh"}
+	case ipv6Fragment:
+		return []string{"ipv6eh_fragment", "ipv6-frag", "ipv6eh"}
+	case tcp:
+		return []string{"tcp", "4"}
+	case udp:
+		return []string{"udp", "4"}
+	case icmp:
+		return []string{"icmp"}
+	case icmpv6:
+		return []string{"icmpv6", "ipv6-icmp"}
+	case gre:
+		return []string{"gre"}
+	case vxlan:
+		return []string{"vxlan"}
+	case teredo:
+		return []string{"teredo-dst", "teredo"}
+	case geneve:
+		return []string{"geneve"}
+	}
+	return nil
 }
 
 // MAC reads 6 bytes as the record's uint64 MAC (goflow2's form).

@@ -36,6 +36,40 @@ func BenchmarkDecodeSFlow(b *testing.B) {
 	}
 }
 
+// BenchmarkBin compares flowcollect's bin path before (message: Decode,
+// then flowpb's AppendDelimited per flow) and after (direct:
+// AppendRecords), on the flowgen datagram, filling 64 KiB batches.
+func BenchmarkBin(b *testing.B) {
+	pkt := flowgenDatagram(b)
+	for _, direct := range []bool{false, true} {
+		name := map[bool]string{false: "message", true: "direct"}[direct]
+		b.Run(name, func(b *testing.B) {
+			d := NewDecoder(Config{})
+			batch := make([]byte, 0, 68<<10)
+			samples := 0
+			emit := func(m *flowpb.FlowMessage) { samples++; batch = m.AppendDelimited(batch) }
+			p := decode.Packet{Data: pkt, Exporter: testExporter, ReceivedNs: 1}
+			b.ReportAllocs()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			cpu := proc.ThreadCPU()
+			for b.Loop() {
+				if direct {
+					var n int
+					batch, n, _ = d.AppendRecords(batch, p)
+					samples += n
+				} else {
+					_ = d.Decode(p, emit)
+				}
+				if len(batch) >= 64<<10 {
+					batch = batch[:0]
+				}
+			}
+			reportSamples(b, samples, proc.ThreadCPU()-cpu)
+		})
+	}
+}
+
 func flowgenDatagram(tb testing.TB) []byte {
 	g, err := flowgen.New(flowgen.Config{Seed: 1, Protocol: flowgen.SFlow, SamplingRate: 1024})
 	if err != nil {

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/flowpipe/flowpipe/pkg/decode"
-	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/testutil/interop"
 )
 
@@ -21,7 +21,8 @@ import (
 //     sampler_address, and layer_stack is never longer than layer_size;
 //   - every error is an sflow *decode.Error with a known reason, and the
 //     flows counted by Stats are the flows emitted;
-//   - a counter record handed to OnCounters has the datagram's agent.
+//   - a counter record handed to OnCounters has the datagram's agent;
+//   - AppendRecords writes the bytes Decode and flowpb's encoder write.
 func FuzzDecode(f *testing.F) {
 	if pkts, err := readPcapData(fixturePmacct); err == nil {
 		for _, p := range pkts[:min(len(pkts), 20)] {
@@ -92,6 +93,7 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("counter agent %v", counterAgent)
 			}
 		}
+		checkAppend(t, Config{MaxSamples: maxSamples}, decode.Packet{Data: data, Exporter: testExporter, ReceivedNs: 1})
 	})
 }
 

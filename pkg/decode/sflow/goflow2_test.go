@@ -11,8 +11,8 @@ import (
 	gfproto "github.com/netsampler/goflow2/v2/producer/proto"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 	"github.com/flowpipe/flowpipe/pkg/flowpb"
+	"github.com/flowpipe/flowpipe/pkg/testutil/flowgen"
 )
 
 // goflow2Flows decodes a datagram with goflow2 v2.2.6 as its CLI does and

@@ -86,6 +86,11 @@ type Config struct {
 	// rest is ignored (the flow is still emitted).
 	MaxHeaderBytes int
 
+	// Packet extends the walk of sampled headers: port parsers and a
+	// visitor mapping layer bits into fields (mapping.PacketOptions). Nil:
+	// none. Not shared between decoders.
+	Packet *packet.Options
+
 	// Observer receives datagram sequence gaps and resets, per agent
 	// address and sub-agent. Nil means decode.NopObserver.
 	Observer decode.Observer
@@ -134,13 +139,19 @@ type stats struct {
 // Decoder decodes sFlow v5 datagrams. It is not safe for concurrent use
 // (Stats excepted): run one per worker.
 type Decoder struct {
-	cfg   Config
-	msg   flowpb.FlowMessage
-	cr    CounterRecord
-	ifc   IfCounters
-	ethc  EthernetCounters
-	seqs  map[seqKey]uint32
-	stats stats
+	cfg Config
+	msg flowpb.FlowMessage
+	// AppendRecords' output: flows go into out instead of to an Emit.
+	out      []byte
+	outN     int
+	appendTo bool
+	wide     bool // the last frame's length took two bytes
+	consts   sampleConsts
+	cr       CounterRecord
+	ifc      IfCounters
+	ethc     EthernetCounters
+	seqs     map[seqKey]uint32
+	stats    stats
 }
 
 type seqKey struct {
@@ -151,7 +162,9 @@ type seqKey struct {
 // NewDecoder returns a decoder with cfg's limits (zero fields take the
 // defaults).
 func NewDecoder(cfg Config) *Decoder {
-	return &Decoder{cfg: cfg.withDefaults(), seqs: make(map[seqKey]uint32)}
+	d := &Decoder{cfg: cfg.withDefaults(), seqs: make(map[seqKey]uint32)}
+	d.consts.custom = cfg.Packet != nil && cfg.Packet.Visitor != nil
+	return d
 }
 
 // Stats returns the running totals.
@@ -209,6 +222,7 @@ func (d *Decoder) Decode(p decode.Packet, emit decode.Emit) error {
 	}
 	var dg datagram
 	dg.receivedNs = p.ReceivedNs
+	d.consts.ready = false
 	var agent netip.Addr
 	off := 8
 	switch t := be32(b[4:]); t {
@@ -381,7 +395,7 @@ func (d *Decoder) flowSample(dg *datagram, rate, inFmt, in, outFmt, out, nRecord
 		return fmt.Errorf("%d records in %d bytes: %w", nRecords, len(b), decode.ErrMalformed)
 	}
 	m := &d.msg
-	m.ResetVT()
+	resetSample(m)
 	m.Type = flowpb.FlowMessage_SFLOW_5
 	m.SamplerAddress = append(m.SamplerAddress, dg.agent[:dg.agentLen]...)
 	m.SequenceNum = dg.seq
@@ -417,6 +431,14 @@ func (d *Decoder) flowSample(dg *datagram, rate, inFmt, in, outFmt, out, nRecord
 		}
 	}
 	c.flows++
+	if d.appendTo {
+		if !d.consts.ready {
+			d.consts.fill(dg)
+		}
+		d.out, d.wide = appendSample(d.out, m, &d.consts, d.wide)
+		d.outN++
+		return nil
+	}
 	emit(m)
 	return nil
 }
@@ -435,11 +457,11 @@ func (d *Decoder) flowRecord(m *flowpb.FlowMessage, format uint32, r []byte) err
 		h := r[16 : 16+int(min(hdrLen, uint32(d.cfg.MaxHeaderBytes)))]
 		switch proto {
 		case headerEthernet:
-			packet.Parse(m, h, packet.Ethernet, d.cfg.MaxLabels)
+			packet.ParseWith(m, h, packet.Ethernet, d.cfg.MaxLabels, d.cfg.Packet)
 		case headerIPv4:
-			packet.Parse(m, h, packet.IPv4, d.cfg.MaxLabels)
+			packet.ParseWith(m, h, packet.IPv4, d.cfg.MaxLabels, d.cfg.Packet)
 		case headerIPv6:
-			packet.Parse(m, h, packet.IPv6, d.cfg.MaxLabels)
+			packet.ParseWith(m, h, packet.IPv6, d.cfg.MaxLabels, d.cfg.Packet)
 		}
 	case recSampledEthernet:
 		// length, src and dst MAC (each padded to 8 bytes), type

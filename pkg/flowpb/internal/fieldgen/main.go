@@ -3,7 +3,7 @@
 //
 //   - in pkg/flowpb, fields.pb.go: the Field* number constants, the table
 //     behind FieldByName/FieldByNumber, FlowMessage.Scalar (any singular
-//     field's value by number) and FlowMessage.AppendMarshal (the
+//     field's value by number), FlowMessage.SetField (its inverse) and FlowMessage.AppendMarshal (the
 //     single-pass encoder, byte-identical to MarshalVT);
 //   - in pkg/framing, fields.pb.go: the JSON layout (every field's writer
 //     and reader: goflow2's fields with goflow2 v2.2's renderings, the
@@ -360,6 +360,38 @@ func (m *FlowMessage) Scalar(num protowire.Number) (u uint64, b []byte, ok bool)
 		}
 	}
 	p("\t}\n\treturn 0, nil, false\n}\n\n")
+
+	p(`// SetField sets m's field num from a value as Scalar returns it: an
+// integer in u (numbers, enums, bools), the content of a string or bytes
+// field in b (copied). For a repeated field it appends one item. ok is
+// false when num names no field SetField can set (maps). Mapping files
+// use it to fill flow.proto's fields from exporters' elements.
+func (m *FlowMessage) SetField(num protowire.Number, u uint64, b []byte) (ok bool) {
+	switch num {
+`)
+	for _, f := range fields {
+		if f.isMap {
+			continue
+		}
+		p("\tcase %s:\n", constName(f))
+		switch {
+		case f.list && f.kind == protoreflect.StringKind:
+			p("\t\tm.%s = append(m.%s, string(b))\n", f.goName, f.goName)
+		case f.list && f.kind == protoreflect.BytesKind:
+			p("\t\tm.%s = append(m.%s, append([]byte(nil), b...))\n", f.goName, f.goName)
+		case f.list:
+			p("\t\tm.%s = append(m.%s, %s(u))\n", f.goName, f.goName, f.goType)
+		case f.kind == protoreflect.StringKind:
+			p("\t\tm.%s = string(b)\n", f.goName)
+		case f.kind == protoreflect.BytesKind:
+			p("\t\tm.%s = append(m.%s[:0], b...)\n", f.goName, f.goName)
+		case f.kind == protoreflect.BoolKind:
+			p("\t\tm.%s = u != 0\n", f.goName)
+		default:
+			p("\t\tm.%s = %s(u)\n", f.goName, f.goType)
+		}
+	}
+	p("\tdefault:\n\t\treturn false\n\t}\n\treturn true\n}\n\n")
 
 	p(`// AppendMarshal appends the wire encoding of m to b in one forward pass:
 // fields in number order, packed repeated scalars, unknown fields last,
