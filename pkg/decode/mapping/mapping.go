@@ -15,7 +15,7 @@
 //	    - {field: 137, penprovided: true, pen: 2636, destination: juniper_properties}
 //	netflowv9:
 //	  mapping:
-//	    - {field: 34, destination: sampling_rate, endian: little} # into flow.proto's field
+//	    - {field: 34, destination: sampling_rate}                 # into flow.proto's field
 //	sflow:
 //	  ports:   [{proto: udp, dir: dst, port: 3544, parser: teredo-dst}]
 //	  mapping: [{layer: udp, offset: 48, length: 16, destination: csum}]  # bits from the layer's start
@@ -25,7 +25,9 @@
 // (flowpipe's older form: protobuf: N, type: uint|hex|ip|string), or a
 // field of flow.proto, by its JSON name or its goflow2 Go name
 // (sampling_rate or SamplingRate), which the value then sets (numbers
-// big-endian unless endianness/endian is little). A destination that is
+// big-endian unless endianness is little; goflow2's example writes
+// endian, which goflow2 ignores, and so does flowpipe, with a warning).
+// A destination that is
 // none of these does nothing, as in goflow2, and is named in Warnings.
 //
 // Custom values go into the record's unknown fields, at their numbers (a
@@ -81,7 +83,8 @@ type Entry struct {
 	PEN         uint32 `yaml:"pen"`
 	Destination string `yaml:"destination"`
 	// Endianness is goflow2's key; Endian, the one its documentation and
-	// example file use (which goflow2 v2.2.6 itself ignores), means the same.
+	// example file use, goflow2 v2.2.6 ignores, and so does flowpipe (with
+	// a warning): numbers stay big-endian.
 	Endianness string `yaml:"endianness"`
 	Endian     string `yaml:"endian"`
 	// Protobuf and Type give a custom field inline (flowpipe's older form).
@@ -266,9 +269,12 @@ func Load(r io.Reader) (*Mapping, error) {
 			if !e.PENProvided {
 				e.PEN = 0
 			}
-			little, err := endian(e.Endianness, e.Endian)
+			little, err := endian(e.Endianness)
 			if err != nil {
 				fail("%s: %v", where, err)
+			}
+			if e.Endian != "" && e.Endianness == "" {
+				warn("%s: endian: %s ignored, as goflow2 v2.2.6 ignores it: read big-endian, as IPFIX and NetFlow v9 send numbers (the key is endianness)", where, e.Endian)
 			}
 			if e.Destination == "" {
 				fail("%s: destination is empty", where)
@@ -300,9 +306,6 @@ func Load(r io.Reader) (*Mapping, error) {
 			case t.Number == flowpb.FieldSamplingRate:
 				warn("%s: sets sampling_rate (goflow2 v2.2.6 overwrites it with the options data's rate: there this entry does nothing)", where)
 			}
-			if e.Endian != "" && e.Endianness == "" {
-				warn("%s: endian: %s read as endianness: %s (goflow2 v2.2.6 knows only endianness and reads this entry big-endian)", where, e.Endian, e.Endian)
-			}
 		}
 	}
 	check("ipfix", m.IPFIX)
@@ -313,9 +316,12 @@ func Load(r io.Reader) (*Mapping, error) {
 		e := &m.SFlow[i]
 		e.Layer = strings.ToLower(e.Layer)
 		where := fmt.Sprintf("sflow.mapping entry %d (layer %q, destination %q)", i+1, e.Layer, e.Destination)
-		little, err := endian(e.Endianness, e.Endian)
+		little, err := endian(e.Endianness)
 		if err != nil {
 			fail("%s: %v", where, err)
+		}
+		if e.Endian != "" && e.Endianness == "" {
+			warn("%s: endian: %s ignored, as goflow2 v2.2.6 ignores it: read big-endian (the key is endianness)", where, e.Endian)
 		}
 		switch {
 		case e.Offset < 0 || e.Length <= 0 || e.Offset > 1<<16 || e.Length > 1<<12:
@@ -351,10 +357,12 @@ func Load(r io.Reader) (*Mapping, error) {
 	return m, nil
 }
 
-func endian(a, b string) (little bool, err error) {
-	if a == "" {
-		a = b
-	}
+// endian reads an entry's endianness. goflow2's example file and
+// documentation write endian: little, a key goflow2 v2.2.6 does not read:
+// it is ignored here too, so that goflow2's file read as is decodes what
+// goflow2 decodes (a samplingInterval sent in network order, as every
+// exporter we know sends it, read little-endian would be garbage).
+func endian(a string) (little bool, err error) {
 	switch a {
 	case "", "big":
 		return false, nil

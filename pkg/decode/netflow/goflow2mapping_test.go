@@ -35,7 +35,7 @@ ipfix:
   mapping:
     - {field: 61, destination: flow_direction}
     - {field: 82, destination: names}
-    - {field: 34, destination: sampling_rate, endian: little}
+    - {field: 34, destination: sampling_rate, endianness: little}
     - {field: 7, destination: DstPort}
 netflowv9:
   mapping:
